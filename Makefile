@@ -1,0 +1,40 @@
+# dsh — see README.md. Every target installs what it needs (scripts/deps.sh).
+GO      ?= go
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X dsh/internal/version.Version=$(VERSION)
+
+.PHONY: all build test demo bench lint deps fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dsh ./cmd/dsh
+
+deps:
+	scripts/deps.sh test
+
+test: deps
+	scripts/test.sh
+
+demo: build
+	scripts/deps.sh demo
+	scripts/demo.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./vault/ ./audit/ ./blob/ ./kv/ ./metrics/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# A short run of every fuzz target; FUZZTIME=5m for a longer one.
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin demo

@@ -1,0 +1,154 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// DefaultTimeout bounds one call; unsealing runs Argon2id, which takes well under a second.
+const DefaultTimeout = time.Minute
+
+// APIError is an error answer from the daemon. It unwraps to the matching Err* kind, so
+// callers can use errors.Is(err, control.ErrForbidden).
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// Unwrap maps the HTTP status back to the error kind the server started from.
+func (e *APIError) Unwrap() error {
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusMethodNotAllowed:
+		return ErrInvalid
+	case http.StatusUnauthorized:
+		return ErrUnauthorized
+	case http.StatusForbidden:
+		return ErrForbidden
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusConflict:
+		return ErrConflict
+	case http.StatusServiceUnavailable:
+		return ErrUnavailable
+	}
+	return nil
+}
+
+// ErrNoDaemon is returned when nothing answers on the socket.
+var ErrNoDaemon = errors.New("cannot reach the dsh daemon")
+
+// Client talks to a daemon over its control socket.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// NewClient returns a client for the socket at path.
+func NewClient(path string) *Client {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		MaxIdleConns: 1,
+	}
+	return &Client{socket: path, http: &http.Client{Transport: tr, Timeout: DefaultTimeout}}
+}
+
+// Socket returns the socket path the client uses.
+func (c *Client) Socket() string { return c.socket }
+
+// do sends one request; in (may be nil) is the JSON body, out (may be nil) receives the answer.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		defer wipe(b)
+		body = bytes.NewReader(b)
+	}
+	u := "http://dsh" + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("the dsh daemon at %s did not answer in time", c.socket)
+		}
+		return fmt.Errorf("%w at %s (is dsh serve running?)", ErrNoDaemon, c.socket)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer from the dsh daemon: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e ErrorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("the dsh daemon answered %s", resp.Status)
+		}
+		return &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode answer from the dsh daemon: %w", err)
+		}
+	}
+	return nil
+}
+
+// Status returns whether the store is sealed, the version and the uptime (operator only).
+func (c *Client) Status(ctx context.Context) (StatusResponse, error) {
+	var out StatusResponse
+	err := c.do(ctx, http.MethodGet, PathStatus, nil, nil, &out)
+	return out, err
+}
+
+// Unseal unlocks the store with the operator's passphrase (operator only).
+func (c *Client) Unseal(ctx context.Context, passphrase []byte) error {
+	return c.do(ctx, http.MethodPost, PathUnseal, nil, UnsealRequest{Passphrase: string(passphrase)}, nil)
+}
+
+// Seal locks the store and wipes every key from the daemon's memory (operator only).
+func (c *Client) Seal(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, PathSeal, nil, nil, nil)
+}
+
+// AuditVerify walks the audit chain in the daemon (operator only).
+func (c *Client) AuditVerify(ctx context.Context) (AuditVerifyResponse, error) {
+	var out AuditVerifyResponse
+	err := c.do(ctx, http.MethodGet, PathAuditVerify, nil, nil, &out)
+	return out, err
+}
+
+// AuditShow returns the audit records since a time (zero: all) (operator only).
+func (c *Client) AuditShow(ctx context.Context, since time.Time) ([]AuditRecord, error) {
+	q := url.Values{}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(time.RFC3339))
+	}
+	var out AuditShowResponse
+	err := c.do(ctx, http.MethodGet, PathAuditShow, q, nil, &out)
+	return out.Records, err
+}

@@ -1,0 +1,327 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Caller is who is on the other end of the socket, as the kernel reports it (SO_PEERCRED).
+type Caller struct {
+	UID int
+	GID int
+	PID int
+}
+
+// IsRoot reports whether the caller is the operator (uid 0).
+func (c Caller) IsRoot() bool { return c.UID == 0 }
+
+// Operator is the part of the daemon behind the operator endpoints.
+type Operator interface {
+	Status(ctx context.Context, c Caller) (StatusResponse, error)
+	Unseal(ctx context.Context, c Caller, passphrase []byte) error
+	Seal(ctx context.Context, c Caller) error
+}
+
+// Auditor is the part of the daemon behind the audit endpoints.
+type Auditor interface {
+	AuditVerify(ctx context.Context, c Caller) (AuditVerifyResponse, error)
+	AuditShow(ctx context.Context, c Caller, since time.Time) ([]AuditRecord, error)
+}
+
+// Daemon is everything the control server needs from the daemon. Each method decides for
+// itself whether the caller may do what it asks; the server only transports.
+type Daemon interface {
+	Operator
+	Auditor
+}
+
+type callerKey struct{}
+
+// handlerFunc is an endpoint: it returns the value to send as JSON (nil for 204) or an error.
+type handlerFunc func(ctx context.Context, c Caller, r *http.Request) (any, error)
+
+type route struct {
+	method string
+	h      handlerFunc
+}
+
+// Server serves the control API on a Unix socket.
+type Server struct {
+	routes map[string]route
+	log    *slog.Logger
+	http   *http.Server
+}
+
+// NewServer returns a server that hands requests to d.
+func NewServer(d Daemon, log *slog.Logger) *Server {
+	s := &Server{routes: map[string]route{}, log: log}
+	s.handle(http.MethodGet, PathStatus, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
+		return d.Status(ctx, c)
+	})
+	s.handle(http.MethodPost, PathUnseal, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
+		var req UnsealRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		pass := []byte(req.Passphrase)
+		defer wipe(pass)
+		return nil, d.Unseal(ctx, c, pass)
+	})
+	s.handle(http.MethodPost, PathSeal, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
+		if err := decode(r, nil); err != nil {
+			return nil, err
+		}
+		return nil, d.Seal(ctx, c)
+	})
+	s.handle(http.MethodGet, PathAuditVerify, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
+		return d.AuditVerify(ctx, c)
+	})
+	s.handle(http.MethodGet, PathAuditShow, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
+		var since time.Time
+		if v := r.URL.Query().Get("since"); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return nil, fmt.Errorf("%w: since must be an RFC 3339 time such as 2026-01-02T15:04:05Z", ErrInvalid)
+			}
+			since = t
+		}
+		recs, err := d.AuditShow(ctx, c, since)
+		if err != nil {
+			return nil, err
+		}
+		if recs == nil {
+			recs = []AuditRecord{}
+		}
+		return AuditShowResponse{Records: recs}, nil
+	})
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ConnContext:       withPeerCred,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+func (s *Server) handle(method, path string, h handlerFunc) {
+	s.routes[path] = route{method: method, h: h}
+}
+
+// ServeHTTP routes a request, checks its method and writes the JSON answer.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, ok := s.routes[r.URL.Path]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s", r.URL.Path))
+		return
+	}
+	if r.Method != rt.method {
+		w.Header().Set("Allow", rt.method)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s takes %s, not %s", r.URL.Path, rt.method, r.Method))
+		return
+	}
+	c, ok := r.Context().Value(callerKey{}).(Caller)
+	if !ok {
+		writeError(w, http.StatusForbidden, "the caller's identity could not be read from the socket")
+		return
+	}
+	v, err := rt.h(r.Context(), c, r)
+	if err != nil {
+		status := statusFor(err)
+		if status == http.StatusInternalServerError {
+			s.log.Error("control request failed", "path", r.URL.Path, "uid", c.UID, "err", err)
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	if v == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log.Warn("control answer not sent", "path", r.URL.Path, "err", err)
+	}
+}
+
+// statusFor is the one place where error kinds become HTTP statuses.
+func statusFor(err error) int {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(ErrorResponse{Error: msg})
+}
+
+// decode reads a JSON body into v, strictly: bounded size, no unknown fields, one value. A nil
+// v means the endpoint takes no body, and any non-empty body is refused.
+func decode(r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("request body is larger than %d bytes: %w", MaxBodyBytes, err)
+		}
+		return fmt.Errorf("%w: reading request body: %v", ErrInvalid, err)
+	}
+	defer wipe(body)
+	return DecodeJSON(body, v)
+}
+
+// DecodeJSON decodes one JSON value from body into v, refusing unknown fields and trailing
+// data. It is exported for the fuzz target and for other strict decoders of the same wire.
+func DecodeJSON(body []byte, v any) error {
+	if v == nil {
+		if len(bytes.TrimSpace(body)) > 0 {
+			return fmt.Errorf("%w: this endpoint takes no request body", ErrInvalid)
+		}
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: the request body is empty; expected a JSON object", ErrInvalid)
+		}
+		return fmt.Errorf("%w: malformed JSON body: %s", ErrInvalid, jsonProblem(err))
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: unexpected data after the JSON object", ErrInvalid)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: unexpected data after the JSON object", ErrInvalid)
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without quoting the body, which may hold a secret.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q must be %s", te.Field, te.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	default:
+		return "not a JSON object of the expected shape"
+	}
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// withPeerCred puts the kernel's record of the connecting process into the request context.
+func withPeerCred(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil || credErr != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, callerKey{}, Caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)})
+}
+
+// Listen creates the socket at path, mode 0666 so every local user can reach it (the daemon
+// decides per caller), creating its folder if needed. A socket file left by a daemon that is
+// gone is replaced; one that a live daemon answers on is an error.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket folder: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("control socket %s: a file that is not a socket is in the way", path)
+		}
+		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("control socket %s: another dsh daemon is listening there", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale control socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod control socket: %w", err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(true)
+	return l, nil
+}
+
+// Serve answers requests on l until Shutdown. It returns nil after a clean shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting requests and waits for those in flight, until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.http.Shutdown(ctx)
+}
+
+// Paths lists the endpoints, sorted; for tests and documentation.
+func (s *Server) Paths() []string {
+	out := make([]string, 0, len(s.routes))
+	for p, r := range s.routes {
+		out = append(out, r.method+" "+p)
+	}
+	sort.Strings(out)
+	return out
+}

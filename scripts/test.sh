@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one test script, called by `make test` and CI: formatting, vet, banned patterns, then
+# every test with the race detector. Its last line counts the tests: "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+exec 9>/tmp/dsh-test.lock
+flock -n 9 || { echo "another dsh test run holds /tmp/dsh-test.lock; waiting" >&2; flock 9; }
+
+fail=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then echo "gofmt would change: $bad"; fail=1; fi
+go vet ./... || fail=1
+# Panics are for impossible states, never for input; the grep keeps them rare and visible.
+if grep -rn --include='*.go' -E '^\s*panic\(' --exclude='*_test.go' . | grep -v 'vault: hkdf' ; then
+  echo "naked panic outside tests (see above)"; fail=1
+fi
+if [ "${CI:-}" = true ] && [ ! -c /dev/fuse ]; then
+  echo "CI=true but /dev/fuse is missing: the end-to-end tests need FUSE"; fail=1
+fi
+
+go test -race -count=1 -timeout 20m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+\S+_test\.go:[0-9]+:)' | grep -v '^=== RUN'
+rc=${PIPESTATUS[0]}
+[ "$rc" -ne 0 ] && fail=1
+
+mounts=$(grep -c ' fuse\.dsh' /proc/mounts || true)
+if [ "$mounts" -gt 0 ]; then echo "tests left $mounts dsh mounts behind"; fail=1; fi
+
+passed=$(grep -cE '^\s*--- PASS' "$log")
+failed=$(grep -cE '^\s*--- FAIL' "$log")
+skipped=$(grep -cE '^\s*--- SKIP' "$log")
+if [ "$fail" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$fail"
