@@ -1,0 +1,569 @@
+package vault
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+func testCipher(t testing.TB) *ContentCipher {
+	t.Helper()
+	k, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewContentCipher(&k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func testHeader(t testing.TB, first uint64) ObjectHeader {
+	t.Helper()
+	fid, err := NewFileID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid, err := NewObjectID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ObjectHeader{FileID: fid, ObjectID: oid, FirstChunk: first}
+}
+
+// pattern is deterministic plaintext: every byte differs from its neighbours and its
+// position in the next chunk, so a misplaced chunk or offset shows.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*31 + i/251 + i/ChunkSize)
+	}
+	return b
+}
+
+// writeObject seals plain into an object, feeding the writer pieces of the given sizes in
+// turn (all at once if none).
+func writeObject(t testing.TB, c *ContentCipher, h ObjectHeader, plain []byte, pieces ...int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := NewObjectWriter(&out, c, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rest := 0, plain; len(rest) > 0; i++ {
+		k := len(rest)
+		if len(pieces) > 0 {
+			k = min(k, pieces[i%len(pieces)])
+		}
+		if n, err := w.Write(rest[:k]); err != nil || n != k {
+			t.Fatalf("Write(%d bytes) = %d, %v", k, n, err)
+		}
+		rest = rest[k:]
+	}
+	if w.Written() != int64(len(plain)) {
+		t.Fatalf("Written() = %d, want %d", w.Written(), len(plain))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// openAll opens obj as the metadata's want and reads all of it. It returns data only when
+// every check passed.
+func openAll(obj []byte, c *ContentCipher, want ObjectHeader) ([]byte, error) {
+	r, err := NewObjectReader(bytes.NewReader(obj), int64(len(obj)), c, want)
+	if err != nil {
+		return nil, err
+	}
+	p := make([]byte, r.Size())
+	if n, err := r.ReadAt(p, 0); err != nil && !(err == io.EOF && n == len(p)) {
+		return nil, err
+	}
+	return p, nil
+}
+
+// mustFailIntegrity asserts that a damaged object neither opens nor reads.
+func mustFailIntegrity(t *testing.T, what string, obj []byte, c *ContentCipher, want ObjectHeader) {
+	t.Helper()
+	data, err := openAll(obj, c, want)
+	if err == nil {
+		t.Fatalf("%s: read %d bytes without error", what, len(data))
+	}
+	if !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("%s: error %q does not wrap ErrIntegrity", what, err)
+	}
+}
+
+func chunkAt(obj []byte, k int) (start, end int) {
+	start = ObjectHeaderSize + k*sealedChunkSize
+	return start, min(start+sealedChunkSize, len(obj))
+}
+
+var roundTripSizes = []int{0, 1, ChunkSize - 1, ChunkSize, ChunkSize + 1, 3*ChunkSize + 17, 4 * ChunkSize}
+
+func TestObjectRoundTrip(t *testing.T) {
+	c := testCipher(t)
+	writes := map[string][]int{
+		"one write":   nil,
+		"odd pieces":  {1, 7, 4096, ChunkSize - 1, ChunkSize + 1, 128 << 10},
+		"whole chunk": {ChunkSize},
+	}
+	for _, size := range roundTripSizes {
+		plain := pattern(size)
+		for name, pieces := range writes {
+			h := testHeader(t, 5)
+			obj := writeObject(t, c, h, plain, pieces...)
+			if want, _ := ObjectSize(int64(size)); int64(len(obj)) != want {
+				t.Fatalf("size %d, %s: object is %d bytes, ObjectSize says %d", size, name, len(obj), want)
+			}
+			got, err := openAll(obj, c, h)
+			if err != nil {
+				t.Fatalf("size %d, %s: %v", size, name, err)
+			}
+			if !bytes.Equal(got, plain) {
+				t.Fatalf("size %d, %s: plaintext differs", size, name)
+			}
+		}
+	}
+}
+
+func TestReadAtRandomOffsets(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 9)
+	plain := pattern(5*ChunkSize + 123)
+	obj := writeObject(t, c, h, plain)
+	r, err := NewObjectReader(bytes.NewReader(obj), int64(len(obj)), c, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size() != int64(len(plain)) {
+		t.Fatalf("Size() = %d, want %d", r.Size(), len(plain))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	check := func(off int64, n int) {
+		p := make([]byte, n)
+		got, err := r.ReadAt(p, off)
+		want := max(0, min(int64(n), int64(len(plain))-off))
+		if int64(got) != want {
+			t.Fatalf("ReadAt(%d bytes at %d) = %d, want %d (err %v)", n, off, got, want, err)
+		}
+		if got < n && err != io.EOF {
+			t.Fatalf("ReadAt(%d bytes at %d): short read with error %v, want io.EOF", n, off, err)
+		}
+		if got == n && err != nil {
+			t.Fatalf("ReadAt(%d bytes at %d): %v", n, off, err)
+		}
+		if !bytes.Equal(p[:got], plain[off:off+int64(got)]) {
+			t.Fatalf("ReadAt(%d bytes at %d): wrong bytes", n, off)
+		}
+	}
+	for range 500 {
+		check(rng.Int64N(int64(len(plain))+10), rng.IntN(3*ChunkSize))
+	}
+	// Edges: across a boundary, whole aligned chunks, the partial last chunk, the end.
+	check(ChunkSize-1, 2)
+	check(ChunkSize, ChunkSize)
+	check(0, 2*ChunkSize)
+	check(5*ChunkSize, 123)
+	check(int64(len(plain))-1, 2)
+	check(int64(len(plain)), 1)
+	if n, err := r.ReadAt(nil, 3); n != 0 || err != nil {
+		t.Fatalf("empty ReadAt = %d, %v", n, err)
+	}
+	if _, err := r.ReadAt(make([]byte, 1), -1); err == nil {
+		t.Fatal("ReadAt at a negative offset succeeded")
+	}
+}
+
+func TestSizeArithmetic(t *testing.T) {
+	valid := 0
+	for s := int64(0); s < 3*sealedChunkSize+200; s++ {
+		p, err := PlaintextSize(s)
+		if err != nil {
+			if !errors.Is(err, ErrIntegrity) {
+				t.Fatalf("PlaintextSize(%d): %v does not wrap ErrIntegrity", s, err)
+			}
+			continue
+		}
+		valid++
+		if back, err := ObjectSize(p); err != nil || back != s {
+			t.Fatalf("PlaintextSize(%d) = %d, but ObjectSize(%d) = %d, %v", s, p, p, back, err)
+		}
+	}
+	// The sizes seen hold every plaintext below 3·ChunkSize+124 bytes: exactly one valid
+	// object size per plaintext size, no more.
+	if want := 3*sealedChunkSize + 200 - ObjectHeaderSize - 4*ChunkOverhead; valid != want {
+		t.Fatalf("%d valid object sizes, want %d", valid, want)
+	}
+	for _, s := range []int64{-1, 0, ObjectHeaderSize, ObjectHeaderSize + ChunkOverhead - 1,
+		ObjectHeaderSize + sealedChunkSize + ChunkOverhead, // a full chunk and then an empty one
+		ObjectHeaderSize + sealedChunkSize + 1} {
+		if p, err := PlaintextSize(s); err == nil {
+			t.Errorf("PlaintextSize(%d) = %d, want an error", s, p)
+		}
+	}
+	for _, p := range []int64{-1, math.MaxInt64, math.MaxInt64 - 1000} {
+		if s, err := ObjectSize(p); err == nil {
+			t.Errorf("ObjectSize(%d) = %d, want an error", p, s)
+		}
+	}
+}
+
+func TestObjectHeaderEncoding(t *testing.T) {
+	h := testHeader(t, 0x0102030405)
+	b, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != ObjectHeaderSize || string(b[:4]) != "DSHO" || b[4] != 1 || b[5] != 16 || b[6] != 0 || b[7] != 0 ||
+		!bytes.Equal(b[8:24], h.FileID[:]) || !bytes.Equal(b[24:40], h.ObjectID[:]) || binary.BigEndian.Uint64(b[40:]) != 0x0102030405 {
+		t.Fatalf("header layout differs from FORMAT.md: % x", b)
+	}
+	if got, err := ParseObjectHeader(b); err != nil || got != h {
+		t.Fatalf("ParseObjectHeader = %+v, %v; want %+v", got, err, h)
+	}
+	bad := func(name string, edit func([]byte) []byte, sentinel error) {
+		t.Helper()
+		c := edit(bytes.Clone(b))
+		if _, err := ParseObjectHeader(c); !errors.Is(err, sentinel) {
+			t.Errorf("%s: ParseObjectHeader error %v, want %v", name, err, sentinel)
+		}
+	}
+	bad("short", func(b []byte) []byte { return b[:47] }, ErrIntegrity)
+	bad("long", func(b []byte) []byte { return append(b, 0) }, ErrIntegrity)
+	bad("magic", func(b []byte) []byte { b[0] = 'X'; return b }, ErrIntegrity)
+	bad("version 0", func(b []byte) []byte { b[4] = 0; return b }, ErrIntegrity)
+	bad("version 2", func(b []byte) []byte { b[4] = 2; return b }, ErrUnsupportedVersion)
+	bad("chunk size", func(b []byte) []byte { b[5] = 12; return b }, ErrIntegrity)
+	bad("reserved", func(b []byte) []byte { b[7] = 1; return b }, ErrIntegrity)
+	bad("zero file ID", func(b []byte) []byte { clear(b[8:24]); return b }, ErrIntegrity)
+	bad("zero object ID", func(b []byte) []byte { clear(b[24:40]); return b }, ErrIntegrity)
+	bad("chunk index", func(b []byte) []byte { binary.BigEndian.PutUint64(b[40:], maxChunks); return b }, ErrIntegrity)
+	if _, err := (ObjectHeader{FileID: h.FileID}).MarshalBinary(); err == nil {
+		t.Error("MarshalBinary accepted a zero object ID")
+	}
+}
+
+// TestChunkLayoutMatchesSpec opens chunks with a plain AES-GCM and an AD built from the text
+// of FORMAT.md, so that the code cannot drift from the spec unnoticed.
+func TestChunkLayoutMatchesSpec(t *testing.T) {
+	key, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewContentCipher(&key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := testHeader(t, 7)
+	plain := pattern(ChunkSize + 10)
+	obj := writeObject(t, c, h, plain)
+	block, _ := aes.NewCipher(key[:])
+	gcm, _ := cipher.NewGCM(block)
+	for k, last := range []bool{false, true} {
+		ad := []byte("dsh v1 content chunk")
+		ad = append(ad, 1, 16)
+		ad = append(ad, h.FileID[:]...)
+		ad = append(ad, h.ObjectID[:]...)
+		ad = binary.BigEndian.AppendUint64(ad, 7+uint64(k))
+		ad = append(ad, map[bool]byte{false: 0, true: 1}[last])
+		s, e := chunkAt(obj, k)
+		got, err := gcm.Open(nil, obj[s:s+12], obj[s+12:e], ad)
+		if err != nil {
+			t.Fatalf("chunk %d does not open with the AD of FORMAT.md: %v", k, err)
+		}
+		if !bytes.Equal(got, plain[k*ChunkSize:min(len(plain), (k+1)*ChunkSize)]) {
+			t.Fatalf("chunk %d: wrong plaintext", k)
+		}
+	}
+}
+
+func TestTamperEveryRegion(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 3)
+	obj := writeObject(t, c, h, pattern(2*ChunkSize+100))
+	var spots []int
+	for i := range ObjectHeaderSize {
+		spots = append(spots, i)
+	}
+	for k := range 3 {
+		s, e := chunkAt(obj, k)
+		spots = append(spots, s, s+11, // nonce
+			s+12, (s+e)/2, e-17, // ciphertext
+			e-16, e-1) // tag
+	}
+	for _, at := range spots {
+		for _, flip := range []byte{0x01, 0x80} {
+			bad := bytes.Clone(obj)
+			bad[at] ^= flip
+			mustFailIntegrity(t, "flipped byte", bad, c, h)
+		}
+	}
+}
+
+func TestChunkFromAnotherFile(t *testing.T) {
+	// Same key, same object ID, same first chunk: only the file ID tells the chunks apart.
+	c := testCipher(t)
+	a := testHeader(t, 0)
+	b := a
+	b.FileID[0] ^= 1
+	objA := writeObject(t, c, a, pattern(3*ChunkSize))
+	objB := writeObject(t, c, b, pattern(3*ChunkSize))
+	s, e := chunkAt(objA, 1)
+	bad := bytes.Clone(objA)
+	copy(bad[s:e], objB[s:e])
+	mustFailIntegrity(t, "chunk of another file", bad, c, a)
+}
+
+func TestChunkFromAnotherObject(t *testing.T) {
+	// An older version of the same file's chunks: only the object ID tells them apart.
+	c := testCipher(t)
+	old := testHeader(t, 4)
+	cur := old
+	cur.ObjectID[0] ^= 1
+	objOld := writeObject(t, c, old, pattern(3*ChunkSize))
+	objCur := writeObject(t, c, cur, pattern(3*ChunkSize))
+	s, e := chunkAt(objCur, 1)
+	bad := bytes.Clone(objCur)
+	copy(bad[s:e], objOld[s:e])
+	mustFailIntegrity(t, "chunk of an older object", bad, c, cur)
+}
+
+func TestReorderedChunks(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 0)
+	obj := writeObject(t, c, h, pattern(3*ChunkSize))
+	s0, e0 := chunkAt(obj, 0)
+	s1, e1 := chunkAt(obj, 1)
+	bad := bytes.Clone(obj)
+	copy(bad[s0:e0], obj[s1:e1])
+	copy(bad[s1:e1], obj[s0:e0])
+	mustFailIntegrity(t, "chunks 0 and 1 swapped", bad, c, h)
+}
+
+func TestTruncatedObject(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 0)
+	partial := writeObject(t, c, h, pattern(3*ChunkSize+100))
+	full := writeObject(t, c, h, pattern(3*ChunkSize))
+	cases := map[string][]byte{
+		"last partial chunk dropped": partial[:ObjectHeaderSize+3*sealedChunkSize],
+		"last full chunk dropped":    full[:ObjectHeaderSize+2*sealedChunkSize],
+		"two chunks dropped":         full[:ObjectHeaderSize+sealedChunkSize],
+		"cut to the header":          full[:ObjectHeaderSize],
+		"cut to nothing":             full[:0],
+		"cut inside the header":      full[:20],
+		"cut to an empty chunk":      full[:ObjectHeaderSize+ChunkOverhead],
+		"cut in the first chunk":     full[:ObjectHeaderSize+100],
+		"cut a byte short":           full[:len(full)-1],
+		"cut in the last tag":        partial[:len(partial)-10],
+		"cut leaving a short chunk":  partial[:ObjectHeaderSize+3*sealedChunkSize+ChunkOverhead+50],
+	}
+	for name, obj := range cases {
+		mustFailIntegrity(t, name, obj, c, h)
+	}
+}
+
+func TestAppendedChunk(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 0)
+	obj := writeObject(t, c, h, pattern(2*ChunkSize))
+	s, e := chunkAt(obj, 1)
+	mustFailIntegrity(t, "last chunk repeated", append(bytes.Clone(obj), obj[s:e]...), c, h)
+	other := writeObject(t, c, h, nil) // same IDs, one empty flagged chunk
+	mustFailIntegrity(t, "empty last chunk appended", append(bytes.Clone(obj), other[ObjectHeaderSize:]...), c, h)
+}
+
+func TestReplayedObject(t *testing.T) {
+	c := testCipher(t)
+	old := testHeader(t, 0)
+	cur := old
+	var err error
+	if cur.ObjectID, err = NewObjectID(); err != nil {
+		t.Fatal(err)
+	}
+	objOld := writeObject(t, c, old, []byte("old content"))
+	writeObject(t, c, cur, []byte("new content"))
+	mustFailIntegrity(t, "old object in place of the new", objOld, c, cur)
+	// Rewriting the old header to name the new object does not help: every chunk
+	// authenticates the object ID.
+	relabelled := bytes.Clone(objOld)
+	copy(relabelled[24:40], cur.ObjectID[:])
+	mustFailIntegrity(t, "old object relabelled", relabelled, c, cur)
+}
+
+func TestHeaderMustMatchMetadata(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 2)
+	obj := writeObject(t, c, h, pattern(100))
+	otherFile := h
+	otherFile.FileID[15] ^= 1
+	mustFailIntegrity(t, "other file ID expected", obj, c, otherFile)
+	otherStart := h
+	otherStart.FirstChunk = 3
+	mustFailIntegrity(t, "other first chunk expected", obj, c, otherStart)
+}
+
+func TestWrongContentKey(t *testing.T) {
+	h := testHeader(t, 0)
+	obj := writeObject(t, testCipher(t), h, pattern(ChunkSize+1))
+	mustFailIntegrity(t, "wrong key", obj, testCipher(t), h)
+}
+
+// TestReadAtStopsAtBadChunk checks that a read over a damaged chunk hands out the
+// authenticated bytes before it and nothing of the damaged one, not even in p beyond n.
+func TestReadAtStopsAtBadChunk(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 0)
+	plain := pattern(4 * ChunkSize)
+	obj := writeObject(t, c, h, plain)
+	s, _ := chunkAt(obj, 2)
+	obj[s+100] ^= 1 // flips one bit of the plaintext a careless reader would return
+	r, err := NewObjectReader(bytes.NewReader(obj), int64(len(obj)), c, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 10} { // aligned (decrypts into p) and not (via scratch)
+		p := bytes.Repeat([]byte{0xAA}, 3*ChunkSize)
+		n, err := r.ReadAt(p, off)
+		if !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("off %d: error %v, want ErrIntegrity", off, err)
+		}
+		if want := 2*ChunkSize - int(off); n != want || !bytes.Equal(p[:n], plain[off:off+int64(n)]) {
+			t.Fatalf("off %d: n = %d, want %d authentic bytes", off, n, want)
+		}
+		for i, b := range p[n : n+ChunkSize-int(off)] {
+			if b != 0 && b != 0xAA {
+				t.Fatalf("off %d: byte %d of the damaged chunk leaked into p", off, i)
+			}
+		}
+	}
+}
+
+type failingWriter struct{ after int }
+
+func (f *failingWriter) Write(p []byte) (int, error) {
+	if f.after <= 0 {
+		return 0, errors.New("disk full")
+	}
+	f.after--
+	return len(p), nil
+}
+
+func TestObjectWriterErrors(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 0)
+	if _, err := NewObjectWriter(&failingWriter{}, c, h); err == nil {
+		t.Error("header write error was not returned")
+	}
+	if _, err := NewObjectWriter(io.Discard, nil, h); err == nil {
+		t.Error("nil cipher accepted")
+	}
+	if _, err := NewObjectWriter(io.Discard, c, ObjectHeader{ObjectID: h.ObjectID}); err == nil {
+		t.Error("zero file ID accepted")
+	}
+	w, err := NewObjectWriter(&failingWriter{after: 1}, c, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, 2*ChunkSize)); err == nil {
+		t.Fatal("chunk write error was not returned")
+	}
+	if _, err := w.Write([]byte{1}); err == nil {
+		t.Error("Write after a failure succeeded")
+	}
+	if err := w.Close(); err == nil {
+		t.Error("Close after a failure succeeded")
+	}
+	w, _ = NewObjectWriter(io.Discard, c, h)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err == nil {
+		t.Error("second Close succeeded")
+	}
+	if _, err := w.Write([]byte{1}); err == nil {
+		t.Error("Write after Close succeeded")
+	}
+}
+
+func TestChunkIndexLimit(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, maxChunks-1)
+	obj := writeObject(t, c, h, pattern(ChunkSize)) // exactly fills the last index
+	if got, err := openAll(obj, c, h); err != nil || !bytes.Equal(got, pattern(ChunkSize)) {
+		t.Fatalf("object at the last index: %v", err)
+	}
+	w, err := NewObjectWriter(io.Discard, c, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, ChunkSize+1)); err == nil {
+		t.Error("an object past the largest chunk index was written")
+	}
+	h.FirstChunk = maxChunks
+	if _, err := NewObjectWriter(io.Discard, c, h); err == nil {
+		t.Error("a first chunk beyond the largest index was accepted")
+	}
+}
+
+func TestNewContentCipherRefusesWipedKey(t *testing.T) {
+	k, _ := NewKey()
+	k.Wipe()
+	if _, err := NewContentCipher(&k); err == nil {
+		t.Error("a wiped key was accepted")
+	}
+	if _, err := NewContentCipher(nil); err == nil {
+		t.Error("a nil key was accepted")
+	}
+}
+
+func TestConcurrentReadAt(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 0)
+	plain := pattern(6*ChunkSize + 5)
+	obj := writeObject(t, c, h, plain)
+	r, err := NewObjectReader(bytes.NewReader(obj), int64(len(obj)), c, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 0))
+			for range 100 {
+				off := rng.Int64N(int64(len(plain)))
+				p := make([]byte, rng.IntN(2*ChunkSize)+1)
+				n, err := r.ReadAt(p, off)
+				if err != nil && err != io.EOF || !bytes.Equal(p[:n], plain[off:off+int64(n)]) {
+					t.Errorf("concurrent ReadAt(%d at %d): %d, %v", len(p), off, n, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestObjectWriterAllocatesNothingPerChunk(t *testing.T) {
+	w, err := NewObjectWriter(io.Discard, testCipher(t), testHeader(t, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := pattern(ChunkSize)
+	if allocs := testing.AllocsPerRun(100, func() { w.Write(chunk) }); allocs != 0 {
+		t.Errorf("ObjectWriter.Write allocates %.1f times per chunk, want 0", allocs)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
