@@ -1,0 +1,396 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"dsh/vault"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/skl"
+	"golang.org/x/sys/unix"
+)
+
+// Errors of OpenBadger.
+var (
+	// ErrWrongKey is returned when the encryption key does not open an existing store.
+	ErrWrongKey = errors.New("kv: wrong encryption key for this store")
+	// ErrLocked is returned when another Badger (in this or another process) has the
+	// directory open.
+	ErrLocked = errors.New("kv: store is already open (by this or another process)")
+)
+
+// Memory and file sizes of Badger. The whole daemon must stay under about 256 MiB, and
+// Badger's defaults alone would take more (five 64 MiB memtables and a 256 MiB block cache).
+// Metadata entries are small, so small memtables lose little; together these cap Badger at
+// roughly 3×10.5 + 16 + 8 ≈ 56 MiB of heap.
+const (
+	// memTableSize: Badger allocates each memtable's arena (this plus room for one largest
+	// batch, about 10.5 MiB in all) up front. At 8 MiB Badger's own transaction limit still
+	// stays above kv's (checked below).
+	memTableSize = 8 << 20
+	// numMemtables: one being written, up to two waiting for their flush to L0.
+	numMemtables = 3
+	// blockCacheSize holds decrypted, decompressed table blocks; with encryption on, every
+	// miss costs a decryption, so it is small but not zero (Badger requires it > 0 then).
+	blockCacheSize = 16 << 20
+	// indexCacheSize holds decrypted table indexes and bloom filters. Badger panics without
+	// it on an encrypted store; a miss re-reads and decrypts one table's index.
+	indexCacheSize = 8 << 20
+	// valueThreshold: values of at least 64 KiB go to the value log, so that a rare big
+	// value does not fill a memtable; all ordinary metadata stays in the LSM tree.
+	valueThreshold = 64 << 10
+	// valueLogFileSize: value-log GC rewrites whole files; small files let it reclaim space
+	// from a metadata store in small steps (Badger's default is 1 GiB).
+	valueLogFileSize = 64 << 20
+	// numCompactors: Badger's minimum; each compactor holds tables in memory while it runs.
+	numCompactors = 2
+)
+
+// Badger refuses a transaction bigger than 15% of a memtable or with more entries than fit
+// that many maximal skiplist nodes, counting each entry at up to 12 bytes more than kv does.
+// These fail to compile if a smaller memtable would let Badger refuse what kv allows.
+const (
+	badgerBatchSize = 15 * memTableSize / 100
+	_               = uint(badgerBatchSize - (MaxTxnBytes + 12*MaxTxnWrites))
+	_               = uint(badgerBatchSize/skl.MaxNodeSize - MaxTxnWrites)
+)
+
+// Value-log GC: rewrite a file when half of it is garbage, Badger's recommended ratio
+// (lifetime write amplification of 2).
+const (
+	defaultGCInterval = 10 * time.Minute
+	gcDiscardRatio    = 0.5
+)
+
+// BadgerOptions tunes OpenBadger; the zero value is ready to use.
+type BadgerOptions struct {
+	// Logger receives Badger's warnings and errors (byte-slice arguments redacted); Badger's
+	// info and debug messages are dropped. Nil means slog.Default().
+	Logger *slog.Logger
+	// GCInterval is how often value-log garbage collection runs. Zero means every ten
+	// minutes; a negative value turns it off.
+	GCInterval time.Duration
+}
+
+// Badger is a Store kept in a Badger database, encrypted at rest with Badger's own AES
+// encryption and with every commit synced to disk.
+type Badger struct {
+	db     *badger.DB
+	log    *slog.Logger
+	key    []byte // Badger's copy of the encryption key, wiped after Close
+	gate   gate
+	gcStop chan struct{}
+	gcDone chan struct{}
+}
+
+var _ Store = (*Badger)(nil)
+
+// OpenBadger opens (creating it if needed) the store in dir, encrypted with encryptionKey,
+// which must be the key it was created with (else ErrWrongKey). Only one Badger may have dir
+// open at a time (else ErrLocked). The key is copied; the caller may wipe it on return.
+func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badger, error) {
+	if encryptionKey == nil || encryptionKey.IsZero() {
+		return nil, errors.New("kv: open badger: missing encryption key")
+	}
+	if err := probeLock(dir); err != nil {
+		return nil, fmt.Errorf("open badger at %s: %w", dir, err)
+	}
+	log := loggerOrDefault(opts.Logger)
+	// Badger keeps the slice for key rotation, so it gets its own copy, not the caller's.
+	key := clone(encryptionKey[:])
+	bo := tuned(badger.DefaultOptions(dir), log).
+		WithEncryptionKey(key).
+		WithSyncWrites(true)
+	db, err := badger.Open(bo)
+	switch {
+	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
+		wipe(key)
+		return nil, fmt.Errorf("open badger at %s: %w", dir, ErrWrongKey)
+	case err != nil:
+		wipe(key)
+		return nil, fmt.Errorf("kv: open badger at %s: %w", dir, err)
+	}
+	b := &Badger{db: db, log: log, key: key}
+	b.startGC(opts.GCInterval)
+	return b, nil
+}
+
+func loggerOrDefault(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.Default()
+	}
+	return l
+}
+
+func tuned(o badger.Options, log *slog.Logger) badger.Options {
+	return o.
+		WithLogger(badgerLogger{log}).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(valueLogFileSize).
+		WithNumCompactors(numCompactors).
+		// Badger's expvar counters are not served anywhere; dsh has its own metrics.
+		WithMetricsEnabled(false)
+}
+
+// probeLock turns Badger's directory lock into ErrLocked. Badger flattens the lock error to
+// text, so we try the same flock ourselves first and let go of it at once. If another open
+// wins the race after the probe, Badger's own lock still refuses it, only less clearly.
+func probeLock(dir string) error {
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a new store: Badger creates the directory
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return ErrLocked
+	}
+	if err != nil {
+		return fmt.Errorf("lock probe: %w", err)
+	}
+	return unix.Flock(int(f.Fd()), unix.LOCK_UN)
+}
+
+// startGC runs value-log GC every interval until Close.
+func (b *Badger) startGC(interval time.Duration) {
+	if interval < 0 {
+		return
+	}
+	if interval == 0 {
+		interval = defaultGCInterval
+	}
+	b.gcStop = make(chan struct{})
+	b.gcDone = make(chan struct{})
+	go func() {
+		defer close(b.gcDone)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-b.gcStop:
+				return
+			case <-t.C:
+				b.collectGarbage()
+			}
+		}
+	}()
+}
+
+// collectGarbage rewrites value-log files while each pass still finds one worth rewriting,
+// stopping early when Close is waiting.
+func (b *Badger) collectGarbage() {
+	for {
+		select {
+		case <-b.gcStop:
+			return
+		default:
+		}
+		err := b.db.RunValueLogGC(gcDiscardRatio)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
+			return
+		default:
+			b.log.Warn("kv: value log GC failed", "err", err)
+			return
+		}
+	}
+}
+
+// Close stops the GC, waits for running transactions and closes the database, which
+// flushes memtables so that the next open does not replay the write-ahead log.
+func (b *Badger) Close() error {
+	if !b.gate.close() {
+		return nil
+	}
+	if b.gcStop != nil {
+		close(b.gcStop)
+		<-b.gcDone
+	}
+	err := b.db.Close()
+	wipe(b.key)
+	if err != nil {
+		return fmt.Errorf("kv: close badger: %w", err)
+	}
+	return nil
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// View runs fn in a read-only transaction; see Store.
+func (b *Badger) View(ctx context.Context, fn func(Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kv: view: %w", err)
+	}
+	if err := b.gate.enter(); err != nil {
+		return err
+	}
+	defer b.gate.leave()
+	txn := b.db.NewTransaction(false)
+	defer txn.Discard()
+	t := &badgerTxn{txn: txn}
+	err := fn(t)
+	t.g.done = true
+	return err
+}
+
+// Update runs fn in a read-write transaction, retrying it on conflict; see Store.
+func (b *Badger) Update(ctx context.Context, fn func(Txn) error) error {
+	if err := b.gate.enter(); err != nil {
+		return err
+	}
+	defer b.gate.leave()
+	return retryConflicts(ctx, func() (bool, error) { return b.updateOnce(fn) })
+}
+
+func (b *Badger) updateOnce(fn func(Txn) error) (conflict bool, err error) {
+	txn := b.db.NewTransaction(true)
+	defer txn.Discard()
+	t := &badgerTxn{txn: txn, g: txnGuard{writable: true}}
+	err = fn(t)
+	t.g.done = true
+	if err != nil {
+		return false, err
+	}
+	err = txn.Commit()
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, badger.ErrConflict):
+		return true, nil
+	default:
+		return false, fmt.Errorf("kv: commit: %w", err)
+	}
+}
+
+type badgerTxn struct {
+	txn *badger.Txn
+	g   txnGuard
+}
+
+func (t *badgerTxn) Get(key []byte) ([]byte, error) {
+	if err := t.g.checkRead(key); err != nil {
+		return nil, err
+	}
+	item, err := t.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kv: get: %w", err)
+	}
+	// Non-nil even when empty, as Txn promises; ValueCopy(nil) of an empty value is nil.
+	v, err := item.ValueCopy(make([]byte, 0, item.ValueSize()))
+	if err != nil {
+		return nil, fmt.Errorf("kv: get: read value: %w", err)
+	}
+	return v, nil
+}
+
+func (t *badgerTxn) Set(key, value []byte) error {
+	if err := t.g.checkWrite(key, value); err != nil {
+		return err
+	}
+	// Badger keeps references to both slices until commit; the copies honour Txn's promise.
+	if err := t.txn.Set(clone(key), clone(value)); err != nil {
+		return mapWriteErr("set", err)
+	}
+	return nil
+}
+
+func (t *badgerTxn) Delete(key []byte) error {
+	if err := t.g.checkWrite(key, nil); err != nil {
+		return err
+	}
+	if err := t.txn.Delete(clone(key)); err != nil {
+		return mapWriteErr("delete", err)
+	}
+	return nil
+}
+
+// mapWriteErr keeps kv's sentinels for the limits that the guard should already have
+// caught; Badger's limits are set above kv's, so these are a backstop.
+func mapWriteErr(op string, err error) error {
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		return fmt.Errorf("kv: %s: %w", op, ErrTooBig)
+	}
+	return fmt.Errorf("kv: %s: %w", op, err)
+}
+
+func (t *badgerTxn) Scan(prefix, start []byte, fn func(key, value []byte) (bool, error)) error {
+	if err := t.g.checkScan(); err != nil {
+		return err
+	}
+	opts := badger.DefaultIteratorOptions
+	// Values are read one by one below; prefetching would read ahead of an early stop.
+	opts.PrefetchValues = false
+	opts.Prefix = prefix
+	it := t.txn.NewIterator(opts)
+	defer it.Close()
+	// fn gets a copy in a reused buffer, not Badger's own slice: reading a value-log entry
+	// holds a lock on its file, and fn may commit another transaction that needs that lock.
+	var buf []byte
+	for it.Seek(scanFrom(prefix, start)); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		var err error
+		if buf, err = item.ValueCopy(buf[:0]); err != nil {
+			return fmt.Errorf("kv: scan: read value: %w", err)
+		}
+		more, err := fn(item.Key(), buf)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// badgerLogger passes Badger's warnings and errors to slog and drops the rest. Some of
+// Badger's messages print the key being read (%v or %x of a []byte); keys hold file names,
+// which may be identifying and must not reach a plaintext log, so byte slices are redacted.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(format string, args ...any) {
+	l.log.Error("badger: " + redactf(format, args))
+}
+
+func (l badgerLogger) Warningf(format string, args ...any) {
+	l.log.Warn("badger: " + redactf(format, args))
+}
+
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
+
+// redacted prints as its length only, whatever the verb.
+type redacted int
+
+func (r redacted) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "[%d bytes redacted]", int(r)) }
+
+func redactf(format string, args []any) string {
+	safe := make([]any, len(args))
+	for i, a := range args {
+		if b, ok := a.([]byte); ok {
+			safe[i] = redacted(len(b))
+		} else {
+			safe[i] = a
+		}
+	}
+	return strings.TrimRight(fmt.Sprintf(format, safe...), "\n")
+}
