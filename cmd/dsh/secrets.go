@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/term"
+)
+
+// secretReader hands out secrets one per line: prompted for without echo on a terminal, read
+// from stdin otherwise (in the order the command documents).
+type secretReader struct {
+	in  *bufio.Reader
+	tty bool
+}
+
+func newSecretReader() *secretReader {
+	return &secretReader{in: bufio.NewReader(os.Stdin), tty: term.IsTerminal(int(os.Stdin.Fd()))}
+}
+
+// read returns the next secret; prompt names it on a terminal and in the error when missing.
+func (s *secretReader) read(prompt string) ([]byte, error) {
+	if s.tty {
+		fmt.Fprintf(os.Stderr, "%s: ", prompt)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", prompt, err)
+		}
+		return b, nil
+	}
+	line, err := s.in.ReadBytes('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+		return nil, usagef("expected the %s on standard input, one per line", prompt)
+	}
+	return bytes.TrimRight(line, "\r\n"), nil
+}
+
+// readSecretFile reads a secret kept in a file (first line), e.g. the unseal passphrase.
+func readSecretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase file: %w", err)
+	}
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		for j := i; j < len(b); j++ {
+			b[j] = 0
+		}
+		b = b[:i]
+	}
+	b = bytes.TrimRight(b, "\r")
+	if len(b) == 0 {
+		return nil, fmt.Errorf("passphrase file %s is empty", path)
+	}
+	return b, nil
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"dsh/daemon"
+	"dsh/store"
+	"dsh/vault"
+)
+
+func newInitCmd() *cobra.Command {
+	var data, passFile string
+	c := &cobra.Command{
+		Use:   "init --data DIR --unseal-passphrase-file F",
+		Short: "Create a new store in an empty folder",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if data == "" || passFile == "" {
+				return usagef("init needs --data and --unseal-passphrase-file")
+			}
+			pass, err := readSecretFile(passFile)
+			if err != nil {
+				return err
+			}
+			defer wipe(pass)
+			abs, err := filepath.Abs(data)
+			if err != nil {
+				return err
+			}
+			if err := store.Init(abs, pass, vault.DefaultKDF, logger()); err != nil {
+				return err
+			}
+			fmt.Printf("initialised a sealed dsh store in %s\n", abs)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&data, "data", "", "folder for the new store (must be new or empty)")
+	c.Flags().StringVar(&passFile, "unseal-passphrase-file", "", "file whose first line is the unseal passphrase")
+	return c
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var data, passFile, metricsAddr string
+	var pprof bool
+	c := &cobra.Command{
+		Use:   "serve --data DIR [--unseal-passphrase-file F] [--metrics ADDR]",
+		Short: "Run the daemon",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if data == "" {
+				return usagef("serve needs --data")
+			}
+			abs, err := filepath.Abs(data)
+			if err != nil {
+				return err
+			}
+			cfg := daemon.Config{DataDir: abs, Socket: g.socket, MetricsAddr: metricsAddr, Pprof: pprof, Log: logger()}
+			if passFile != "" {
+				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
+					return err
+				}
+			}
+			d, err := daemon.New(cfg)
+			if err != nil {
+				wipe(cfg.Passphrase)
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return d.Run(ctx)
+		},
+	}
+	c.Flags().StringVar(&data, "data", "", "the store's folder (made by dsh init)")
+	c.Flags().StringVar(&passFile, "unseal-passphrase-file", "", "unseal at start with the passphrase in this file")
+	c.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint")
+	c.Flags().BoolVar(&pprof, "pprof", false, "also serve /debug/pprof on the metrics address")
+	return c
+}
+
+func logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}

@@ -1,0 +1,208 @@
+// Package daemon wires the parts of dsh into the running service: it holds the sealed or
+// unsealed store, serves the control socket and the metrics endpoint, and answers each
+// control request with the authority of the caller's uid. It must never hand out a key,
+// and never act on a request it could not write to the audit log.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"dsh/audit"
+	"dsh/control"
+	"dsh/metrics"
+	"dsh/store"
+	"dsh/vault"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config is what `dsh serve` was told.
+type Config struct {
+	DataDir     string
+	Socket      string
+	MetricsAddr string
+	// Passphrase unseals the store at start when not empty; the daemon wipes it after use.
+	Passphrase []byte
+	Pprof      bool
+	Log        *slog.Logger
+	// Ready, when set, is called once the socket and metrics endpoint are listening.
+	Ready func(socket, metricsAddr string)
+}
+
+// Daemon is one running dsh service.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	lock    *store.Lock
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	started time.Time
+
+	// mu guards parts: requests hold it shared for as long as they use the store, seal and
+	// unseal hold it exclusively, so sealing waits for requests in flight and none starts
+	// on a store that is being closed.
+	mu    sync.RWMutex
+	parts *store.Parts
+}
+
+// New takes the data folder and prepares the daemon; Run starts it.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	lock, err := store.LockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	reg := metrics.NewRegistry()
+	m, err := metrics.New(reg)
+	if err != nil {
+		lock.Release()
+		return nil, err
+	}
+	m.VaultSealed.Set(1)
+	return &Daemon{cfg: cfg, log: cfg.Log, lock: lock, reg: reg, metrics: m, started: time.Now()}, nil
+}
+
+// Run serves until ctx ends, then shuts down cleanly: the socket is removed, the store
+// sealed (Badger closed, audit log flushed, keys wiped) and the data folder released.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.lock.Release()
+	ms, err := metrics.Serve(d.cfg.MetricsAddr, d.reg, metrics.ServeOptions{Pprof: d.cfg.Pprof})
+	if err != nil {
+		return err
+	}
+	defer ms.Close()
+	l, err := control.Listen(d.cfg.Socket)
+	if err != nil {
+		return err
+	}
+	srv := control.NewServer(d, d.log)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	if len(d.cfg.Passphrase) > 0 {
+		err := d.unseal(d.cfg.Passphrase, -1)
+		wipe(d.cfg.Passphrase)
+		if err != nil {
+			d.shutdown(srv)
+			return fmt.Errorf("unseal at start: %w", err)
+		}
+	}
+	d.log.Info("dsh serving", "socket", d.cfg.Socket, "metrics", "http://"+ms.Addr()+"/metrics", "sealed", d.sealed())
+	if d.cfg.Ready != nil {
+		d.cfg.Ready(d.cfg.Socket, ms.Addr())
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		if err != nil {
+			d.shutdown(srv)
+			return err
+		}
+	}
+	return d.shutdown(srv)
+}
+
+func (d *Daemon) shutdown(srv *control.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		d.log.Warn("control socket did not drain", "err", err)
+	}
+	err := d.seal(-1, "daemon.stop")
+	d.log.Info("dsh stopped")
+	return err
+}
+
+func (d *Daemon) sealed() bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.parts == nil
+}
+
+// unseal opens the store; uid is the operator's (-1 for the daemon itself).
+func (d *Daemon) unseal(passphrase []byte, uid int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.parts != nil {
+		return fmt.Errorf("%w: the store is already unsealed", control.ErrConflict)
+	}
+	p, err := store.Unseal(d.cfg.DataDir, passphrase, d.log)
+	if errors.Is(err, vault.ErrWrongPassphrase) {
+		d.log.Warn("unseal refused: wrong passphrase", "uid", uid)
+		return fmt.Errorf("%w: %w; the store stays sealed", control.ErrUnauthorized, err)
+	}
+	if err != nil {
+		return err
+	}
+	if p.AuditRecovered {
+		if _, err := p.Audit.Append(context.Background(), audit.Entry{UID: -1, Action: "audit.recovered", Object: "torn final record removed", Result: "ok"}, audit.Durable); err != nil {
+			p.Close()
+			return fmt.Errorf("audit log: %w", err)
+		}
+	}
+	if _, err := p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable); err != nil {
+		p.Close()
+		return fmt.Errorf("unseal refused, the audit log cannot be written: %w", err)
+	}
+	d.parts = p
+	d.metrics.VaultSealed.Set(0)
+	d.log.Info("store unsealed", "uid", uid)
+	return nil
+}
+
+// seal closes the store and wipes its keys. Sealing is the safe state, so it goes ahead even
+// when its audit record cannot be written; that failure is logged.
+func (d *Daemon) seal(uid int, action string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.parts == nil {
+		return nil
+	}
+	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {
+		d.log.Error("seal: audit record not written", "err", err)
+	}
+	err := d.parts.Close()
+	d.parts = nil
+	d.metrics.VaultSealed.Set(1)
+	d.log.Info("store sealed", "uid", uid, "by", action)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	return nil
+}
+
+// withStore runs fn with the unsealed store held shared, or fails with ErrUnavailable.
+func (d *Daemon) withStore(fn func(p *store.Parts) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.parts == nil {
+		return fmt.Errorf("%w: %w", control.ErrUnavailable, vault.ErrSealed)
+	}
+	return fn(d.parts)
+}
+
+// requireOperator lets uid 0 through; anyone else is refused, and the refusal is audited
+// when the store is open.
+func (d *Daemon) requireOperator(ctx context.Context, c control.Caller, action string) error {
+	if c.IsRoot() {
+		return nil
+	}
+	_ = d.withStore(func(p *store.Parts) error {
+		_, err := p.Audit.Append(ctx, audit.Entry{UID: int64(c.UID), Action: action, Result: "denied", Detail: "not the operator"}, audit.Buffered)
+		return err
+	})
+	return fmt.Errorf("%w: %s is for the operator (root) only", control.ErrForbidden, action)
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}

@@ -1,0 +1,187 @@
+// Package store owns the layout of a dsh data folder: creating one (init), locking it so only
+// one daemon uses it, and opening its parts (metadata, blobs, audit log) once the root key is
+// known. It must never write a key or plaintext to the folder; every part it opens encrypts.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"dsh/audit"
+	"dsh/blob"
+	"dsh/kv"
+	"dsh/vault"
+)
+
+// Names inside a data folder; FORMAT.md in vault/ documents what each holds.
+const (
+	MetaDir  = "meta"
+	BlobDir  = "blobs"
+	AuditDir = "audit"
+	LockFile = "dsh.lock"
+)
+
+// ErrLocked is returned when another daemon holds the data folder.
+var ErrLocked = errors.New("data folder is in use by another dsh serve")
+
+// Init creates a new store in dir: a random root key sealed under passphrase, an encrypted
+// Badger database, the blob folders and an audit log whose first record is the init itself.
+// It refuses a folder that already holds a store or anything else.
+func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	if _, err := vault.ReadSealedRoot(dir); err == nil {
+		return fmt.Errorf("init %s: %w", dir, vault.ErrExists)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read data folder: %w", err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("init %s: the folder is not empty; init needs a new or empty folder", dir)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("restrict data folder: %w", err)
+	}
+	root, err := vault.NewKey()
+	if err != nil {
+		return err
+	}
+	defer root.Wipe()
+	sealed, err := vault.SealRoot(&root, passphrase, kdf)
+	if err != nil {
+		return err
+	}
+	// The root key file is written first: its exclusive create is what claims the folder.
+	if err := vault.WriteSealedRoot(dir, sealed); err != nil {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
+	p, err := open(dir, &root, log)
+	if err != nil {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
+	if _, err := p.Audit.Append(context.Background(), audit.Entry{UID: int64(os.Getuid()), Action: "store.init", Object: dir, Result: "ok"}, audit.Durable); err != nil {
+		p.Close()
+		return fmt.Errorf("init %s: write first audit record: %w", dir, err)
+	}
+	return p.Close()
+}
+
+// Parts are the open, unsealed parts of a store.
+type Parts struct {
+	Root  vault.Key
+	KV    kv.Store
+	Blobs blob.Store
+	Audit *audit.Log
+	// AuditRecovered says that opening the audit log cut away a torn final record left by a
+	// crash; the daemon records that in the log itself.
+	AuditRecovered bool
+}
+
+// Unseal opens the root key of the store in dir with passphrase and opens every part with
+// keys derived from it. A wrong passphrase gives vault.ErrWrongPassphrase and touches nothing.
+func Unseal(dir string, passphrase []byte, log *slog.Logger) (*Parts, error) {
+	root, err := OpenRoot(dir, passphrase)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Wipe()
+	return open(dir, &root, log)
+}
+
+// OpenRoot reads the sealed root key of the store in dir and opens it with passphrase.
+func OpenRoot(dir string, passphrase []byte) (vault.Key, error) {
+	sealed, err := vault.ReadSealedRoot(dir)
+	if err != nil {
+		return vault.Key{}, err
+	}
+	return sealed.Open(passphrase)
+}
+
+func open(dir string, root *vault.Key, log *slog.Logger) (*Parts, error) {
+	p := &Parts{Root: *root}
+	badgerKey := root.Derive(vault.PurposeBadger)
+	defer badgerKey.Wipe()
+	db, err := kv.OpenBadger(filepath.Join(dir, MetaDir), &badgerKey, kv.BadgerOptions{Logger: log})
+	if err != nil {
+		p.Root.Wipe()
+		return nil, fmt.Errorf("open metadata: %w", err)
+	}
+	p.KV = db
+	if p.Blobs, err = blob.OpenLocal(filepath.Join(dir, BlobDir)); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("open blob store: %w", err)
+	}
+	auditKey := root.Derive(vault.PurposeAudit)
+	defer auditKey.Wipe()
+	if p.Audit, err = audit.Open(filepath.Join(dir, AuditDir), &auditKey, audit.Options{}); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	p.AuditRecovered = p.Audit.Recovered()
+	return p, nil
+}
+
+// Close closes every part and wipes the root key.
+func (p *Parts) Close() error {
+	var errs []error
+	if p.Audit != nil {
+		errs = append(errs, p.Audit.Close())
+	}
+	if p.KV != nil {
+		errs = append(errs, p.KV.Close())
+	}
+	p.Root.Wipe()
+	return errors.Join(errs...)
+}
+
+// AuditKey derives the audit log key of the store in dir, for reading the log offline.
+func AuditKey(dir string, passphrase []byte) (vault.Key, error) {
+	root, err := OpenRoot(dir, passphrase)
+	if err != nil {
+		return vault.Key{}, err
+	}
+	defer root.Wipe()
+	return root.Derive(vault.PurposeAudit), nil
+}
+
+// Lock is an exclusive hold on a data folder.
+type Lock struct{ f *os.File }
+
+// LockDir takes the data folder for this process. The lock is an flock, so it goes away
+// when the process dies, whatever way it dies.
+func LockDir(dir string) (*Lock, error) {
+	if _, err := vault.ReadSealedRoot(dir); err != nil {
+		return nil, fmt.Errorf("data folder %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+			return nil, fmt.Errorf("%w (%s, pid %d)", ErrLocked, dir, pid)
+		}
+		return nil, fmt.Errorf("%w (%s)", ErrLocked, dir)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Release gives the data folder up.
+func (l *Lock) Release() error {
+	return l.f.Close()
+}
