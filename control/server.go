@@ -47,6 +47,7 @@ type Auditor interface {
 type Daemon interface {
 	Operator
 	Auditor
+	Accounts
 }
 
 type callerKey struct{}
@@ -108,6 +109,7 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 		}
 		return AuditShowResponse{Records: recs}, nil
 	})
+	s.accountRoutes(d)
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -20,6 +20,7 @@ import (
 
 // fakeDaemon records what it was asked; it applies the operator rule like the real one.
 type fakeDaemon struct {
+	Accounts // account endpoints are exercised end to end in tests/; unused here
 	mu       sync.Mutex
 	sealed   bool
 	lastPass string

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"dsh/acl"
 	"dsh/audit"
 	"dsh/control"
 	"dsh/metrics"
@@ -48,6 +49,8 @@ type Daemon struct {
 	// on a store that is being closed.
 	mu    sync.RWMutex
 	parts *store.Parts
+	acl   *acl.Store
+	wrap  *keyWrapper
 }
 
 // New takes the data folder and prepares the daemon; Run starts it.
@@ -151,7 +154,14 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		p.Close()
 		return fmt.Errorf("unseal refused, the audit log cannot be written: %w", err)
 	}
-	d.parts = p
+	wrap := &keyWrapper{key: p.Root.Derive(vault.PurposeWrap)}
+	a, err := acl.New(p.KV, wrap, p.Audit, acl.Options{})
+	if err != nil {
+		wrap.key.Wipe()
+		p.Close()
+		return fmt.Errorf("load accounts and shares: %w", err)
+	}
+	d.parts, d.acl, d.wrap = p, a, wrap
 	d.metrics.VaultSealed.Set(0)
 	d.log.Info("store unsealed", "uid", uid)
 	return nil
@@ -168,8 +178,10 @@ func (d *Daemon) seal(uid int, action string) error {
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {
 		d.log.Error("seal: audit record not written", "err", err)
 	}
+	d.acl.Close()
+	d.wrap.key.Wipe()
 	err := d.parts.Close()
-	d.parts = nil
+	d.parts, d.acl, d.wrap = nil, nil, nil
 	d.metrics.VaultSealed.Set(1)
 	d.log.Info("store sealed", "uid", uid, "by", action)
 	if err != nil {

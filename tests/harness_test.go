@@ -44,7 +44,24 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build bin/dsh:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	// The tests run the binary as other uids too, and the checkout may sit in a folder they
+	// cannot enter (CI clones into a 0700 temporary folder): run a copy from a folder
+	// everyone can reach.
+	binDir, err := os.MkdirTemp("", "dsh-e2e-bin-")
+	if err == nil {
+		err = os.Chmod(binDir, 0o755)
+	}
+	if err == nil {
+		err = copyFile(dshBin, filepath.Join(binDir, "dsh"), 0o755)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "copy bin/dsh:", err)
+		os.Exit(1)
+	}
+	dshBin = filepath.Join(binDir, "dsh")
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
 }
 
 // env is one store on disk, and the daemon when it runs.
@@ -133,17 +150,16 @@ func (r result) fails(t *testing.T, code int, want string) result {
 func (e *env) dsh(uid int, stdin string, args ...string) result {
 	e.t.Helper()
 	full := append([]string{"--socket", e.socket}, args...)
-	cmd := exec.Command(dshBin, full...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, dshBin, full...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.Env = append(os.Environ(), "HOME="+e.dir)
 	if uid != 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+		cmd.SysProcAttr = credential(uid)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	go func() { <-ctx.Done(); _ = cmd.Process.Kill() }()
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -328,4 +344,12 @@ func httpGet(url string) (string, error) {
 		return "", fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return string(b), nil
+}
+
+func copyFile(from, to string, mode os.FileMode) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, mode)
 }

@@ -75,6 +75,9 @@ func newRoot() *cobra.Command {
 		newServeCmd(g),
 		newOperatorCmd(g),
 		newAuditCmd(g),
+		newUserCmd(g),
+		newProjectCmd(g),
+		newShareCmd(g),
 	)
 	markUsage(root)
 	return root

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"dsh/acl"
+	"dsh/control"
+	"dsh/vault"
+)
+
+// keyWrapper wraps share and Arrivals keys under a key derived from the root key, so the acl
+// package never holds the root key itself.
+type keyWrapper struct{ key vault.Key }
+
+func (w *keyWrapper) Wrap(k *vault.Key, context []byte) (vault.WrappedKey, error) {
+	return vault.WrapKey(&w.key, k, context)
+}
+
+func (w *keyWrapper) Unwrap(wk vault.WrappedKey, context []byte) (vault.Key, error) {
+	return vault.UnwrapKey(&w.key, wk, context)
+}
+
+// withACL resolves the caller to an acl.Actor and runs fn with the unsealed acl store.
+func (d *Daemon) withACL(ctx context.Context, c control.Caller, fn func(s *acl.Store, a acl.Actor) error) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.parts == nil || d.acl == nil {
+		return fmt.Errorf("%w: %w", control.ErrUnavailable, vault.ErrSealed)
+	}
+	a, err := d.acl.ActorFor(ctx, c.UID)
+	if err != nil {
+		return aclError(err)
+	}
+	return aclError(fn(d.acl, a))
+}
+
+// aclError gives acl's errors the control kinds that become HTTP statuses.
+func aclError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, acl.ErrInvalid):
+		return control.WithKind(control.ErrInvalid, err)
+	case errors.Is(err, acl.ErrNotFound):
+		return control.WithKind(control.ErrNotFound, err)
+	case errors.Is(err, acl.ErrExists):
+		return control.WithKind(control.ErrConflict, err)
+	case errors.Is(err, acl.ErrForbidden):
+		return control.WithKind(control.ErrForbidden, err)
+	case errors.Is(err, acl.ErrAudit), errors.Is(err, acl.ErrClosed):
+		return control.WithKind(control.ErrUnavailable, err)
+	}
+	return err
+}
+
+func userView(u acl.User) control.UserView {
+	return control.UserView{ID: u.ID, UID: u.UID, Email: u.Email, Status: string(u.Status), Created: u.Created}
+}
+
+func projectView(p acl.Project) control.ProjectView {
+	return control.ProjectView{Name: p.Name, IAO: p.IAO, IAAs: p.IAAs, Created: p.Created}
+}
+
+// CreateUser creates an account and adds it to the named shares. The shares are checked
+// first, so a typo in one of them changes nothing.
+func (d *Daemon) CreateUser(ctx context.Context, c control.Caller, req control.UserCreateRequest) (control.UserCreateResponse, error) {
+	var out control.UserCreateResponse
+	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		for _, sh := range req.Shares {
+			if _, err := s.ShareMembers(ctx, a, sh); err != nil {
+				return err
+			}
+		}
+		u, err := s.CreateUser(ctx, a, acl.NewUser{ID: req.ID, UID: req.UID, Email: req.Email})
+		if err != nil {
+			return err
+		}
+		out.User = userView(u)
+		for _, sh := range req.Shares {
+			if err := s.AddMember(ctx, a, sh, u.ID, acl.ReadWrite); err != nil {
+				return fmt.Errorf("user %s was created, but adding it to share %s failed: %w", u.ID, sh, err)
+			}
+			out.Shares = append(out.Shares, sh)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SetUserEnabled disables or enables an account.
+func (d *Daemon) SetUserEnabled(ctx context.Context, c control.Caller, id string, enabled bool) error {
+	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		if enabled {
+			return s.EnableUser(ctx, a, id)
+		}
+		return s.DisableUser(ctx, a, id)
+	})
+}
+
+// ListUsers lists every account.
+func (d *Daemon) ListUsers(ctx context.Context, c control.Caller) ([]control.UserView, error) {
+	var out []control.UserView
+	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		users, err := s.ListUsers(ctx, a)
+		for _, u := range users {
+			out = append(out, userView(u))
+		}
+		return err
+	})
+	return out, err
+}
+
+// CreateProject creates a project and names its IAO.
+func (d *Daemon) CreateProject(ctx context.Context, c control.Caller, req control.ProjectCreateRequest) (control.ProjectView, error) {
+	var out control.ProjectView
+	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		p, err := s.CreateProject(ctx, a, req.Name, req.IAO)
+		out = projectView(p)
+		return err
+	})
+	return out, err
+}
+
+// ListProjects lists projects.
+func (d *Daemon) ListProjects(ctx context.Context, c control.Caller) ([]control.ProjectView, error) {
+	var out []control.ProjectView
+	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		ps, err := s.ListProjects(ctx, a)
+		for _, p := range ps {
+			out = append(out, projectView(p))
+		}
+		return err
+	})
+	return out, err
+}
+
+// SetIAA adds or removes an IAA of a project.
+func (d *Daemon) SetIAA(ctx context.Context, c control.Caller, req control.IAARequest, add bool) error {
+	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		if add {
+			return s.AddIAA(ctx, a, req.Project, req.User)
+		}
+		return s.RemoveIAA(ctx, a, req.Project, req.User)
+	})
+}
+
+// CreateShare creates a share against a project.
+func (d *Daemon) CreateShare(ctx context.Context, c control.Caller, req control.ShareCreateRequest) (control.ShareView, error) {
+	var out control.ShareView
+	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		sh, err := s.CreateShare(ctx, a, req.Name, req.Project)
+		out = control.ShareView{Name: sh.Name, Project: sh.Project, Created: sh.Created}
+		return err
+	})
+	return out, err
+}
+
+// AddMember adds a user to a share.
+func (d *Daemon) AddMember(ctx context.Context, c control.Caller, req control.MemberRequest) error {
+	mode := acl.ReadWrite
+	if req.ReadOnly {
+		mode = acl.ReadOnly
+	}
+	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		return s.AddMember(ctx, a, req.Share, req.User, mode)
+	})
+}
+
+// RemoveMember removes a user from a share.
+func (d *Daemon) RemoveMember(ctx context.Context, c control.Caller, req control.MemberRequest) error {
+	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		return s.RemoveMember(ctx, a, req.Share, req.User)
+	})
+}
+
+// ListShares lists the shares the caller belongs to or manages.
+func (d *Daemon) ListShares(ctx context.Context, c control.Caller) ([]control.ShareAccessView, error) {
+	var out []control.ShareAccessView
+	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		shares, err := s.ListShares(ctx, a)
+		for _, sh := range shares {
+			out = append(out, control.ShareAccessView{Share: sh.Share, Project: sh.Project, Mode: string(sh.Mode), Manager: sh.Manager})
+		}
+		return err
+	})
+	return out, err
+}
+
+// ShareMembers lists the members of a share.
+func (d *Daemon) ShareMembers(ctx context.Context, c control.Caller, share string) (control.MembersResponse, error) {
+	out := control.MembersResponse{Share: share, Members: []control.MemberView{}}
+	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+		ms, err := s.ShareMembers(ctx, a, share)
+		for _, m := range ms {
+			out.Members = append(out.Members, control.MemberView{User: m.User, Mode: string(m.Mode), Status: string(m.Status)})
+		}
+		return err
+	})
+	return out, err
+}
