@@ -21,7 +21,7 @@ demo: build
 	scripts/demo.sh
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./vault/ ./audit/ ./blob/ ./kv/ ./metrics/
+	$(GO) test -run '^$$' -bench . -benchmem ./vault/ ./audit/ ./blob/ ./kv/ ./metrics/ ./acl/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

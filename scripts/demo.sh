@@ -36,6 +36,7 @@ stop() {
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   echo "stopped; the store stays in $dir/store (rm -rf $dir to forget it)"
+  exit 0
 }
 trap stop INT TERM EXIT
 for _ in $(seq 50); do "$dsh" operator status >/dev/null 2>&1 && break; sleep 0.1; done
@@ -46,10 +47,36 @@ echo "not the passphrase" | "$dsh" operator unseal || true
 say "Unseal with the right one"
 run "$dsh" operator unseal < "$dir/passphrase"
 run "$dsh" operator status
+# The cast: uids need no /etc/passwd entry, dsh only sees numbers.
+as() { local uid=$1; shift; printf '$ (as uid %s) dsh %s\n' "$uid" "$*"; setpriv --reuid "$uid" --regid "$uid" --clear-groups "$dsh" "$@"; }
 say "A non-root user may not use operator commands"
-if id -u nobody >/dev/null 2>&1; then setpriv --reuid nobody --regid nogroup --clear-groups "$dsh" operator status || true; fi
+as 2003 operator status || true
+
+say "The operator creates accounts and a project with its IAO"
+run "$dsh" user create alice --uid 2001 --email alice@example.ac.uk
+run "$dsh" user create bob --uid 2002 --email bob@example.ac.uk
+run "$dsh" user create carol --uid 2003 --email carol@example.ac.uk
+run "$dsh" project create cohort --iao alice
+run "$dsh" user list
+
+say "The IAO (alice, uid 2001) creates a share and adds bob read-write, carol read-only"
+as 2001 share create cohort-data --project cohort
+as 2001 share add cohort-data bob
+as 2001 share add cohort-data carol --read-only
+as 2001 share members cohort-data
+
+say "Members see their shares; a member may not manage the share"
+as 2002 share list
+as 2003 share list
+as 2002 share add cohort-data carol || true
+say "A disabled account is denied everything, and keeps its memberships for later"
+run "$dsh" user disable bob
+as 2002 share list || true
+run "$dsh" user enable bob
+as 2002 share list
 say "Metrics"
-curl -s "http://$metrics/metrics" | grep '^dsh_' || true
+echo "(the full set: curl -s http://$metrics/metrics)"
+curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active) ' || true
 say "The audit log"
 run "$dsh" audit show
 run "$dsh" audit verify

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -67,6 +68,11 @@ func newServeCmd(g *globals) *cobra.Command {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
 				}
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// Without a limit Go's collector lets the heap double before it runs; the
+				// daemon's budget is 256 MiB resident, so keep the heap well inside it.
+				debug.SetMemoryLimit(192 << 20)
 			}
 			d, err := daemon.New(cfg)
 			if err != nil {
