@@ -76,7 +76,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
-		defer wipe(b)
+		defer clear(b)
 		body = bytes.NewReader(b)
 	}
 	u := "http://dsh" + path

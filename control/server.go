@@ -79,7 +79,7 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 			return nil, err
 		}
 		pass := []byte(req.Passphrase)
-		defer wipe(pass)
+		defer clear(pass)
 		return nil, d.Unseal(ctx, c, pass)
 	})
 	s.handle(http.MethodPost, PathSeal, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
@@ -202,7 +202,7 @@ func decode(r *http.Request, v any) error {
 		}
 		return fmt.Errorf("%w: reading request body: %v", ErrInvalid, err)
 	}
-	defer wipe(body)
+	defer clear(body)
 	return DecodeJSON(body, v)
 }
 
@@ -245,12 +245,6 @@ func jsonProblem(err error) string {
 		return strings.TrimPrefix(err.Error(), "json: ")
 	default:
 		return "not a JSON object of the expected shape"
-	}
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
 	}
 }
 

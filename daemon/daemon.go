@@ -91,7 +91,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	if len(d.cfg.Passphrase) > 0 {
 		err := d.unseal(d.cfg.Passphrase, -1)
-		wipe(d.cfg.Passphrase)
+		clear(d.cfg.Passphrase)
 		if err != nil {
 			d.shutdown(srv)
 			return fmt.Errorf("unseal at start: %w", err)
@@ -211,10 +211,4 @@ func (d *Daemon) requireOperator(ctx context.Context, c control.Caller, action s
 		return err
 	})
 	return fmt.Errorf("%w: %s is for the operator (root) only", control.ErrForbidden, action)
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }

@@ -110,10 +110,10 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	db, err := badger.Open(bo)
 	switch {
 	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
-		wipe(key)
+		clear(key)
 		return nil, fmt.Errorf("open badger at %s: %w", dir, ErrWrongKey)
 	case err != nil:
-		wipe(key)
+		clear(key)
 		return nil, fmt.Errorf("kv: open badger at %s: %w", dir, err)
 	}
 	b := &Badger{db: db, log: log, key: key}
@@ -222,17 +222,11 @@ func (b *Badger) Close() error {
 		<-b.gcDone
 	}
 	err := b.db.Close()
-	wipe(b.key)
+	clear(b.key)
 	if err != nil {
 		return fmt.Errorf("kv: close badger: %w", err)
 	}
 	return nil
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }
 
 // View runs fn in a read-only transaction; see Store.

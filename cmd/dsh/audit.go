@@ -125,7 +125,7 @@ func offlineKey(dir, passFile string) (vault.Key, error) {
 	if err != nil {
 		return vault.Key{}, err
 	}
-	defer wipe(pass)
+	defer clear(pass)
 	return store.AuditKey(dir, pass)
 }
 

@@ -35,7 +35,7 @@ func newOperatorCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer wipe(pass)
+			defer clear(pass)
 			if err := g.client().Unseal(cmd.Context(), pass); err != nil {
 				return err
 			}

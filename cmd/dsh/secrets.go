@@ -58,9 +58,3 @@ func readSecretFile(path string) ([]byte, error) {
 	}
 	return b, nil
 }
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
-}

@@ -31,7 +31,7 @@ func newInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer wipe(pass)
+			defer clear(pass)
 			abs, err := filepath.Abs(data)
 			if err != nil {
 				return err
@@ -76,7 +76,7 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			d, err := daemon.New(cfg)
 			if err != nil {
-				wipe(cfg.Passphrase)
+				clear(cfg.Passphrase)
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
