@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 )
 
@@ -44,6 +45,23 @@ func (e *APIError) Unwrap() error {
 	return nil
 }
 
+// ErrImpostor is returned when the process behind the socket is neither root nor the caller:
+// the CLI sends passphrases and passwords over the socket, so it talks only to a daemon run
+// by root (or by the caller itself, for tests and development).
+var ErrImpostor = errors.New("the process listening on the control socket is not run by root")
+
+// checkServer asks the kernel who listens on the other end of conn.
+func checkServer(conn net.Conn) error {
+	c, err := peerCred(conn)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if c.UID != 0 && c.UID != os.Geteuid() {
+		return fmt.Errorf("%w (uid %d); refusing to talk to it", ErrImpostor, c.UID)
+	}
+	return nil
+}
+
 // ErrNoDaemon is returned when nothing answers on the socket.
 var ErrNoDaemon = errors.New("cannot reach the dsh daemon")
 
@@ -58,7 +76,15 @@ func NewClient(path string) *Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			conn, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkServer(conn); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
 		},
 		MaxIdleConns: 1,
 	}
@@ -93,10 +119,17 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("the dsh daemon at %s did not answer in time", c.socket)
+		var op *net.OpError
+		switch {
+		case errors.Is(err, ErrImpostor):
+			return fmt.Errorf("%s: %w", c.socket, ErrImpostor)
+		case errors.As(err, &ne) && ne.Timeout():
+			return fmt.Errorf("the dsh daemon at %s did not answer in time; the action may or may not have happened (see dsh audit show)", c.socket)
+		case errors.As(err, &op) && op.Op == "dial":
+			return fmt.Errorf("%w at %s (is dsh serve running?): %v", ErrNoDaemon, c.socket, op.Err)
+		default:
+			return fmt.Errorf("the connection to the dsh daemon at %s broke; the action may or may not have happened (see dsh audit show)", c.socket)
 		}
-		return fmt.Errorf("%w at %s (is dsh serve running?)", ErrNoDaemon, c.socket)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

@@ -250,30 +250,50 @@ func jsonProblem(err error) string {
 
 // withPeerCred puts the kernel's record of the connecting process into the request context.
 func withPeerCred(ctx context.Context, c net.Conn) context.Context {
+	caller, err := peerCred(c)
+	if err != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, callerKey{}, caller)
+}
+
+// peerCred asks the kernel (SO_PEERCRED) which process is on the other end of a Unix socket.
+func peerCred(c net.Conn) (Caller, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return ctx
+		return Caller{}, errors.New("not a Unix socket")
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return ctx
+		return Caller{}, err
 	}
 	var cred *unix.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil || credErr != nil {
-		return ctx
+	}); err != nil {
+		return Caller{}, err
 	}
-	return context.WithValue(ctx, callerKey{}, Caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)})
+	if credErr != nil {
+		return Caller{}, fmt.Errorf("read peer credentials: %w", credErr)
+	}
+	return Caller{UID: int(cred.Uid), GID: int(cred.Gid), PID: int(cred.Pid)}, nil
 }
 
 // Listen creates the socket at path, mode 0666 so every local user can reach it (the daemon
 // decides per caller), creating its folder if needed. A socket file left by a daemon that is
 // gone is replaced; one that a live daemon answers on is an error.
 func Listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create socket folder: %w", err)
+	}
+	// In a folder others may write to, another user could replace the socket with their own
+	// and collect the passphrases clients send.
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("socket folder: %w", err)
+	} else if fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("control socket folder %s is writable by other users (mode %v); use a folder only its owner can write, such as /run/dsh", dir, fi.Mode().Perm())
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {

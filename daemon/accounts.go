@@ -24,6 +24,10 @@ func (w *keyWrapper) Unwrap(wk vault.WrappedKey, context []byte) (vault.Key, err
 
 // withACL resolves the caller to an acl.Actor and runs fn with the unsealed acl store.
 func (d *Daemon) withACL(ctx context.Context, c control.Caller, fn func(s *acl.Store, a acl.Actor) error) error {
+	// A change that has started must finish and be audited as it happened, even when the
+	// client hangs up: a cancelled context between the audit record and the commit would
+	// leave a record of a change that was never made.
+	ctx = context.WithoutCancel(ctx)
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.parts == nil || d.acl == nil {

@@ -94,7 +94,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		clear(d.cfg.Passphrase)
 		if err != nil {
 			d.shutdown(srv)
-			return fmt.Errorf("unseal at start: %w", err)
+			return fmt.Errorf("unseal at start with the passphrase file: %w; not starting", err)
 		}
 	}
 	d.log.Info("dsh serving", "socket", d.cfg.Socket, "metrics", "http://"+ms.Addr()+"/metrics", "sealed", d.sealed())
@@ -139,7 +139,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	p, err := store.Unseal(d.cfg.DataDir, passphrase, d.log)
 	if errors.Is(err, vault.ErrWrongPassphrase) {
 		d.log.Warn("unseal refused: wrong passphrase", "uid", uid)
-		return fmt.Errorf("%w: %w; the store stays sealed", control.ErrUnauthorized, err)
+		return fmt.Errorf("%w: %w", control.ErrUnauthorized, err)
 	}
 	if err != nil {
 		return err
@@ -150,16 +150,18 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			return fmt.Errorf("audit log: %w", err)
 		}
 	}
-	if _, err := p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable); err != nil {
-		p.Close()
-		return fmt.Errorf("unseal refused, the audit log cannot be written: %w", err)
-	}
 	wrap := &keyWrapper{key: p.Root.Derive(vault.PurposeWrap)}
 	a, err := acl.New(p.KV, wrap, p.Audit, acl.Options{})
 	if err != nil {
 		wrap.key.Wipe()
 		p.Close()
 		return fmt.Errorf("load accounts and shares: %w", err)
+	}
+	if _, err := p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable); err != nil {
+		a.Close()
+		wrap.key.Wipe()
+		p.Close()
+		return fmt.Errorf("unseal refused, the audit log cannot be written: %w", err)
 	}
 	d.parts, d.acl, d.wrap = p, a, wrap
 	d.metrics.VaultSealed.Set(0)
@@ -173,6 +175,9 @@ func (d *Daemon) seal(uid int, action string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.parts == nil {
+		if uid >= 0 {
+			return fmt.Errorf("%w: the store is already sealed", control.ErrConflict)
+		}
 		return nil
 	}
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {

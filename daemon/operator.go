@@ -40,9 +40,6 @@ func (d *Daemon) Seal(ctx context.Context, c control.Caller) error {
 	if err := d.requireOperator(ctx, c, "vault.seal"); err != nil {
 		return err
 	}
-	if d.sealed() {
-		return fmt.Errorf("%w: the store is already sealed", control.ErrConflict)
-	}
 	return d.seal(c.UID, "vault.seal")
 }
 

@@ -5,18 +5,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
-dsh="$top/bin/dsh"
 dir="$top/demo"
 metrics="${DEMO_METRICS:-127.0.0.1:9464}"
-
-if [ -d "$dir" ]; then
-  # A previous demo may still be mounted or running if it was killed; clean it first.
-  pkill -f "$dsh serve --data $dir/store" 2>/dev/null && sleep 1 || true
-  rm -rf "$dir"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "make demo runs as root: it acts as several users (setpriv) and, later, mounts FUSE" >&2
+  exit 1
 fi
+
+if [ -f "$dir/serve.pid" ]; then
+  # A previous demo may still be running if its terminal was closed; stop it first.
+  old=$(cat "$dir/serve.pid")
+  if kill -TERM "$old" 2>/dev/null; then
+    for _ in $(seq 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+  fi
+fi
+rm -rf "$dir"
 mkdir -p "$dir"
-chmod 755 "$dir"
-export DSH_SOCKET="$dir/control.sock"
+# The demo's users need to reach the binary and the socket, and the checkout may sit in a
+# folder they cannot enter (/root): both live in a world-reachable run folder.
+run_dir=$(mktemp -d /tmp/dsh-demo-XXXXXX)
+chmod 755 "$run_dir"
+cp "$top/bin/dsh" "$run_dir/dsh"
+dsh="$run_dir/dsh"
+export DSH_SOCKET="$run_dir/control.sock"
 umask 077
 head -c 24 /dev/urandom | base64 > "$dir/passphrase"
 umask 022
@@ -30,15 +41,20 @@ run "$dsh" init --data "$dir/store" --unseal-passphrase-file "$dir/passphrase"
 say "Start the daemon (sealed), log in $dir/serve.log"
 "$dsh" serve --data "$dir/store" --metrics "$metrics" >"$dir/serve.log" 2>&1 &
 pid=$!
+echo "$pid" > "$dir/serve.pid"
 stop() {
+  local rc=$?
   trap - INT TERM EXIT
   say "Stopping the daemon"
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  rm -rf "$run_dir" "$dir/serve.pid"
   echo "stopped; the store stays in $dir/store (rm -rf $dir to forget it)"
-  exit 0
+  exit "$rc"
 }
-trap stop INT TERM EXIT
+# Ctrl-C is how the demo is meant to end, so it exits 0; a failed step keeps its status.
+trap 'exit 0' INT TERM
+trap stop EXIT
 for _ in $(seq 50); do "$dsh" operator status >/dev/null 2>&1 && break; sleep 0.1; done
 
 run "$dsh" operator status

@@ -18,10 +18,14 @@ fi
 echo "deps: installing ${want[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
-# --no-install-recommends keeps the prometheus package from pulling in a web stack; its
-# service is not started in a container without systemd, and promtool is all we use.
-apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
-for p in "${want[@]}"; do
-  [ "$p" = prometheus ] && { pkill -x prometheus 2>/dev/null || true; }
-done
-exit 0
+# promtool is all we use of the prometheus package: keep its service from being started by
+# the install (policy-rc.d answering 101 tells invoke-rc.d "not now"), and skip recommends.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+fi
+rc=0
+apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null || rc=$?
+[ -n "$made_policy" ] && rm -f "$policy"
+exit $rc

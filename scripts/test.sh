@@ -3,8 +3,9 @@
 # every test with the race detector. Its last line counts the tests: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-exec 9>/tmp/dsh-test.lock
-flock -n 9 || { echo "another dsh test run holds /tmp/dsh-test.lock; waiting" >&2; flock 9; }
+# Lock the script itself: two runs in one checkout would fight over bin/dsh and mounts.
+exec 9<"$0"
+flock -n 9 || { echo "another dsh test run is going on in this checkout; waiting" >&2; flock 9; }
 
 fail=0
 log=$(mktemp)
@@ -23,7 +24,12 @@ fi
 
 go test -race -count=1 -timeout 20m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+\S+_test\.go:[0-9]+:)' | grep -v '^=== RUN'
 rc=${PIPESTATUS[0]}
-[ "$rc" -ne 0 ] && fail=1
+if [ "$rc" -ne 0 ]; then
+  fail=1
+  # The filter above hides build errors; show the end of the full log.
+  echo "---- last lines of the go test output ----"
+  tail -n 60 "$log"
+fi
 
 mounts=$(grep -c ' fuse\.dsh' /proc/mounts || true)
 if [ "$mounts" -gt 0 ]; then echo "tests left $mounts dsh mounts behind"; fail=1; fi

@@ -51,6 +51,9 @@ func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger) 
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("restrict data folder: %w", err)
 	}
+	if err := checkOwner(dir); err != nil {
+		return err
+	}
 	root, err := vault.NewKey()
 	if err != nil {
 		return err
@@ -162,6 +165,9 @@ func LockDir(dir string) (*Lock, error) {
 	if _, err := vault.ReadSealedRoot(dir); err != nil {
 		return nil, fmt.Errorf("data folder %s: %w", dir, err)
 	}
+	if err := checkOwner(dir); err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -184,4 +190,24 @@ func LockDir(dir string) (*Lock, error) {
 // Release gives the data folder up.
 func (l *Lock) Release() error {
 	return l.f.Close()
+}
+
+// checkOwner refuses a data folder that another user owns or may enter: they could not read
+// it, but they could delete files or put back an older copy (bringing back a removed member).
+func checkOwner(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("data folder %s: cannot read its owner", dir)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("data folder %s belongs to uid %d, not to this process (uid %d)", dir, st.Uid, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("data folder %s is open to other users (mode %v); chmod 700 it", dir, fi.Mode().Perm())
+	}
+	return nil
 }

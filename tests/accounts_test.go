@@ -56,8 +56,8 @@ func TestAccountsProjectsSharesAndRoles(t *testing.T) {
 	}
 
 	// IAO: nominates an IAA; nobody else may.
-	as(uidIAA1, "project", "iaa", "add", "p1", "mem1").fails(t, 2, "")
-	as(uidIAO2, "project", "iaa", "add", "p1", "iao2").fails(t, 2, "")
+	as(uidIAA1, "project", "iaa", "add", "p1", "mem1").fails(t, 2, "iaa1 is not the IAO of project p1")
+	as(uidIAO2, "project", "iaa", "add", "p1", "iao2").fails(t, 2, "iao2 is not the IAO of project p1")
 	as(uidIAO1, "project", "iaa", "add", "p1", "iaa1").ok(t)
 	as(uidIAO1, "project", "iaa", "frobnicate", "p1", "iaa1").fails(t, 1, "add or remove")
 	if !regexp.MustCompile(`p1\s+iao1\s+iaa1`).MatchString(op("project", "list").ok(t).stdout) {
@@ -66,19 +66,24 @@ func TestAccountsProjectsSharesAndRoles(t *testing.T) {
 
 	// IAA: creates a share against p1 and manages its members.
 	as(uidIAA1, "share", "create", "s1", "--project", "p1").ok(t)
-	as(uidIAA1, "share", "create", "s9", "--project", "p2").fails(t, 2, "")
+	as(uidIAA1, "share", "create", "s9", "--project", "p2").fails(t, 2, "iaa1 is not the IAO or an IAA of project p2")
 	as(uidIAA1, "share", "create", "s9", "--project", "nosuch").fails(t, 2, "nosuch")
 	as(uidIAA1, "share", "add", "s1", "mem1").ok(t)
 	as(uidIAA1, "share", "add", "s1", "ro1", "--read-only").ok(t)
 	as(uidIAA1, "share", "add", "s1", "ghost").fails(t, 2, "ghost")
 	as(uidIAO2, "share", "create", "s2", "--project", "p2").ok(t)
 	// An IAA of project A touching a share of project B is refused.
-	as(uidIAA1, "share", "add", "s2", "mem1").fails(t, 2, "")
-	as(uidIAA1, "share", "members", "s2").fails(t, 2, "")
+	as(uidIAA1, "share", "add", "s2", "mem1").fails(t, 2, "iaa1 may not manage share s2")
+	// The refusal reads the same whether the share exists or not.
+	real := as(uidIAA1, "share", "members", "s2").fails(t, 2, "iaa1 may not manage share s2")
+	ghost := as(uidIAA1, "share", "members", "nosuch").fails(t, 2, "iaa1 may not manage share nosuch")
+	if strings.ReplaceAll(real.stderr, "s2", "X") != strings.ReplaceAll(ghost.stderr, "nosuch", "X") {
+		t.Fatalf("refusals differ for an existing and a missing share:\n%s%s", real.stderr, ghost.stderr)
+	}
 	// Members and outsiders manage nothing.
-	as(uidMem1, "share", "add", "s1", "out1").fails(t, 2, "")
-	as(uidOut1, "share", "members", "s1").fails(t, 2, "")
-	as(uidOut1, "share", "remove", "s1", "mem1").fails(t, 2, "")
+	as(uidMem1, "share", "add", "s1", "out1").fails(t, 2, "mem1 may not manage share s1")
+	as(uidOut1, "share", "members", "s1").fails(t, 2, "out1 may not manage share s1")
+	as(uidOut1, "share", "remove", "s1", "mem1").fails(t, 2, "out1 may not manage share s1")
 	as(uidIAO1, "share", "remove", "s1", "out1").fails(t, 2, "out1")
 
 	members := as(uidIAO1, "share", "members", "s1").ok(t).stdout
@@ -98,7 +103,7 @@ func TestAccountsProjectsSharesAndRoles(t *testing.T) {
 		t.Fatalf("an outsider sees shares:\n%s", out)
 	}
 	// A uid with no account at all.
-	as(uidOutsider, "share", "list").fails(t, 2, "")
+	as(uidOutsider, "share", "list").fails(t, 2, "uid 1000 has no DSH account")
 
 	// Create a user straight into a share; a wrong share name changes nothing.
 	op("user", "create", "late", "--uid", itoa(uidLate), "--email", "late@example.org", "--share", "nosuch").fails(t, 2, "nosuch")
@@ -129,7 +134,7 @@ func TestAccountsProjectsSharesAndRoles(t *testing.T) {
 		t.Fatal("removed member still lists s1")
 	}
 	as(uidIAO1, "project", "iaa", "remove", "p1", "iaa1").ok(t)
-	as(uidIAA1, "share", "add", "s1", "ro1").fails(t, 2, "")
+	as(uidIAA1, "share", "add", "s1", "ro1").fails(t, 2, "iaa1 may not manage share s1")
 
 	// Everything above is in the audit log, and the chain holds.
 	show := op("audit", "show").ok(t).stdout

@@ -183,6 +183,8 @@ func (e *env) start(unsealed bool, extra ...string) {
 	cmd := exec.Command(dshBin, args...)
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
+	// If the test binary dies (a -timeout panic), the daemon must not outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -191,6 +193,7 @@ func (e *env) start(unsealed bool, extra ...string) {
 	e.mu.Lock()
 	e.cmd, e.log, e.done = cmd, log, done
 	e.mu.Unlock()
+	e.t.Cleanup(func() { e.stopIfRunning() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m := metricsLine.FindStringSubmatch(log.String()); m != nil {
@@ -207,7 +210,6 @@ func (e *env) start(unsealed bool, extra ...string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.t.Cleanup(func() { e.stopIfRunning() })
 }
 
 // stop sends SIGTERM and checks the daemon exits 0 and removes its socket.
@@ -352,4 +354,12 @@ func copyFile(from, to string, mode os.FileMode) error {
 		return err
 	}
 	return os.WriteFile(to, b, mode)
+}
+
+// ctxT bounds a command that is expected to end by itself, so a regression fails the test
+// instead of hanging the suite.
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
