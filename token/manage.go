@@ -1,0 +1,246 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"dsh/audit"
+	"dsh/kv"
+)
+
+// TokenInfo describes a soft token without its secret.
+type TokenInfo struct {
+	ID       string
+	Kind     string    // "totp"
+	Created  time.Time // when the token was created
+	LastUsed time.Time // the last accepted code; zero if never used
+}
+
+// RequestICE issues an 8-digit emergency code to a user who gives the password and all
+// three security answers (case-sensitive), replacing any earlier code. Wrong answers count
+// towards lockout like a failed login, so the answers cannot be guessed at leisure.
+func (s *Service) RequestICE(ctx context.Context, peerUID int, userID string, password []byte, answers [3][]byte) (code string, expires time.Time, err error) {
+	const action = "token.ice.issue"
+	user, reason, err := s.resolve(peerUID, userID)
+	if err != nil {
+		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reason, fmt.Errorf("token: ICE: %w", err))
+	}
+	rec, _, found, err := s.loadUser(ctx, user)
+	if err != nil {
+		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonError, fmt.Errorf("token: ICE: %w", err))
+	}
+	if !found {
+		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonNotEnrolled, fmt.Errorf("token: ICE: %w", ErrUnauthorized))
+	}
+	now := s.now()
+	if now.Before(rec.LockedUntil) {
+		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonLocked, fmt.Errorf("token: ICE: %w", &LockedError{Until: rec.LockedUntil}))
+	}
+	ok := rec.Password.matches(password)
+	for i := range answers {
+		// Every answer is hashed even after a wrong one, so timing does not tell which.
+		if !rec.Questions[i].Answer.matches(answers[i]) {
+			ok = false
+		}
+	}
+	var ice *emergency
+	if ok {
+		if code, err = randomDigits(8); err != nil {
+			return "", time.Time{}, fmt.Errorf("token: ICE: %w", err)
+		}
+		h, err := newHash([]byte(code), s.opts.ShortKDF)
+		if err != nil {
+			return "", time.Time{}, fmt.Errorf("token: ICE: %w", err)
+		}
+		expires = now.Add(s.opts.ICEValidity)
+		ice = &emergency{Code: h, Expires: expires}
+	}
+	var locked bool
+	var until time.Time
+	err = s.st.Update(ctx, func(tx kv.Txn) error {
+		var cur userRecord
+		if found, err := getJSON(tx, userKey(user), &cur); err != nil {
+			return err
+		} else if !found {
+			return fmt.Errorf("credentials of %q: %w", user, ErrNotFound)
+		}
+		if now.Before(cur.LockedUntil) {
+			return &LockedError{Until: cur.LockedUntil}
+		}
+		locked = false
+		if ok {
+			cur.ICE, cur.Failures, cur.LockedUntil = ice, 0, time.Time{}
+		} else {
+			locked = s.addFailure(&cur, now)
+			until = cur.LockedUntil
+		}
+		return putJSON(tx, userKey(user), &cur)
+	})
+	if err != nil {
+		detail := reasonError
+		if errors.Is(err, ErrLocked) {
+			detail = reasonLocked
+		}
+		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, detail, fmt.Errorf("token: ICE: %w", err))
+	}
+	if !ok {
+		if locked {
+			s.lockedOut(ctx, peerUID, user, until)
+		}
+		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonBadCredentials, fmt.Errorf("token: ICE: %w", ErrUnauthorized))
+	}
+	if err := s.record(ctx, peerUID, user, action, "", "ok", "", audit.Durable); err != nil {
+		return "", time.Time{}, fmt.Errorf("token: ICE: %w", err)
+	}
+	return code, expires, nil
+}
+
+// lockedOut records and counts a lockout that a failure just caused.
+func (s *Service) lockedOut(ctx context.Context, uid int, user string, until time.Time) {
+	if s.met != nil {
+		s.met.Lockouts.Inc()
+	}
+	_ = s.record(ctx, uid, user, "token.lockout", "", "ok", "until "+until.UTC().Format(time.RFC3339), audit.Durable)
+}
+
+// sessionUser returns the user of uid's active session, or ErrForbidden.
+func (s *Service) sessionUser(ctx context.Context, uid int, action string) (string, error) {
+	sess, ok := s.sessions.active(uid)
+	if !ok {
+		return "", s.refuse(ctx, uid, "", action, reasonNoSession, fmt.Errorf("token: %s: %w: log in first", action, ErrForbidden))
+	}
+	return sess.user, nil
+}
+
+// ListTokens lists the soft tokens of the user of uid's session, in token ID order,
+// never with their secrets.
+func (s *Service) ListTokens(ctx context.Context, uid int) ([]TokenInfo, error) {
+	user, err := s.sessionUser(ctx, uid, "token.list")
+	if err != nil {
+		return nil, err
+	}
+	var toks []tokenRecord
+	if err := s.st.View(ctx, func(tx kv.Txn) (err error) {
+		toks, err = listTokens(tx, user)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("token: list tokens: %w", err)
+	}
+	out := make([]TokenInfo, len(toks))
+	for i, t := range toks {
+		out[i] = TokenInfo{ID: t.ID, Kind: t.Kind, Created: t.Created, LastUsed: t.LastUsed}
+	}
+	return out, nil
+}
+
+// CreateToken adds a soft token with a new PIN to the user of uid's session (after an
+// ICE login this is how a user who lost their phone gets going again). It returns the
+// token ID and the otpauth URL, which carries the secret: show it once, never log it.
+func (s *Service) CreateToken(ctx context.Context, uid int, pin []byte) (Enrolled, error) {
+	const action = "token.create"
+	user, err := s.sessionUser(ctx, uid, action)
+	if err != nil {
+		return Enrolled{}, err
+	}
+	if err := checkPIN(pin); err != nil {
+		return Enrolled{}, s.refuse(ctx, uid, user, action, reasonInvalid, fmt.Errorf("token: create token: %w", err))
+	}
+	tok, url, err := s.newToken(user, pin, s.now())
+	if err != nil {
+		return Enrolled{}, fmt.Errorf("token: create token: %w", err)
+	}
+	if err := s.st.Update(ctx, func(tx kv.Txn) error { return putJSON(tx, tokenKey(user, tok.ID), &tok) }); err != nil {
+		return Enrolled{}, s.refuse(ctx, uid, user, action, reasonError, fmt.Errorf("token: create token: %w", err))
+	}
+	if err := s.record(ctx, uid, user, action, tok.ID, "ok", "", audit.Durable); err != nil {
+		return Enrolled{}, fmt.Errorf("token: create token: %w", err)
+	}
+	return Enrolled{TokenID: tok.ID, URL: url}, nil
+}
+
+// updateToken applies fn to one of the session user's tokens; remove deletes it instead.
+func (s *Service) updateToken(ctx context.Context, uid int, id, action string, fn func(*tokenRecord), remove bool) error {
+	user, err := s.sessionUser(ctx, uid, action)
+	if err != nil {
+		return err
+	}
+	err = s.st.Update(ctx, func(tx kv.Txn) error {
+		var t tokenRecord
+		found, err := getJSON(tx, tokenKey(user, id), &t)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("token %q: %w", id, ErrNotFound)
+		}
+		if remove {
+			return tx.Delete(tokenKey(user, id))
+		}
+		fn(&t)
+		return putJSON(tx, tokenKey(user, id), &t)
+	})
+	if err != nil {
+		detail := reasonError
+		if errors.Is(err, ErrNotFound) {
+			detail = "no such token"
+		}
+		return s.refuse(ctx, uid, user, action, detail, fmt.Errorf("token: %s: %w", action, err))
+	}
+	return s.record(ctx, uid, user, action, id, "ok", "", audit.Durable)
+}
+
+// RevokeToken deletes one of the session user's tokens; its codes stop working at once.
+func (s *Service) RevokeToken(ctx context.Context, uid int, id string) error {
+	return s.updateToken(ctx, uid, id, "token.revoke", nil, true)
+}
+
+// SetPIN gives one of the session user's tokens a new 4-digit PIN.
+func (s *Service) SetPIN(ctx context.Context, uid int, id string, pin []byte) error {
+	const action = "token.set-pin"
+	if err := checkPIN(pin); err != nil {
+		return s.refuse(ctx, uid, "", action, reasonInvalid, fmt.Errorf("token: set PIN: %w", err))
+	}
+	h, err := newHash(pin, s.opts.ShortKDF)
+	if err != nil {
+		return fmt.Errorf("token: set PIN: %w", err)
+	}
+	return s.updateToken(ctx, uid, id, action, func(t *tokenRecord) { t.PIN = h }, false)
+}
+
+// ChangePassword sets a new password for the user of peerUID after checking the current
+// password, a PIN and a TOTP code (which is spent, like at login). Failures count towards
+// lockout. No session is needed, nor created.
+func (s *Service) ChangePassword(ctx context.Context, peerUID int, current, pin []byte, code string, newPassword []byte) error {
+	const action = "token.passwd"
+	if err := checkPassword(newPassword); err != nil {
+		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: change password: %w", err))
+	}
+	f := factors{password: current, pin: pin, code: code}
+	if err := f.check(); err != nil {
+		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: change password: %w", err))
+	}
+	a, err := s.authenticate(ctx, peerUID, "", f, action)
+	if err != nil {
+		return err
+	}
+	h, err := newHash(newPassword, s.opts.PasswordKDF)
+	if err != nil {
+		return fmt.Errorf("token: change password: %w", err)
+	}
+	err = s.st.Update(ctx, func(tx kv.Txn) error {
+		var cur userRecord
+		if found, err := getJSON(tx, userKey(a.user), &cur); err != nil {
+			return err
+		} else if !found {
+			return fmt.Errorf("credentials of %q: %w", a.user, ErrNotFound)
+		}
+		cur.Password = h
+		return putJSON(tx, userKey(a.user), &cur)
+	})
+	if err != nil {
+		return s.refuse(ctx, peerUID, a.user, action, reasonError, fmt.Errorf("token: change password: %w", err))
+	}
+	return s.record(ctx, peerUID, a.user, action, "", "ok", "", audit.Durable)
+}

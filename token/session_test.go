@@ -1,0 +1,168 @@
+package token
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"dsh/vault"
+)
+
+// loggedIn enrols and logs in Alice and returns her keyring.
+func loggedIn(t *testing.T, e *env) *Keyring {
+	t.Helper()
+	secret := e.enrol(t, "alice", aliceUID)
+	if err := e.login(secret, 0); err != nil {
+		t.Fatal(err)
+	}
+	r, ok := e.svc.Sessions().Keyring(aliceUID)
+	if !ok {
+		t.Fatal("no keyring after login")
+	}
+	return r
+}
+
+func wantKey(t *testing.T, r *Keyring, share string) *vault.Key {
+	t.Helper()
+	k, ok := r.Key(share)
+	want := shareKey(share)
+	if !ok || !k.Equal(&want) {
+		t.Fatalf("key of %s missing or wrong", share)
+	}
+	return k
+}
+
+func TestKeyringHoldsSharesAtLogin(t *testing.T) {
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	wantKey(t, r, "proj-a")
+	wantKey(t, r, "proj-b")
+	if _, ok := r.Key("proj-c"); ok {
+		t.Fatal("key of a share alice is not in")
+	}
+	a, ok := r.Arrivals()
+	want := shareKey("arrivals/alice")
+	if !ok || !a.Equal(&want) {
+		t.Fatal("Arrivals key missing")
+	}
+	if _, ok := e.svc.Sessions().Keyring(bobUID); ok {
+		t.Fatal("bob has a keyring")
+	}
+}
+
+func TestGrantRevokeShare(t *testing.T) {
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	s := e.svc.Sessions()
+	if err := s.GrantShare(ctx, "alice", "proj-c"); err != nil {
+		t.Fatal(err)
+	}
+	wantKey(t, r, "proj-c")
+	k := wantKey(t, r, "proj-a")
+	s.RevokeShare("alice", "proj-a")
+	if _, ok := r.Key("proj-a"); ok {
+		t.Fatal("revoked share still in the keyring")
+	}
+	if !k.IsZero() {
+		t.Fatal("revoked key not wiped")
+	}
+	wantKey(t, r, "proj-b")
+	// Changes to a user without a session are no-ops.
+	if err := s.GrantShare(ctx, "bob", "proj-a"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSessionEndsWipe(t *testing.T) {
+	ends := map[string]func(e *env) error{
+		"logout":  func(e *env) error { e.svc.Sessions().Logout(ctx, aliceUID); return nil },
+		"enduser": func(e *env) error { e.svc.Sessions().EndUser(ctx, "alice"); return nil },
+		"endall":  func(e *env) error { e.svc.Sessions().EndAll(ctx); return nil },
+		"expiry": func(e *env) error {
+			e.clk.add(DefaultSessionTTL)
+			e.svc.Sessions().Sweep(ctx)
+			return nil
+		},
+		// A new login replaces the old session and wipes its keys.
+		"relogin": func(e *env) error {
+			e.clk.add(30 * time.Second)
+			return e.login(e.lastSecret, 0)
+		},
+	}
+	for name, end := range ends {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			r := loggedIn(t, e)
+			k := wantKey(t, r, "proj-a")
+			a, _ := r.Arrivals()
+			if err := end(e); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := r.Key("proj-b"); ok {
+				t.Fatal("old keyring still answers")
+			}
+			if !k.IsZero() || !a.IsZero() {
+				t.Fatal("keys not wiped")
+			}
+			if !e.aud.has("token.session.end", "ok", "") {
+				t.Fatal("session end not audited")
+			}
+			if name != "relogin" {
+				if _, ok := e.svc.Sessions().Keyring(aliceUID); ok {
+					t.Fatal("session still active")
+				}
+			}
+		})
+	}
+}
+
+func TestExpiredKeyringRefusesWithoutSweep(t *testing.T) {
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	e.clk.add(DefaultSessionTTL)
+	if _, ok := r.Key("proj-a"); ok {
+		t.Fatal("expired keyring gave a key")
+	}
+	if _, ok := e.svc.Sessions().Keyring(aliceUID); ok {
+		t.Fatal("expired session returned")
+	}
+}
+
+func TestKeyringConcurrent(t *testing.T) {
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	s := e.svc.Sessions()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 500; j++ {
+				if kr, ok := s.Keyring(aliceUID); ok {
+					kr.Key("proj-b")
+				}
+			}
+		}()
+	}
+	for j := 0; j < 50; j++ {
+		if err := s.GrantShare(ctx, "alice", "proj-c"); err != nil {
+			t.Error(err)
+		}
+		s.RevokeShare("alice", "proj-c")
+	}
+	wg.Wait()
+	wantKey(t, r, "proj-b")
+}
+
+func TestKeyringKeyDoesNotAllocate(t *testing.T) {
+	e := newEnv(t)
+	loggedIn(t, e)
+	s := e.svc.Sessions()
+	n := testing.AllocsPerRun(100, func() {
+		kr, _ := s.Keyring(aliceUID)
+		kr.Key("proj-a")
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per lookup", n)
+	}
+}
