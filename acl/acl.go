@@ -35,7 +35,6 @@
 package acl
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -165,9 +164,7 @@ type KeyWrapper interface {
 }
 
 // Auditor is where the Store records changes and refusals; *audit.Log is one.
-type Auditor interface {
-	Append(ctx context.Context, e audit.Entry, d audit.Durability) (audit.Record, error)
-}
+type Auditor = audit.Appender
 
 // Options tune a Store. The zero value is ready to use.
 type Options struct {

@@ -66,6 +66,14 @@ type request struct {
 
 var requestPool = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
 
+// Appender is what a part that records its actions needs of the log; *Log is one. Tests
+// give a recorder or a failing appender instead.
+type Appender interface {
+	Append(ctx context.Context, e Entry, d Durability) (Record, error)
+}
+
+var _ Appender = (*Log)(nil)
+
 // Log is an open audit log with one writer goroutine. Its methods are safe for concurrent use.
 type Log struct {
 	dir, path string

@@ -212,7 +212,7 @@ func (d *Daemon) requireOperator(ctx context.Context, c control.Caller, action s
 		return nil
 	}
 	_ = d.withStore(func(p *store.Parts) error {
-		_, err := p.Audit.Append(ctx, audit.Entry{UID: int64(c.UID), Action: action, Result: "denied", Detail: "not the operator"}, audit.Buffered)
+		_, err := p.Audit.Append(context.WithoutCancel(ctx), audit.Entry{UID: int64(c.UID), Action: action, Result: "denied", Detail: "not the operator"}, audit.Buffered)
 		return err
 	})
 	return fmt.Errorf("%w: %s is for the operator (root) only", control.ErrForbidden, action)

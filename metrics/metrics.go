@@ -45,19 +45,27 @@ type Reason string
 
 // The reasons for a denial.
 const (
-	// ReasonNoSession: the uid has no live session (never logged in, logged out, expired,
-	// revoked, or its account disabled).
+	// ReasonNoSession: the uid has no live session (never logged in, logged out, expired
+	// or revoked).
 	ReasonNoSession Reason = "no_session"
-	// ReasonNotMember: the user is not a member of the share (or not the owner of the
-	// Arrivals folder).
-	ReasonNotMember Reason = "not_member"
-	// ReasonReadOnly: a write by a read-only member, or any write into Arrivals.
-	ReasonReadOnly Reason = "read_only"
 	// ReasonSealed: the store is sealed.
 	ReasonSealed Reason = "sealed"
+	// The reasons of the access decision (acl.Reason uses the same strings; a test in acl
+	// keeps the two sets equal, so the filesystem can pass acl's reason straight through).
+	ReasonNoAccount   Reason = "no_account"
+	ReasonDisabled    Reason = "disabled"
+	ReasonNotMember   Reason = "not_member"
+	ReasonReadOnly    Reason = "read_only"
+	ReasonNotOwner    Reason = "not_owner"
+	ReasonInboundOnly Reason = "inbound_only"
+	ReasonInvalid     Reason = "invalid"
 )
 
-var reasons = []Reason{ReasonNoSession, ReasonNotMember, ReasonReadOnly, ReasonSealed}
+var reasons = []Reason{ReasonNoSession, ReasonSealed, ReasonNoAccount, ReasonDisabled,
+	ReasonNotMember, ReasonReadOnly, ReasonNotOwner, ReasonInboundOnly, ReasonInvalid}
+
+// Reasons lists every value the reason label can take.
+func Reasons() []Reason { return append([]Reason(nil), reasons...) }
 
 // Method is the value of the "method" label of dsh_logins_total: the second factor used.
 type Method string

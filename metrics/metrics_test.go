@@ -88,7 +88,7 @@ func TestLabelValuesAreBounded(t *testing.T) {
 	allowed := map[string][]string{
 		"tree":   {string(TreeGroup), string(TreeArrivals)},
 		"result": {string(ResultOK), string(ResultDenied), string(ResultError)},
-		"reason": {string(ReasonNoSession), string(ReasonNotMember), string(ReasonReadOnly), string(ReasonSealed)},
+		"reason": {"no_session", "sealed", "no_account", "disabled", "not_member", "read_only", "not_owner", "inbound_only", "invalid"},
 		"method": {string(MethodToken), string(MethodICE)},
 		"op":     {"read", "lookup"}, // what touchAll used
 	}

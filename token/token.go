@@ -66,9 +66,7 @@ type Sealer interface {
 }
 
 // Auditor is where the service records every authentication event; *audit.Log is one.
-type Auditor interface {
-	Append(ctx context.Context, e audit.Entry, d audit.Durability) (audit.Record, error)
-}
+type Auditor = audit.Appender
 
 // KDFParams are Argon2id parameters. They are stored beside each hash, so raising the
 // defaults later does not invalidate existing credentials.
