@@ -322,3 +322,12 @@ func shortErr(err error) string {
 	}
 	return msg
 }
+
+// UserByID returns the account with user ID id, disabled or not.
+func (s *Store) UserByID(id string) (User, bool) {
+	u := s.snap.Load().users[id]
+	if u == nil {
+		return User{}, false
+	}
+	return *u, true
+}

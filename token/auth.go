@@ -306,7 +306,21 @@ func (s *Service) login(ctx context.Context, peerUID int, userID string, f facto
 		s.countLogin(m, metrics.ResultError)
 		return time.Time{}, fmt.Errorf("token: login refused: %w", err)
 	}
-	s.sessions.install(ctx, &session{uid: peerUID, user: a.user, method: m, expires: expires, ring: ring})
+	sess := &session{uid: peerUID, user: a.user, method: m, expires: expires, ring: ring}
+	s.sessions.install(ctx, sess)
+	// A disable or a membership change that committed while the keyring was being built
+	// found no session to adjust; catch up with the state as it is now, so that nothing
+	// revoked before this point survives in the new session.
+	if _, active, ok := s.dir.UserByUID(peerUID); !ok || !active {
+		s.sessions.endIf(ctx, peerUID, sess, "user ended")
+		s.countLogin(m, metrics.ResultDenied)
+		return time.Time{}, fmt.Errorf("token: login: %w: account is disabled", ErrForbidden)
+	}
+	if err := s.sessions.reconcile(ctx, sess); err != nil {
+		s.sessions.endIf(ctx, peerUID, sess, "keyring error")
+		s.countLogin(m, metrics.ResultError)
+		return time.Time{}, fmt.Errorf("token: login: %w", err)
+	}
 	s.countLogin(m, metrics.ResultOK)
 	return expires, nil
 }

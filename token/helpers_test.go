@@ -72,6 +72,9 @@ type fakeKeys struct {
 	mu      sync.Mutex
 	members map[int][]string
 	fail    bool
+	// onShareKey, when set, runs inside ShareKey with mu held: a change landing while a
+	// login builds its keyring.
+	onShareKey func()
 }
 
 func shareKey(name string) vault.Key {
@@ -86,11 +89,21 @@ func (f *fakeKeys) SharesOf(uid int) []string {
 	return append([]string(nil), f.members[uid]...)
 }
 
+// set replaces the shares of uid, as an acl commit would.
+func (f *fakeKeys) set(uid int, shares ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.members[uid] = shares
+}
+
 func (f *fakeKeys) ShareKey(_ context.Context, share string) (vault.Key, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail {
 		return vault.Key{}, errors.New("unwrap failed")
+	}
+	if f.onShareKey != nil {
+		f.onShareKey()
 	}
 	return shareKey(share), nil
 }

@@ -253,8 +253,10 @@ func (s *Sessions) GrantShare(ctx context.Context, user, share string) error {
 		}
 		r := sess.ring
 		r.mu.Lock()
-		// An existing entry is kept, since the filesystem may be using its pointer.
-		if _, dup := r.shares[share]; r.closed || dup {
+		// An existing entry is kept, since the filesystem may be using its pointer. The
+		// membership is checked again under the keyring's lock: a removal that committed
+		// since the caller's addition has run (or will run) RevokeShare, which must win.
+		if _, dup := r.shares[share]; r.closed || dup || !s.isMember(sess.uid, share) {
 			k.Wipe()
 		} else {
 			r.shares[share] = &k
@@ -276,4 +278,44 @@ func (s *Sessions) RevokeShare(user, share string) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// reconcile makes the keyring of sess hold exactly the keys of the shares its uid belongs
+// to now. Login calls it after installing the session: a membership change committed
+// while the keyring was built called GrantShare or RevokeShare before the session existed.
+func (s *Sessions) reconcile(ctx context.Context, sess *session) error {
+	want := make(map[string]bool)
+	for _, share := range s.keys.SharesOf(sess.uid) {
+		want[share] = true
+	}
+	r := sess.ring
+	r.mu.Lock()
+	for name, k := range r.shares {
+		if !want[name] {
+			k.Wipe()
+			delete(r.shares, name)
+		}
+	}
+	var missing []string
+	for name := range want {
+		if _, ok := r.shares[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	r.mu.Unlock()
+	for _, name := range missing {
+		if err := s.GrantShare(ctx, sess.user, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Sessions) isMember(uid int, share string) bool {
+	for _, name := range s.keys.SharesOf(uid) {
+		if name == share {
+			return true
+		}
+	}
+	return false
 }

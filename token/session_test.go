@@ -1,6 +1,7 @@
 package token
 
 import (
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +55,8 @@ func TestGrantRevokeShare(t *testing.T) {
 	e := newEnv(t)
 	r := loggedIn(t, e)
 	s := e.svc.Sessions()
+	// The daemon commits the membership first and then tells the sessions.
+	e.keys.set(aliceUID, "proj-a", "proj-b", "proj-c")
 	if err := s.GrantShare(ctx, "alice", "proj-c"); err != nil {
 		t.Fatal(err)
 	}
@@ -164,5 +167,44 @@ func TestKeyringKeyDoesNotAllocate(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per lookup", n)
+	}
+}
+
+// A grant that arrives after the membership was removed again must not bring the key back.
+func TestGrantAfterRemovalIgnored(t *testing.T) {
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	if err := e.svc.Sessions().GrantShare(ctx, "alice", "proj-c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Key("proj-c"); ok {
+		t.Fatal("key granted for a share alice is not a member of")
+	}
+}
+
+// A membership change or a disable that lands while a login builds its keyring is caught
+// up with once the session is installed.
+func TestLoginCatchesUpWithChanges(t *testing.T) {
+	e := newEnv(t)
+	secret := e.enrol(t, "alice", aliceUID)
+	e.keys.onShareKey = func() { e.keys.members[aliceUID] = []string{"proj-b", "proj-c"} }
+	if err := e.login(secret, 0); err != nil {
+		t.Fatal(err)
+	}
+	r, ok := e.svc.Sessions().Keyring(aliceUID)
+	if !ok {
+		t.Fatal("no keyring after login")
+	}
+	if _, ok := r.Key("proj-a"); ok {
+		t.Fatal("key of a share removed during login survived")
+	}
+	wantKey(t, r, "proj-c")
+
+	e.keys.onShareKey = func() { e.dir.setActive("alice", false) }
+	if err := e.login(secret, 1); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("login of a user disabled during login: %v", err)
+	}
+	if _, ok := e.svc.Sessions().Keyring(aliceUID); ok {
+		t.Fatal("session of a user disabled during login")
 	}
 }
