@@ -31,6 +31,8 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the store is sealed or a part the request needs is down (503).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrLocked: the account is locked after too many failed logins (423).
+	ErrLocked = errors.New("locked")
 )
 
 // ErrorResponse is the body of every non-2xx answer.

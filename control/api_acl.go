@@ -42,8 +42,9 @@ type UserView struct {
 
 // UserCreateResponse answers POST /v1/users/create.
 type UserCreateResponse struct {
-	User   UserView `json:"user"`
-	Shares []string `json:"shares,omitempty"`
+	User      UserView      `json:"user"`
+	Shares    []string      `json:"shares,omitempty"`
+	Enrolment EnrolmentCode `json:"enrolment"`
 }
 
 // UserRef names one account, for disable and enable.

@@ -41,6 +41,8 @@ func (e *APIError) Unwrap() error {
 		return ErrConflict
 	case http.StatusServiceUnavailable:
 		return ErrUnavailable
+	case http.StatusLocked:
+		return ErrLocked
 	}
 	return nil
 }

@@ -48,6 +48,7 @@ type Daemon interface {
 	Operator
 	Auditor
 	Accounts
+	Tokens
 }
 
 type callerKey struct{}
@@ -110,6 +111,7 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 		return AuditShowResponse{Records: recs}, nil
 	})
 	s.accountRoutes(d)
+	s.tokenRoutes(d)
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -180,6 +182,8 @@ func statusFor(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrLocked):
+		return http.StatusLocked
 	default:
 		return http.StatusInternalServerError
 	}

@@ -21,6 +21,8 @@ import (
 // fakeDaemon records what it was asked; it applies the operator rule like the real one.
 type fakeDaemon struct {
 	Accounts // account endpoints are exercised end to end in tests/; unused here
+	Tokens   // only Login is faked here; the rest is exercised end to end in tests/
+	loginPW  []byte
 	mu       sync.Mutex
 	sealed   bool
 	lastPass string
@@ -46,6 +48,21 @@ func (f *fakeDaemon) Unseal(ctx context.Context, c Caller, pass []byte) error {
 	}
 	f.sealed = false
 	return nil
+}
+
+// Login keeps the password slice it was given, so the test can see it wiped afterwards, and
+// answers a locked account for user "locked".
+func (f *fakeDaemon) Login(ctx context.Context, c Caller, user string, password, pin []byte, code, emergency string) (SessionView, error) {
+	f.mu.Lock()
+	f.loginPW = password
+	f.mu.Unlock()
+	if user == "locked" {
+		return SessionView{}, fmt.Errorf("%w: account is locked until 12:00", ErrLocked)
+	}
+	if string(password) != "pw" || string(pin) != "1234" || code != "123456" {
+		return SessionView{}, fmt.Errorf("%w: wrong user ID, password, PIN or code", ErrUnauthorized)
+	}
+	return SessionView{Active: true, UID: c.UID, User: user}, nil
 }
 
 func (f *fakeDaemon) Seal(ctx context.Context, c Caller) error {
@@ -282,5 +299,35 @@ func TestListenRefusesAFolderOthersCanWrite(t *testing.T) {
 	_, err := Listen(filepath.Join(dir, "control.sock"))
 	if err == nil || !strings.Contains(err.Error(), "writable by other users") {
 		t.Fatalf("Listen in a 0777 folder: %v", err)
+	}
+}
+
+// The login route hands the daemon the secrets, wipes its copies afterwards, and a locked
+// account comes back to the client as ErrLocked with the daemon's message.
+func TestLoginSecretsWipedAndLockedMapped(t *testing.T) {
+	d, sock := startServer(t)
+	cl := NewClient(sock)
+	v, err := cl.Login(context.Background(), LoginRequest{User: "alice", Password: "pw", PIN: "1234", Code: "123456"})
+	if err != nil || !v.Active || v.User != "alice" {
+		t.Fatalf("login: %+v %v", v, err)
+	}
+	d.mu.Lock()
+	pw := d.loginPW
+	d.mu.Unlock()
+	if len(pw) != 2 || pw[0] != 0 || pw[1] != 0 {
+		t.Fatalf("password copy not wiped after the call: %q", pw)
+	}
+	_, err = cl.Login(context.Background(), LoginRequest{User: "alice", Password: "pw", PIN: "1234", Code: "000000"})
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("wrong code: %v", err)
+	}
+	_, err = cl.Login(context.Background(), LoginRequest{User: "locked", Password: "pw"})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "locked until") {
+		t.Fatalf("locked: %v", err)
+	}
+	// A secret smuggled in an unknown field is refused before the daemon sees anything.
+	_, err = cl.Login(context.Background(), LoginRequest{})
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("empty login: %v", err)
 	}
 }

@@ -37,6 +37,9 @@ func (d *Daemon) withACL(ctx context.Context, c control.Caller, fn func(s *acl.S
 	if err != nil {
 		return aclError(err)
 	}
+	if user, _, ok := d.tok.Sessions().Active(c.UID); ok && a.User != "" && user == a.User {
+		a.Session = true
+	}
 	return aclError(fn(d.acl, a))
 }
 
@@ -88,6 +91,11 @@ func (d *Daemon) CreateUser(ctx context.Context, c control.Caller, req control.U
 			}
 			out.Shares = append(out.Shares, sh)
 		}
+		code, exp, err := d.tok.CreateEnrolment(ctx, c.UID, u.ID)
+		if err != nil {
+			return fmt.Errorf("user %s was created, but no enrolment code could be issued (dsh user enrolment-code %s): %w", u.ID, u.ID, err)
+		}
+		out.Enrolment = control.EnrolmentCode{User: u.ID, Code: code, Expires: exp}
 		return nil
 	})
 	return out, err
@@ -99,7 +107,12 @@ func (d *Daemon) SetUserEnabled(ctx context.Context, c control.Caller, id string
 		if enabled {
 			return s.EnableUser(ctx, a, id)
 		}
-		return s.DisableUser(ctx, a, id)
+		if err := s.DisableUser(ctx, a, id); err != nil {
+			return err
+		}
+		// Before the command returns, the user's sessions end and their keys are wiped.
+		d.tok.Sessions().EndUser(ctx, id)
+		return nil
 	})
 }
 
@@ -168,14 +181,25 @@ func (d *Daemon) AddMember(ctx context.Context, c control.Caller, req control.Me
 		mode = acl.ReadOnly
 	}
 	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
-		return s.AddMember(ctx, a, req.Share, req.User, mode)
+		if err := s.AddMember(ctx, a, req.Share, req.User, mode); err != nil {
+			return err
+		}
+		if err := d.tok.Sessions().GrantShare(ctx, req.User, req.Share); err != nil {
+			return fmt.Errorf("%s was added to %s, but their current session could not receive the key (it will after their next login): %w", req.User, req.Share, err)
+		}
+		return nil
 	})
 }
 
 // RemoveMember removes a user from a share.
 func (d *Daemon) RemoveMember(ctx context.Context, c control.Caller, req control.MemberRequest) error {
 	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
-		return s.RemoveMember(ctx, a, req.Share, req.User)
+		if err := s.RemoveMember(ctx, a, req.Share, req.User); err != nil {
+			return err
+		}
+		// Before the command returns, the key leaves the user's live session.
+		d.tok.Sessions().RevokeShare(req.User, req.Share)
+		return nil
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"dsh/acl"
@@ -17,6 +18,7 @@ import (
 	"dsh/control"
 	"dsh/metrics"
 	"dsh/store"
+	"dsh/token"
 	"dsh/vault"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +32,9 @@ type Config struct {
 	// Passphrase unseals the store at start when not empty; the daemon wipes it after use.
 	Passphrase []byte
 	Pprof      bool
-	Log        *slog.Logger
+	// Auth tunes the token service: session lifetime, lockout, ICE validity.
+	Auth token.Options
+	Log  *slog.Logger
 	// Ready, when set, is called once the socket and metrics endpoint are listening.
 	Ready func(socket, metricsAddr string)
 }
@@ -47,10 +51,16 @@ type Daemon struct {
 	// mu guards parts: requests hold it shared for as long as they use the store, seal and
 	// unseal hold it exclusively, so sealing waits for requests in flight and none starts
 	// on a store that is being closed.
-	mu    sync.RWMutex
-	parts *store.Parts
-	acl   *acl.Store
-	wrap  *keyWrapper
+	mu     sync.RWMutex
+	parts  *store.Parts
+	acl    *acl.Store
+	wrap   *keyWrapper
+	tok    *token.Service
+	sealer *token.KeySealer
+
+	// sessions is the token service's live sessions while unsealed, read without mu by
+	// the filesystem on every operation.
+	sessions atomic.Pointer[token.Sessions]
 }
 
 // New takes the data folder and prepares the daemon; Run starts it.
@@ -88,6 +98,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	srv := control.NewServer(d, d.log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	ttl := d.cfg.Auth.SessionTTL
+	if ttl <= 0 {
+		ttl = token.DefaultSessionTTL
+	}
+	go d.sweepSessions(sweepCtx, sweepInterval(ttl))
 
 	if len(d.cfg.Passphrase) > 0 {
 		err := d.unseal(d.cfg.Passphrase, -1)
@@ -151,19 +168,36 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		}
 	}
 	wrap := &keyWrapper{key: p.Root.Derive(vault.PurposeWrap)}
-	a, err := acl.New(p.KV, wrap, p.Audit, acl.Options{})
+	a, err := acl.New(p.KV, wrap, p.Audit, acl.Options{RequireSession: true})
 	if err != nil {
 		wrap.key.Wipe()
 		p.Close()
 		return fmt.Errorf("load accounts and shares: %w", err)
 	}
-	if _, err := p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable); err != nil {
+	secretKey := p.Root.Derive(vault.PurposeSecret)
+	sealer, err := token.NewKeySealer(&secretKey)
+	secretKey.Wipe()
+	var tok *token.Service
+	if err == nil {
+		tok, err = token.New(token.Deps{Store: p.KV, Directory: directory{a}, Keys: shareKeys{a}, Sealer: sealer, Auditor: p.Audit, Metrics: d.metrics}, d.cfg.Auth)
+	}
+	if err == nil {
+		_, err = p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable)
+		if err != nil {
+			err = fmt.Errorf("unseal refused, the audit log cannot be written: %w", err)
+		}
+	}
+	if err != nil {
+		if sealer != nil {
+			sealer.Wipe()
+		}
 		a.Close()
 		wrap.key.Wipe()
 		p.Close()
-		return fmt.Errorf("unseal refused, the audit log cannot be written: %w", err)
+		return err
 	}
-	d.parts, d.acl, d.wrap = p, a, wrap
+	d.parts, d.acl, d.wrap, d.tok, d.sealer = p, a, wrap, tok, sealer
+	d.sessions.Store(tok.Sessions())
 	d.metrics.VaultSealed.Set(0)
 	d.log.Info("store unsealed", "uid", uid)
 	return nil
@@ -180,13 +214,17 @@ func (d *Daemon) seal(uid int, action string) error {
 		}
 		return nil
 	}
+	// The filesystem stops finding keyrings first, then every session's keys are wiped.
+	d.sessions.Store(nil)
+	d.tok.Sessions().EndAll(context.Background())
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {
 		d.log.Error("seal: audit record not written", "err", err)
 	}
 	d.acl.Close()
 	d.wrap.key.Wipe()
+	d.sealer.Wipe()
 	err := d.parts.Close()
-	d.parts, d.acl, d.wrap = nil, nil, nil
+	d.parts, d.acl, d.wrap, d.tok, d.sealer = nil, nil, nil, nil, nil
 	d.metrics.VaultSealed.Set(1)
 	d.log.Info("store sealed", "uid", uid, "by", action)
 	if err != nil {

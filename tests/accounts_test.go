@@ -24,15 +24,22 @@ func TestAccountsProjectsSharesAndRoles(t *testing.T) {
 	op := func(args ...string) result { return e.dsh(0, "", args...) }
 	as := func(uid int, args ...string) result { return e.dsh(uid, "", args...) }
 
-	// Operator: accounts and projects.
+	// Operator: accounts and projects. Those who will manage shares enrol and log in, since
+	// IAO and IAA actions need a two-factor session.
 	for _, u := range []struct {
 		id  string
 		uid int
-	}{{"iao1", uidIAO1}, {"iaa1", uidIAA1}, {"mem1", uidMem1}, {"ro1", uidRO1}, {"out1", uidOut1}, {"iao2", uidIAO2}} {
+	}{{"mem1", uidMem1}, {"ro1", uidRO1}, {"out1", uidOut1}} {
 		out := op("user", "create", u.id, "--uid", itoa(u.uid), "--email", u.id+"@example.ac.uk").ok(t).stdout
 		if !strings.Contains(out, "created user "+u.id) {
 			t.Fatalf("user create said %q", out)
 		}
+	}
+	for _, u := range []struct {
+		id  string
+		uid int
+	}{{"iao1", uidIAO1}, {"iaa1", uidIAA1}, {"iao2", uidIAO2}} {
+		e.newPerson(t, u.id, u.uid).login(t).ok(t)
 	}
 	op("project", "create", "p1", "--iao", "iao1").ok(t)
 	op("project", "create", "p2", "--iao", "iao2").ok(t)

@@ -109,7 +109,7 @@ func (s *Service) lockedOut(ctx context.Context, uid int, user string, until tim
 func (s *Service) sessionUser(ctx context.Context, uid int, action string) (string, error) {
 	sess, ok := s.sessions.active(uid)
 	if !ok {
-		return "", s.refuse(ctx, uid, "", action, reasonNoSession, fmt.Errorf("token: %s: %w: log in first", action, ErrForbidden))
+		return "", s.refuse(ctx, uid, "", action, reasonNoSession, fmt.Errorf("token: %s: %w: no active session (log in first with dsh login)", action, ErrForbidden))
 	}
 	return sess.user, nil
 }

@@ -50,6 +50,7 @@ func newUserCmd(g *globals) *cobra.Command {
 			for _, s := range res.Shares {
 				fmt.Printf("added %s to share %s (read-write)\n", res.User.ID, s)
 			}
+			printEnrolment(res.Enrolment)
 			return nil
 		},
 	}
@@ -83,7 +84,18 @@ func newUserCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	c.AddCommand(create, setter("disable", "Disable an account: it keeps its memberships but is denied everything", false, "disabled"),
+	enrolCode := &cobra.Command{
+		Use: "enrolment-code ID", Short: "Issue a new one-time enrolment code (first enrolment or re-enrolment)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := g.client().EnrolmentCode(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			printEnrolment(e)
+			return nil
+		},
+	}
+	c.AddCommand(create, enrolCode, setter("disable", "Disable an account: it keeps its memberships but is denied everything", false, "disabled"),
 		setter("enable", "Enable a disabled account", true, "enabled"), list)
 	return c
 }
@@ -225,4 +237,11 @@ func newShareCmd(g *globals) *cobra.Command {
 	}
 	c.AddCommand(create, add, remove, list, members)
 	return c
+}
+
+// printEnrolment shows an enrolment code on a line of its own, for the operator to hand
+// to the user out of band.
+func printEnrolment(e control.EnrolmentCode) {
+	fmt.Printf("enrolment code: %s\n", e.Code)
+	fmt.Printf("valid once, until %s: the user runs dsh enroll --code CODE --questions-file F\n", when(e.Expires))
 }

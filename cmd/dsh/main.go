@@ -78,6 +78,13 @@ func newRoot() *cobra.Command {
 		newUserCmd(g),
 		newProjectCmd(g),
 		newShareCmd(g),
+		newEnrolCmd(g),
+		newLoginCmd(g),
+		newLogoutCmd(g),
+		newStatusCmd(g),
+		newTokenCmd(g),
+		newICECmd(g),
+		newPasswdCmd(g),
 	)
 	markUsage(root)
 	return root

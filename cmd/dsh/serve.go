@@ -14,6 +14,7 @@ import (
 
 	"dsh/daemon"
 	"dsh/store"
+	"dsh/token"
 	"dsh/vault"
 )
 
@@ -51,6 +52,7 @@ func newInitCmd() *cobra.Command {
 func newServeCmd(g *globals) *cobra.Command {
 	var data, passFile, metricsAddr string
 	var pprof bool
+	var auth token.Options
 	c := &cobra.Command{
 		Use:   "serve --data DIR [--unseal-passphrase-file F] [--metrics ADDR]",
 		Short: "Run the daemon",
@@ -63,7 +65,10 @@ func newServeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg := daemon.Config{DataDir: abs, Socket: g.socket, MetricsAddr: metricsAddr, Pprof: pprof, Log: logger()}
+			if auth.SessionTTL <= 0 || auth.Lockout <= 0 || auth.ICEValidity <= 0 || auth.MaxFailures <= 0 {
+				return usagef("--session-ttl, --lockout-duration, --ice-validity and --lockout-threshold must be positive")
+			}
+			cfg := daemon.Config{DataDir: abs, Socket: g.socket, MetricsAddr: metricsAddr, Pprof: pprof, Log: logger(), Auth: auth}
 			if passFile != "" {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
@@ -88,6 +93,10 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&passFile, "unseal-passphrase-file", "", "unseal at start with the passphrase in this file")
 	c.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint")
 	c.Flags().BoolVar(&pprof, "pprof", false, "also serve /debug/pprof on the metrics address")
+	c.Flags().DurationVar(&auth.SessionTTL, "session-ttl", token.DefaultSessionTTL, "lifetime of a login session")
+	c.Flags().IntVar(&auth.MaxFailures, "lockout-threshold", token.DefaultMaxFailures, "failed logins in a row that lock an account")
+	c.Flags().DurationVar(&auth.Lockout, "lockout-duration", token.DefaultLockout, "how long a locked account stays locked")
+	c.Flags().DurationVar(&auth.ICEValidity, "ice-validity", token.DefaultICEValidity, "how long an ICE emergency code stays valid")
 	return c
 }
 

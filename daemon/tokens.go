@@ -1,0 +1,255 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"dsh/acl"
+	"dsh/control"
+	"dsh/token"
+	"dsh/vault"
+)
+
+// directory adapts the acl store to what the token service needs to know about accounts.
+type directory struct{ s *acl.Store }
+
+func (d directory) UserByUID(uid int) (string, bool, bool) {
+	u, ok := d.s.UserByUID(uid)
+	return u.ID, ok && u.Status == acl.StatusActive, ok
+}
+
+func (d directory) UserByID(id string) (int, bool, bool) {
+	u, ok := d.s.UserByID(id)
+	return u.UID, ok && u.Status == acl.StatusActive, ok
+}
+
+// shareKeys adapts the acl store to the keys a session keyring holds.
+type shareKeys struct{ s *acl.Store }
+
+func (k shareKeys) SharesOf(uid int) []string {
+	acc := k.s.SharesOf(uid)
+	out := make([]string, len(acc))
+	for i, a := range acc {
+		out[i] = a.Share
+	}
+	return out
+}
+
+func (k shareKeys) ShareKey(ctx context.Context, share string) (vault.Key, error) {
+	return k.s.ShareKey(ctx, share)
+}
+
+func (k shareKeys) ArrivalsKey(ctx context.Context, user string) (vault.Key, error) {
+	return k.s.ArrivalsKey(ctx, user)
+}
+
+// Keyring returns the keyring of uid's live session, if any: the one call through which
+// the filesystem learns what a caller may decrypt. It takes no daemon lock.
+func (d *Daemon) Keyring(uid int) (*token.Keyring, bool) {
+	s := d.sessions.Load()
+	if s == nil {
+		return nil, false
+	}
+	return s.Keyring(uid)
+}
+
+// sweepSessions wipes expired sessions' keys every interval until ctx ends, so that keys
+// of a session nobody uses any more do not stay in memory until someone asks.
+func (d *Daemon) sweepSessions(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.mu.RLock()
+			if d.tok != nil {
+				d.tok.Sessions().Sweep(ctx)
+			}
+			d.mu.RUnlock()
+		}
+	}
+}
+
+// sweepInterval is how often expired sessions are swept: often enough that a short test
+// lifetime is honoured, never more than every 30 s.
+func sweepInterval(ttl time.Duration) time.Duration {
+	return min(max(ttl/4, time.Second), 30*time.Second)
+}
+
+// withTokens runs fn with the unsealed token service, or fails with "store is sealed".
+func (d *Daemon) withTokens(ctx context.Context, fn func(ctx context.Context, t *token.Service) error) error {
+	// A login or token change that has started is finished and audited even if the
+	// client hangs up, as for acl changes.
+	ctx = context.WithoutCancel(ctx)
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.tok == nil {
+		return fmt.Errorf("%w: %w", control.ErrUnavailable, vault.ErrSealed)
+	}
+	return tokenError(fn(ctx, d.tok))
+}
+
+// tokenError gives the token service's errors the control kinds that become HTTP statuses.
+func tokenError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, token.ErrInvalid):
+		return control.WithKind(control.ErrInvalid, err)
+	case errors.Is(err, token.ErrLocked):
+		return control.WithKind(control.ErrLocked, err)
+	case errors.Is(err, token.ErrUnauthorized):
+		return control.WithKind(control.ErrUnauthorized, err)
+	case errors.Is(err, token.ErrForbidden):
+		return control.WithKind(control.ErrForbidden, err)
+	case errors.Is(err, token.ErrNotFound):
+		return control.WithKind(control.ErrNotFound, err)
+	}
+	return err
+}
+
+// EnrolmentCode issues a fresh enrolment code for an existing account (operator only).
+func (d *Daemon) EnrolmentCode(ctx context.Context, c control.Caller, user string) (control.EnrolmentCode, error) {
+	if err := d.requireOperator(ctx, c, "token.enrol.code"); err != nil {
+		return control.EnrolmentCode{}, err
+	}
+	var out control.EnrolmentCode
+	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		code, exp, err := t.CreateEnrolment(ctx, c.UID, user)
+		out = control.EnrolmentCode{User: user, Code: code, Expires: exp}
+		return err
+	})
+	return out, err
+}
+
+// Enrol sets the caller's first credentials with their enrolment code.
+func (d *Daemon) Enrol(ctx context.Context, c control.Caller, code string, password, pin []byte, qs [3]control.Question) (control.TokenCreated, error) {
+	var out control.TokenCreated
+	var tq [3]token.Question
+	for i, q := range qs {
+		tq[i] = token.Question{Question: q.Question, Answer: q.Answer}
+	}
+	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		en, err := t.Enrol(ctx, c.UID, code, password, pin, tq)
+		out = control.TokenCreated{ID: en.TokenID, URL: en.URL}
+		return err
+	})
+	return out, err
+}
+
+// Login starts a session for the caller's uid with a token code or an emergency code.
+func (d *Daemon) Login(ctx context.Context, c control.Caller, user string, password, pin []byte, code, emergency string) (control.SessionView, error) {
+	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		var err error
+		switch {
+		case emergency != "" && (code != "" || len(pin) > 0):
+			return fmt.Errorf("%w: give either a token code with its PIN or an emergency code, not both", control.ErrInvalid)
+		case emergency != "":
+			_, err = t.LoginICE(ctx, c.UID, user, password, emergency)
+		default:
+			_, err = t.Login(ctx, c.UID, user, password, pin, code)
+		}
+		return err
+	})
+	if err != nil {
+		return control.SessionView{}, err
+	}
+	return d.Session(ctx, c)
+}
+
+// Logout ends the caller's session.
+func (d *Daemon) Logout(ctx context.Context, c control.Caller) error {
+	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		if !t.Sessions().Logout(ctx, c.UID) {
+			return fmt.Errorf("%w: uid %d has no session", control.ErrNotFound, c.UID)
+		}
+		return nil
+	})
+}
+
+// Session describes the caller's session and the shares it holds keys for.
+func (d *Daemon) Session(ctx context.Context, c control.Caller) (control.SessionView, error) {
+	out := control.SessionView{UID: c.UID, Shares: []control.ShareAccessView{}}
+	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		user, expires, ok := t.Sessions().Active(c.UID)
+		if !ok {
+			return nil
+		}
+		out.Active, out.User, out.Expires = true, user, expires
+		ring, ok := t.Sessions().Keyring(c.UID)
+		if !ok {
+			return nil
+		}
+		for _, sh := range d.acl.SharesOf(c.UID) {
+			if _, held := ring.Key(sh.Share); held {
+				out.Shares = append(out.Shares, control.ShareAccessView{Share: sh.Share, Project: sh.Project, Mode: string(sh.Mode)})
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func tokenView(t token.TokenInfo) control.TokenView {
+	return control.TokenView{ID: t.ID, Kind: t.Kind, Created: t.Created, LastUsed: t.LastUsed}
+}
+
+// ListTokens lists the session user's tokens.
+func (d *Daemon) ListTokens(ctx context.Context, c control.Caller) ([]control.TokenView, error) {
+	var out []control.TokenView
+	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		toks, err := t.ListTokens(ctx, c.UID)
+		for _, tk := range toks {
+			out = append(out, tokenView(tk))
+		}
+		return err
+	})
+	return out, err
+}
+
+// CreateToken adds a soft token to the session user.
+func (d *Daemon) CreateToken(ctx context.Context, c control.Caller, pin []byte) (control.TokenCreated, error) {
+	var out control.TokenCreated
+	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		en, err := t.CreateToken(ctx, c.UID, pin)
+		out = control.TokenCreated{ID: en.TokenID, URL: en.URL}
+		return err
+	})
+	return out, err
+}
+
+// RevokeToken deletes one of the session user's tokens.
+func (d *Daemon) RevokeToken(ctx context.Context, c control.Caller, id string) error {
+	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		return t.RevokeToken(ctx, c.UID, id)
+	})
+}
+
+// SetPIN re-pins one of the session user's tokens.
+func (d *Daemon) SetPIN(ctx context.Context, c control.Caller, id string, pin []byte) error {
+	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		return t.SetPIN(ctx, c.UID, id, pin)
+	})
+}
+
+// RequestICE issues an emergency code for the password and the three answers.
+func (d *Daemon) RequestICE(ctx context.Context, c control.Caller, user string, password []byte, answers [3][]byte) (control.ICEResponse, error) {
+	var out control.ICEResponse
+	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		code, exp, err := t.RequestICE(ctx, c.UID, user, password, answers)
+		out = control.ICEResponse{Code: code, Expires: exp}
+		return err
+	})
+	return out, err
+}
+
+// ChangePassword changes the caller's password after checking all three factors.
+func (d *Daemon) ChangePassword(ctx context.Context, c control.Caller, current, pin []byte, code string, newPassword []byte) error {
+	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+		return t.ChangePassword(ctx, c.UID, current, pin, code, newPassword)
+	})
+}
