@@ -177,8 +177,8 @@ func TestTOTPWindow(t *testing.T) {
 		time.Sleep(time.Duration(31-s) * time.Second)
 	}
 	now := time.Now()
-	login(now.Add(-90 * time.Second)).fails(t, 2, "wrong")
-	login(now.Add(90 * time.Second)).fails(t, 2, "wrong")
+	login(now.Add(-90*time.Second)).fails(t, 2, "wrong")
+	login(now.Add(90*time.Second)).fails(t, 2, "wrong")
 	login(now.Add(-30 * time.Second)).ok(t) // one step behind: clock drift
 	login(now.Add(30 * time.Second)).ok(t)  // one step ahead
 	login(now).fails(t, 2, "wrong")         // an earlier step than one already used
