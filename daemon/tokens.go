@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"dsh/acl"
@@ -93,21 +94,27 @@ func (d *Daemon) withTokens(ctx context.Context, fn func(ctx context.Context, t 
 	return tokenError(fn(ctx, d.tok))
 }
 
-// tokenError gives the token service's errors the control kinds that become HTTP statuses.
+// tokenError gives the token service's errors the control kinds that become HTTP statuses,
+// and a message that starts at what the user needs to know ("wrong user ID, password, PIN
+// or code", "account is locked until ...") rather than at the package's call chain.
 func tokenError(err error) error {
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, token.ErrInvalid):
-		return control.WithKind(control.ErrInvalid, err)
-	case errors.Is(err, token.ErrLocked):
-		return control.WithKind(control.ErrLocked, err)
-	case errors.Is(err, token.ErrUnauthorized):
-		return control.WithKind(control.ErrUnauthorized, err)
-	case errors.Is(err, token.ErrForbidden):
-		return control.WithKind(control.ErrForbidden, err)
-	case errors.Is(err, token.ErrNotFound):
-		return control.WithKind(control.ErrNotFound, err)
+	}
+	for _, k := range []struct{ tok, ctl error }{
+		{token.ErrInvalid, control.ErrInvalid},
+		{token.ErrLocked, control.ErrLocked},
+		{token.ErrUnauthorized, control.ErrUnauthorized},
+		{token.ErrForbidden, control.ErrForbidden},
+		{token.ErrNotFound, control.ErrNotFound},
+	} {
+		if errors.Is(err, k.tok) {
+			msg := err.Error()
+			if i := strings.Index(msg, k.tok.Error()); i > 0 {
+				msg = msg[i:]
+			}
+			return control.WithKind(k.ctl, errors.New(msg))
+		}
 	}
 	return err
 }

@@ -68,31 +68,61 @@ as() { local uid=$1; shift; printf '$ (as uid %s) dsh %s\n' "$uid" "$*"; setpriv
 say "A non-root user may not use operator commands"
 as 2003 operator status || true
 
-say "The operator creates accounts and a project with its IAO"
-run "$dsh" user create alice --uid 2001 --email alice@example.ac.uk
-run "$dsh" user create bob --uid 2002 --email bob@example.ac.uk
-run "$dsh" user create carol --uid 2003 --email carol@example.ac.uk
+say "The operator creates accounts (each gets a one-time enrolment code) and a project"
+declare -A code
+for u in alice:2001 bob:2002 carol:2003; do
+  id=${u%%:*}; uid=${u##*:}
+  out=$("$dsh" user create "$id" --uid "$uid" --email "$id@example.ac.uk")
+  printf '$ dsh user create %s --uid %s --email %s@example.ac.uk\n%s\n' "$id" "$uid" "$id" "$out"
+  code[$id]=$(sed -n 's/^enrolment code: //p' <<<"$out")
+done
 run "$dsh" project create cohort --iao alice
 run "$dsh" user list
 
-say "The IAO (alice, uid 2001) creates a share and adds bob read-write, carol read-only"
+say "Each user enrols from their own uid: password, three security questions, a soft token with a PIN"
+# Demo credentials: in real use they are typed at a prompt without echo, never on a command line.
+pw="demo password $RANDOM$RANDOM"; pin=2468
+declare -A secret
+for u in alice:2001 bob:2002 carol:2003; do
+  id=${u%%:*}; uid=${u##*:}
+  q="$run_dir/questions-$id"
+  printf 'First pet?\tRex\nBirth town?\tLeeds\nFirst school?\tSt Mary'"'"'s\n' > "$q"
+  chown "$uid:$uid" "$q"; chmod 600 "$q"
+  out=$(printf '%s\n%s\n' "$pw" "$pin" | as "$uid" enroll --code "${code[$id]}" --questions-file "$q")
+  if [ "$id" = alice ]; then echo "$out"; else echo "$out" | head -2; fi
+  secret[$id]=$(grep -o 'secret=[A-Z2-7]*' <<<"$out" | cut -d= -f2)
+done
+totp() { oathtool --totp -b "${secret[$1]}"; }
+login() { local id=$1 uid=$2; printf '%s\n%s\n' "$pw" "$pin" | as "$uid" login --code "$(totp "$id")"; }
+
+say "Logging in needs password, PIN and a code (computed here by oathtool, as an app would)"
+printf '%s\n%s\n' "$pw" 9999 | as 2001 login --code "$(totp alice)" || true
+login alice 2001
+say "The same code a second time is a replay, refused"
+c=$(totp bob); printf '%s\n%s\n' "$pw" "$pin" | as 2002 login --code "$c"
+printf '%s\n%s\n' "$pw" "$pin" | as 2002 login --code "$c" || true
+
+say "The IAO (alice, logged in) creates a share and adds bob read-write, carol read-only"
 as 2001 share create cohort-data --project cohort
 as 2001 share add cohort-data bob
 as 2001 share add cohort-data carol --read-only
 as 2001 share members cohort-data
+say "bob's live session received the share's key at once"
+as 2002 status
 
 say "Members see their shares; a member may not manage the share"
 as 2002 share list
 as 2003 share list
 as 2002 share add cohort-data carol || true
-say "A disabled account is denied everything, and keeps its memberships for later"
+say "Disabling an account ends its session at once; it keeps its memberships for later"
 run "$dsh" user disable bob
+as 2002 status
 as 2002 share list || true
 run "$dsh" user enable bob
 as 2002 share list
 say "Metrics"
 echo "(the full set: curl -s http://$metrics/metrics)"
-curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active) ' || true
+curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active|logins_total|lockouts_total)' || true
 say "The audit log"
 run "$dsh" audit show
 run "$dsh" audit verify

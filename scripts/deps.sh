@@ -8,6 +8,7 @@ need fusermount3 fuse3
 need oathtool oathtool
 case "${1:-test}" in
   test) need promtool prometheus; need curl curl ;;
+  demo) need curl curl ;;
   bench) need gocryptfs gocryptfs ;;
 esac
 [ ${#want[@]} -eq 0 ] && exit 0

@@ -76,7 +76,7 @@ func TestEnrolLoginTokensPasswd(t *testing.T) {
 	// A good login, shown by status with the share and the end of the session.
 	c := alice.nextCode(t)
 	got := e.dsh(uidAlice, good, "login", "--user", "alice", "--code", c).ok(t).stdout
-	if !strings.Contains(got, "logged in as alice until") || !regexp.MustCompile(`s1\s+p1\s+rw`).MatchString(got) {
+	if !strings.Contains(got, "logged in as alice until") || !regexp.MustCompile(`s1\s+p1\s+read-write`).MatchString(got) {
 		t.Fatalf("login said %q", got)
 	}
 	st := alice.as("status").ok(t).stdout
@@ -251,7 +251,7 @@ func TestSessionFollowsMembershipAndEnds(t *testing.T) {
 		t.Fatal("s1 in the keyring before alice was added")
 	}
 	iao.as("share", "add", "s1", "alice").ok(t)
-	if !regexp.MustCompile(`s1\s+p1\s+rw`).MatchString(shares()) {
+	if !regexp.MustCompile(`s1\s+p1\s+read-write`).MatchString(shares()) {
 		t.Fatalf("added share not in the live session: %q", shares())
 	}
 	iao.as("share", "remove", "s1", "alice").ok(t)

@@ -209,7 +209,7 @@ func newShareCmd(g *globals) *cobra.Command {
 			}
 			rows := make([][]string, 0, len(shares))
 			for _, s := range shares {
-				access := map[string]string{"rw": "read-write", "ro": "read-only"}[s.Mode]
+				access := modeName(s.Mode)
 				if s.Manager {
 					access = strings.TrimPrefix(access+",manager", ",")
 				}
@@ -228,7 +228,7 @@ func newShareCmd(g *globals) *cobra.Command {
 			}
 			rows := make([][]string, 0, len(res.Members))
 			for _, m := range res.Members {
-				mode := map[string]string{"rw": "read-write", "ro": "read-only"}[m.Mode]
+				mode := modeName(m.Mode)
 				rows = append(rows, []string{m.User, mode, m.Status})
 			}
 			table("USER\tACCESS\tSTATUS", rows)
@@ -244,4 +244,15 @@ func newShareCmd(g *globals) *cobra.Command {
 func printEnrolment(e control.EnrolmentCode) {
 	fmt.Printf("enrolment code: %s\n", e.Code)
 	fmt.Printf("valid once, until %s: the user runs dsh enroll --code CODE --questions-file F\n", when(e.Expires))
+}
+
+// modeName spells out a membership mode as the command line shows it.
+func modeName(m string) string {
+	switch m {
+	case "rw":
+		return "read-write"
+	case "ro":
+		return "read-only"
+	}
+	return m
 }

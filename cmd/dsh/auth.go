@@ -170,7 +170,7 @@ func printShares(v control.SessionView) {
 	}
 	rows := make([][]string, 0, len(v.Shares))
 	for _, s := range v.Shares {
-		rows = append(rows, []string{s.Share, s.Project, s.Mode})
+		rows = append(rows, []string{s.Share, s.Project, modeName(s.Mode)})
 	}
 	table("SHARE\tPROJECT\tACCESS", rows)
 }
@@ -200,7 +200,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Printf("not logged in (uid %d)\n", v.UID)
 				return nil
 			}
-			left := time.Until(v.Expires).Round(time.Minute)
+			left := time.Until(v.Expires).Round(time.Second)
+			if left > time.Minute {
+				left = left.Round(time.Minute)
+			}
 			fmt.Printf("logged in as %s (uid %d) until %s (%s left)\n", v.User, v.UID, when(v.Expires), left)
 			printShares(v)
 			return nil
