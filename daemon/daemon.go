@@ -15,7 +15,10 @@ import (
 
 	"dsh/acl"
 	"dsh/audit"
+	"dsh/content"
 	"dsh/control"
+	dshfs "dsh/fs"
+	"dsh/meta"
 	"dsh/metrics"
 	"dsh/store"
 	"dsh/token"
@@ -34,7 +37,9 @@ type Config struct {
 	Pprof      bool
 	// Auth tunes the token service: session lifetime, lockout, ICE validity.
 	Auth token.Options
-	Log  *slog.Logger
+	// GroupDir, when set, is where the Group (S:) tree is mounted.
+	GroupDir string
+	Log      *slog.Logger
 	// Ready, when set, is called once the socket and metrics endpoint are listening.
 	Ready func(socket, metricsAddr string)
 }
@@ -61,6 +66,9 @@ type Daemon struct {
 	// sessions is the token service's live sessions while unsealed, read without mu by
 	// the filesystem on every operation.
 	sessions atomic.Pointer[token.Sessions]
+
+	// group is the mounted S: tree, nil when not configured.
+	group *dshfs.Group
 }
 
 // New takes the data folder and prepares the daemon; Run starts it.
@@ -91,6 +99,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer ms.Close()
+	if d.cfg.GroupDir != "" {
+		d.group = dshfs.New(dshfs.Options{DataDir: d.cfg.DataDir, EntryTimeout: time.Second, Log: d.log, Metrics: d.metrics})
+		if err := d.group.Mount(d.cfg.GroupDir); err != nil {
+			return err
+		}
+		defer func() {
+			if err := d.group.Unmount(); err != nil {
+				d.log.Error("unmount the Group tree", "err", err)
+			}
+		}()
+	}
 	l, err := control.Listen(d.cfg.Socket)
 	if err != nil {
 		return err
@@ -198,6 +217,13 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	}
 	d.parts, d.acl, d.wrap, d.tok, d.sealer = p, a, wrap, tok, sealer
 	d.sessions.Store(tok.Sessions())
+	if d.group != nil {
+		be := &dshfs.Backend{Meta: meta.New(p.KV, meta.Options{}), Content: content.New(p.Blobs, content.Options{}),
+			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: p.Audit}
+		if err := d.group.Attach(context.Background(), be); err != nil {
+			d.log.Error("the Group tree could not start; it stays empty", "err", err)
+		}
+	}
 	d.metrics.VaultSealed.Set(0)
 	d.log.Info("store unsealed", "uid", uid)
 	return nil
@@ -214,7 +240,13 @@ func (d *Daemon) seal(uid int, action string) error {
 		}
 		return nil
 	}
-	// The filesystem stops finding keyrings first, then every session's keys are wiped.
+	// The filesystem stops first (open files are flushed), then every session's keys are
+	// wiped.
+	if d.group != nil {
+		if err := d.group.Detach(context.Background()); err != nil {
+			d.log.Error("seal: flushing open files of the Group tree", "err", err)
+		}
+	}
 	d.sessions.Store(nil)
 	d.tok.Sessions().EndAll(context.Background())
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {

@@ -30,6 +30,9 @@ const (
 
 var dshBin string
 
+// fsprobeBin makes single system calls as a test uid (tests/fsprobe).
+var fsprobeBin string
+
 func TestMain(m *testing.M) {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -53,6 +56,13 @@ func TestMain(m *testing.M) {
 	}
 	if err == nil {
 		err = copyFile(dshBin, filepath.Join(binDir, "dsh"), 0o755)
+	}
+	if err == nil {
+		probe := exec.Command("go", "build", "-o", filepath.Join(binDir, "fsprobe"), "./tests/fsprobe")
+		probe.Dir = root
+		probe.Stdout, probe.Stderr = os.Stderr, os.Stderr
+		err = probe.Run()
+		fsprobeBin = filepath.Join(binDir, "fsprobe")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "copy bin/dsh:", err)

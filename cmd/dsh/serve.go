@@ -50,7 +50,7 @@ func newInitCmd() *cobra.Command {
 }
 
 func newServeCmd(g *globals) *cobra.Command {
-	var data, passFile, metricsAddr string
+	var data, passFile, metricsAddr, groupDir string
 	var pprof bool
 	var auth token.Options
 	c := &cobra.Command{
@@ -69,6 +69,11 @@ func newServeCmd(g *globals) *cobra.Command {
 				return usagef("--session-ttl, --lockout-duration, --ice-validity and --lockout-threshold must be positive")
 			}
 			cfg := daemon.Config{DataDir: abs, Socket: g.socket, MetricsAddr: metricsAddr, Pprof: pprof, Log: logger(), Auth: auth}
+			if groupDir != "" {
+				if cfg.GroupDir, err = filepath.Abs(groupDir); err != nil {
+					return err
+				}
+			}
 			if passFile != "" {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
@@ -91,6 +96,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	}
 	c.Flags().StringVar(&data, "data", "", "the store's folder (made by dsh init)")
 	c.Flags().StringVar(&passFile, "unseal-passphrase-file", "", "unseal at start with the passphrase in this file")
+	c.Flags().StringVar(&groupDir, "group", "", "mount the Group (S:) tree of project shares here")
 	c.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint")
 	c.Flags().BoolVar(&pprof, "pprof", false, "also serve /debug/pprof on the metrics address")
 	c.Flags().DurationVar(&auth.SessionTTL, "session-ttl", token.DefaultSessionTTL, "lifetime of a login session")

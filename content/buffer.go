@@ -1,0 +1,42 @@
+package content
+
+import (
+	"sync"
+
+	"dsh/vault"
+)
+
+// chunkBuf holds one chunk of a file's unflushed data: the chunk's whole current content
+// from its start, not only the bytes written, so that a read or a flush never needs to
+// merge it with the stored object.
+type chunkBuf struct {
+	data [vault.ChunkSize]byte
+	// n is a high-water mark: data[n:] is all zeros. Bytes between n and the end of the
+	// chunk lie beyond the end of the file or were a hole, and zeros are their content
+	// if the file grows over them.
+	n int
+}
+
+// chunkPool recycles chunk buffers across all files: in the steady state of a streaming
+// write, the buffers a flush releases are the ones the next writes take.
+var chunkPool = sync.Pool{New: func() any { return new(chunkBuf) }}
+
+// zeroChunk is the content of a chunk in a hole. It is only ever read.
+var zeroChunk [vault.ChunkSize]byte
+
+// getChunk returns an all-zero buffer.
+func (s *Store) getChunk() *chunkBuf {
+	n := s.buffers.Add(1)
+	for p := s.peakBuffers.Load(); n > p && !s.peakBuffers.CompareAndSwap(p, n); p = s.peakBuffers.Load() {
+	}
+	return chunkPool.Get().(*chunkBuf)
+}
+
+// putChunk zeros b, keeping the pool's promise of zeroed buffers and leaving no plaintext
+// for the next user or the garbage collector, and returns it to the pool.
+func (s *Store) putChunk(b *chunkBuf) {
+	clear(b.data[:b.n])
+	b.n = 0
+	chunkPool.Put(b)
+	s.buffers.Add(-1)
+}

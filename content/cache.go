@@ -1,0 +1,164 @@
+package content
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"dsh/blob"
+	"dsh/vault"
+)
+
+// cacheSlots bounds the objects a File keeps open: enough for a sequential reader, a
+// writer filling partial chunks and a flush reading old segments at once, few enough that
+// thousands of open files do not exhaust file descriptors.
+const cacheSlots = 8
+
+// openObject is an object opened for reading, with its header and length checked.
+type openObject struct {
+	seg segState // the segment it was opened for; a cached object serves only that one
+	obj blob.Object
+	r   *vault.ObjectReader
+
+	// Guarded by readerCache.mu.
+	refs int
+	used uint64
+	gone bool // out of the cache; closed when the last user releases it
+}
+
+// readerCache keeps the last few objects a File used open, so that a sequential read
+// pays blob.Open and the header and last-chunk checks once per segment, not per call.
+// Entries are reference counted because readers share them under the File's read lock
+// while one of them may evict an entry to make room.
+type readerCache struct {
+	mu    sync.Mutex
+	tick  uint64
+	slots [cacheSlots]*openObject
+}
+
+// acquire returns the open object of segment e, opening it on a miss. The caller must
+// release it.
+func (f *File) acquire(ctx context.Context, e segState) (*openObject, error) {
+	c := &f.cache
+	c.mu.Lock()
+	if o := c.lookup(e); o != nil {
+		c.mu.Unlock()
+		return o, nil
+	}
+	c.mu.Unlock()
+
+	// Open outside the lock: it does I/O and decrypts the last chunk, and other segments'
+	// readers should not wait for it.
+	o, err := f.openSegment(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if old := c.lookup(e); old != nil {
+		// Another reader opened it meanwhile; use theirs.
+		c.mu.Unlock()
+		o.obj.Close()
+		return old, nil
+	}
+	victim := 0
+	for i, s := range c.slots {
+		if s == nil {
+			victim = i
+			break
+		}
+		if s.used < c.slots[victim].used {
+			victim = i
+		}
+	}
+	var closeNow *openObject
+	if v := c.slots[victim]; v != nil {
+		v.gone = true
+		if v.refs == 0 {
+			closeNow = v
+		}
+	}
+	c.tick++
+	o.refs, o.used = 1, c.tick
+	c.slots[victim] = o
+	c.mu.Unlock()
+	if closeNow != nil {
+		closeNow.obj.Close()
+	}
+	return o, nil
+}
+
+// lookup finds a cached object for e and takes a reference. c.mu must be held.
+func (c *readerCache) lookup(e segState) *openObject {
+	for _, o := range c.slots {
+		// The ID alone is not enough: damaged metadata could name one object for two
+		// segments, and the reader was checked against one segment's header and length.
+		if o != nil && o.seg.obj == e.obj && o.seg.index == e.index && o.seg.objLen == e.objLen {
+			c.tick++
+			o.refs++
+			o.used = c.tick
+			return o
+		}
+	}
+	return nil
+}
+
+// release gives back a reference taken by acquire.
+func (f *File) release(o *openObject) {
+	c := &f.cache
+	c.mu.Lock()
+	o.refs--
+	closeNow := o.gone && o.refs == 0
+	c.mu.Unlock()
+	if closeNow {
+		o.obj.Close()
+	}
+}
+
+// evict closes the cached objects for which drop returns true (all of them when drop is
+// nil), or marks them to be closed by their last user.
+func (f *File) evict(drop func(blob.ID) bool) {
+	c := &f.cache
+	var closeNow [cacheSlots]*openObject
+	n := 0
+	c.mu.Lock()
+	for i, o := range c.slots {
+		if o == nil || (drop != nil && !drop(o.seg.obj)) {
+			continue
+		}
+		c.slots[i] = nil
+		o.gone = true
+		if o.refs == 0 {
+			closeNow[n] = o
+			n++
+		}
+	}
+	c.mu.Unlock()
+	for _, o := range closeNow[:n] {
+		o.obj.Close()
+	}
+}
+
+// openSegment opens segment e's object and checks it: header (file, object, first
+// chunk), last chunk and length. Everything that means stored data is lost or damaged
+// wraps ErrIntegrity.
+func (f *File) openSegment(ctx context.Context, e segState) (*openObject, error) {
+	obj, err := f.blobs.Open(ctx, e.obj)
+	if errors.Is(err, blob.ErrNotFound) {
+		// The metadata names it, so it was committed: its absence is lost data.
+		return nil, fmt.Errorf("%w: file %s segment %d: object %s is missing: %w", ErrIntegrity, f.id, e.index, e.obj, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file %s segment %d: %w", f.id, e.index, err)
+	}
+	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(e.obj), FirstChunk: uint64(e.index * f.segChunks)}
+	r, err := vault.NewObjectReader(obj, obj.Size(), f.cipher, h)
+	if err == nil && r.Size() != e.objLen {
+		err = fmt.Errorf("%w: object %s holds %d bytes, the file's size implies %d", ErrIntegrity, e.obj, r.Size(), e.objLen)
+	}
+	if err != nil {
+		obj.Close()
+		return nil, fmt.Errorf("file %s segment %d: %w", f.id, e.index, err)
+	}
+	return &openObject{seg: e, obj: obj, r: r}, nil
+}

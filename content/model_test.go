@@ -1,0 +1,177 @@
+package content
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"dsh/blob"
+	"dsh/vault"
+)
+
+// TestModel runs thousands of random writes, reads, truncations and flushes (some of
+// them refused by the metadata) against a File and a plain byte slice, with segments of
+// a few chunks so that every operation meets segment boundaries, and reopens the file
+// from its committed state after each successful flush.
+func TestModel(t *testing.T) {
+	cases := []struct {
+		segChunks int64
+		maxDirty  int64
+		ops       int
+	}{
+		{segChunks: 2, maxDirty: 1 << 40, ops: 3000},             // never flushes by itself
+		{segChunks: 3, maxDirty: 5 * vault.ChunkSize, ops: 3000}, // flushes by itself all the time
+		{segChunks: 4, maxDirty: 12 * vault.ChunkSize, ops: 3000},
+		{segChunks: 1, maxDirty: 2 * vault.ChunkSize, ops: 2000},
+	}
+	for i, c := range cases {
+		for seed := uint64(1); seed <= 2; seed++ {
+			t.Run(fmt.Sprintf("seg=%d/dirty=%d/seed=%d", c.segChunks, c.maxDirty, seed), func(t *testing.T) {
+				t.Parallel()
+				ops := c.ops
+				if testing.Short() {
+					ops /= 5
+				}
+				runModel(t, c.segChunks, c.maxDirty, uint64(i)*1000+seed, ops)
+			})
+		}
+	}
+}
+
+func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(seed, 42))
+	e := newEnv(t, segChunks, maxDirty)
+	e.meta.gc = true
+	failing := false
+	e.meta.fail = func() bool { return failing && r.IntN(3) > 0 }
+	f := e.open()
+	segSize := segChunks * vault.ChunkSize
+
+	var model []byte
+	// offset picks a position near the interesting places: segment and chunk boundaries,
+	// the end of the file, or anywhere up to a little past it.
+	offset := func() int64 {
+		size := int64(len(model))
+		switch r.IntN(5) {
+		case 0:
+			return max(0, r.Int64N(size/segSize+2)*segSize+r.Int64N(9)-4)
+		case 1:
+			return max(0, r.Int64N(size/vault.ChunkSize+2)*vault.ChunkSize+r.Int64N(9)-4)
+		case 2:
+			return max(0, size+r.Int64N(5)-2)
+		default:
+			return r.Int64N(size + segSize + 1)
+		}
+	}
+	length := func() int {
+		switch r.IntN(4) {
+		case 0:
+			return r.IntN(16) + 1
+		case 1:
+			return vault.ChunkSize * (r.IntN(3) + 1)
+		default:
+			return r.IntN(3*vault.ChunkSize) + 1
+		}
+	}
+
+	for op := 0; op < ops; op++ {
+		failing = r.IntN(8) == 0
+		switch k := r.IntN(100); {
+		case k < 45: // write
+			off, p := offset(), randBytes(r, length())
+			n, err := f.WriteAt(ctx, p, off)
+			if err != nil && !errors.Is(err, errCommit) {
+				t.Fatalf("op %d: write %d at %d: %v", op, len(p), off, err)
+			}
+			if n < len(p) && err == nil || n > len(p) {
+				t.Fatalf("op %d: write %d at %d wrote %d", op, len(p), off, n)
+			}
+			if end := off + int64(n); end > int64(len(model)) {
+				model = append(model, make([]byte, end-int64(len(model)))...)
+			}
+			copy(model[off:], p[:n])
+		case k < 75: // read
+			off, p := offset(), make([]byte, length())
+			n, err := f.ReadAt(ctx, p, off)
+			if err != nil {
+				t.Fatalf("op %d: read %d at %d: %v", op, len(p), off, err)
+			}
+			want := model[min(off, int64(len(model))):min(off+int64(len(p)), int64(len(model)))]
+			equalOrReport(t, fmt.Sprintf("op %d: read %d at %d", op, len(p), off), p[:n], want)
+		case k < 85: // truncate
+			size := r.Int64N(int64(len(model))*3/2 + segSize + 1)
+			if r.IntN(4) == 0 {
+				size = r.Int64N(int64(len(model))/segSize+2)*segSize + r.Int64N(3) - 1
+				size = max(0, size)
+			}
+			if err := f.Truncate(ctx, size); err != nil {
+				t.Fatalf("op %d: truncate to %d: %v", op, size, err)
+			}
+			if size < int64(len(model)) {
+				model = model[:size]
+			} else {
+				model = append(model, make([]byte, size-int64(len(model)))...)
+			}
+		case k < 97: // flush
+			before := e.meta.current()
+			err := f.Flush(ctx)
+			if errors.Is(err, errCommit) {
+				checkAborted(t, e, before, e.meta.lastFail)
+				if !f.Dirty() {
+					t.Fatalf("op %d: clean after a failed flush", op)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("op %d: flush: %v", op, err)
+			}
+			if f.Dirty() {
+				t.Fatalf("op %d: dirty after a flush", op)
+			}
+			if st := e.meta.current(); st.Size != int64(len(model)) {
+				t.Fatalf("op %d: committed size %d, want %d", op, st.Size, len(model))
+			}
+			g := e.open()
+			equalOrReport(t, fmt.Sprintf("op %d: reopened", op), readAll(t, g, 100_000), model)
+			if n := g.Close(); n != 0 {
+				t.Fatalf("op %d: reopened file discarded %d bytes", op, n)
+			}
+		default: // everything, in FUSE-sized reads
+			equalOrReport(t, fmt.Sprintf("op %d: whole file", op), readAll(t, f, 128<<10), model)
+		}
+		if f.Size() != int64(len(model)) {
+			t.Fatalf("op %d: size %d, want %d", op, f.Size(), len(model))
+		}
+	}
+
+	failing = false
+	mustFlush(t, f)
+	if n := f.Close(); n != 0 {
+		t.Fatalf("close after flush discarded %d bytes", n)
+	}
+	g := e.open()
+	equalOrReport(t, "final reopen", readAll(t, g, 1<<20), model)
+	g.Close()
+	if n := e.store.buffers.Load(); n != 0 {
+		t.Fatalf("%d chunk buffers not returned", n)
+	}
+	t.Logf("%d commits, %d bytes", e.meta.commits, len(model))
+}
+
+// checkAborted verifies that a refused state left nothing behind: its new objects are
+// gone, and the committed state is untouched.
+func checkAborted(t *testing.T, e *env, before, refused Staged) {
+	t.Helper()
+	for _, id := range refused.New {
+		if _, err := e.blobs.Stat(context.Background(), id); !errors.Is(err, blob.ErrNotFound) {
+			t.Fatalf("object %s of a refused flush still exists (%v)", id, err)
+		}
+	}
+	after := e.meta.current()
+	if after.Size != before.Size || len(after.Segments) != len(before.Segments) {
+		t.Fatalf("a refused flush changed the committed state")
+	}
+}

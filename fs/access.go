@@ -1,0 +1,99 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"dsh/acl"
+	"dsh/audit"
+	"dsh/metrics"
+	"dsh/vault"
+)
+
+// grant is what one access check established about the caller of one operation.
+type grant struct {
+	be       *Backend
+	uid      int
+	gid      uint32
+	share    string
+	key      *vault.Key // the share's key from the caller's keyring; use at once, never keep
+	readOnly bool
+}
+
+// callerOf returns the uid and gid of the process behind a FUSE request.
+func callerOf(ctx context.Context) (uid int, gid uint32, ok bool) {
+	c, ok := fuse.FromContext(ctx)
+	if !ok {
+		return -1, 0, false
+	}
+	return int(c.Uid), c.Gid, true
+}
+
+// check is the one access check of the Group tree, made on every operation: the store must
+// be unsealed, the caller must hold a live session whose keyring has the share's key, and
+// the acl must allow op on the share now. A refusal is counted by reason.
+func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, syscall.Errno) {
+	be := g.backend()
+	uid, gid, ok := callerOf(ctx)
+	switch {
+	case be == nil:
+		g.denied(metrics.ReasonSealed)
+		return grant{}, syscall.EACCES
+	case !ok:
+		g.denied(metrics.ReasonInvalid)
+		return grant{}, syscall.EACCES
+	}
+	ring, ok := be.Sessions.Keyring(uid)
+	if !ok {
+		g.denied(metrics.ReasonNoSession)
+		return grant{}, syscall.EACCES
+	}
+	key, ok := ring.Key(share)
+	if !ok {
+		g.denied(metrics.ReasonNotMember)
+		return grant{}, syscall.EACCES
+	}
+	d := be.ACL.Decide(uid, acl.Group, share, op)
+	if !d.Allow {
+		g.denied(metrics.Reason(d.Reason))
+		return grant{}, syscall.EACCES
+	}
+	return grant{be: be, uid: uid, gid: gid, share: share, key: key, readOnly: d.Mode != acl.ReadWrite}, 0
+}
+
+func (g *Group) denied(r metrics.Reason) {
+	if g.met != nil {
+		g.met.Denied(metrics.TreeGroup, r)
+	}
+}
+
+// record appends an audit record of a file event and returns 0, or EIO when the record
+// could not be written: an access that cannot be accounted for does not happen.
+func (g *Group) record(ctx context.Context, be *Backend, action, object, result, detail string) syscall.Errno {
+	if be == nil {
+		return syscall.EIO
+	}
+	uid, _, _ := callerOf(ctx)
+	user := ""
+	if u, ok := be.ACL.UserByUID(uid); ok {
+		user = u.ID
+	}
+	_, err := be.Audit.Append(context.WithoutCancel(ctx), audit.Entry{
+		UID: int64(uid), User: user, Action: action, Object: "group:" + object, Result: result, Detail: detail,
+	}, audit.Buffered)
+	if err != nil {
+		g.log.Error("group tree: audit record not written; refusing the operation", "action", action, "err", err)
+		return syscall.EIO
+	}
+	return 0
+}
+
+// recordDenied audits a refused open, create or delete. The refusal stands whether or not
+// the record lands.
+func (g *Group) recordDenied(ctx context.Context, action, object string) {
+	if be := g.backend(); be != nil {
+		_ = g.record(ctx, be, action, object, "denied", "")
+	}
+}

@@ -1,0 +1,401 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"dsh/acl"
+	"dsh/content"
+	"dsh/meta"
+)
+
+// openFile is the live data of one inode, shared by all its open handles, so that every
+// handle (and getattr) sees the writes of the others before they are flushed.
+type openFile struct {
+	ino   meta.Ino
+	share string
+	be    *Backend
+	f     *content.File
+	refs  int // guarded by the table shard's lock
+	// detached is set when a seal closed the data under its handles; they fail from
+	// then on and their release has nothing left to do.
+	detached atomic.Bool
+}
+
+// fileTable maps inodes to their open data. It is sharded so that opens of different
+// files do not contend on one lock; reads and writes never touch it.
+type fileTable struct {
+	shards [64]struct {
+		mu sync.Mutex
+		m  map[meta.Ino]*openFile
+	}
+}
+
+func (t *fileTable) init() {
+	for i := range t.shards {
+		t.shards[i].m = make(map[meta.Ino]*openFile)
+	}
+}
+
+func (t *fileTable) shard(ino meta.Ino) *struct {
+	mu sync.Mutex
+	m  map[meta.Ino]*openFile
+} {
+	return &t.shards[uint64(ino)%uint64(len(t.shards))]
+}
+
+// acquire returns the open data of ino, opening it with open on first use.
+func (t *fileTable) acquire(ino meta.Ino, open func() (*openFile, error)) (*openFile, error) {
+	s := t.shard(ino)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if of := s.m[ino]; of != nil {
+		of.refs++
+		return of, nil
+	}
+	of, err := open()
+	if err != nil {
+		return nil, err
+	}
+	of.refs = 1
+	s.m[ino] = of
+	return of, nil
+}
+
+// release drops one reference; the last one flushes and closes the data.
+func (t *fileTable) release(ctx context.Context, of *openFile) (last bool, err error) {
+	s := t.shard(of.ino)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	of.refs--
+	if of.refs > 0 || of.detached.Load() {
+		return false, nil
+	}
+	delete(s.m, of.ino)
+	err = of.f.Flush(ctx)
+	if n := of.f.Close(); n > 0 && err == nil {
+		err = errors.New("unflushed data discarded")
+	}
+	return true, err
+}
+
+func (t *fileTable) get(ino meta.Ino) *openFile {
+	s := t.shard(ino)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[ino]
+}
+
+// liveSize is the size of an open file including unflushed writes, or -1 if not open.
+func (t *fileTable) liveSize(ino meta.Ino) int64 {
+	if of := t.get(ino); of != nil {
+		return of.f.Size()
+	}
+	return -1
+}
+
+func (t *fileTable) isOpen(ino meta.Ino) bool { return t.get(ino) != nil }
+
+// flush writes out ino's unflushed data, if it is open.
+func (t *fileTable) flush(ctx context.Context, ino meta.Ino) error {
+	if of := t.get(ino); of != nil {
+		return of.f.Flush(ctx)
+	}
+	return nil
+}
+
+// closeAll flushes and closes every open file, at seal: their handles fail from then on.
+func (t *fileTable) closeAll(ctx context.Context, log *slog.Logger) (closed int, first error) {
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for ino, of := range s.m {
+			of.detached.Store(true)
+			err := of.f.Flush(ctx)
+			if n := of.f.Close(); n > 0 {
+				log.Error("group tree: unflushed data lost at seal", "ino", ino, "bytes", n, "err", err)
+			}
+			if err != nil && first == nil {
+				first = err
+			}
+			delete(s.m, ino)
+			closed++
+		}
+		s.mu.Unlock()
+	}
+	return closed, first
+}
+
+// openData opens the content of a file for gr's backend.
+func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
+	be, ino := gr.be, a.Ino
+	id, wrapped := a.Content.FileID, a.Content.Key
+	segs := make([]content.Segment, len(a.Content.Segments))
+	for i, s := range a.Content.Segments {
+		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
+	}
+	commit := func(ctx context.Context, st content.Staged) error {
+		ms := make([]meta.Segment, len(st.Segments))
+		for i, s := range st.Segments {
+			ms[i] = meta.Segment{Index: s.Index, Object: s.Object}
+		}
+		_, err := be.Meta.SetContent(ctx, ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: ms}, time.Now().UnixNano())
+		return err
+	}
+	f, err := be.Content.Open(gr.share, gr.key, id, wrapped, a.Size, segs, commit)
+	if err != nil {
+		return nil, err
+	}
+	if g.tree != nil {
+		g.tree.OpenFiles.Inc()
+	}
+	return &openFile{ino: ino, share: gr.share, be: be, f: f}, nil
+}
+
+// truncate sets a file's size, through its open data if it is open.
+func (g *Group) truncate(ctx context.Context, gr grant, a *meta.Attr, size int64) error {
+	of, err := g.files.acquire(a.Ino, func() (*openFile, error) { return g.openData(gr, a) })
+	if err != nil {
+		return err
+	}
+	err = of.f.Truncate(ctx, size)
+	if err == nil {
+		err = of.f.Flush(ctx)
+	}
+	if _, rerr := g.closeData(ctx, of); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// closeData releases one reference to of and reaps the inode if it was deleted meanwhile.
+func (g *Group) closeData(ctx context.Context, of *openFile) (bool, error) {
+	last, err := g.files.release(ctx, of)
+	if !last {
+		return false, err
+	}
+	if g.tree != nil {
+		g.tree.OpenFiles.Dec()
+	}
+	if a, gerr := of.be.Meta.GetAttr(ctx, of.ino); gerr == nil && a.Nlink == 0 {
+		if rerr := of.be.Meta.Reap(ctx, of.ino); rerr != nil {
+			g.log.Error("group tree: reap deleted file", "err", rerr)
+		}
+	}
+	return true, err
+}
+
+// reapIfUnused deletes an inode that lost its last name, unless it is still open (then
+// the last close does it).
+func (g *Group) reapIfUnused(ctx context.Context, be *Backend, ino meta.Ino, nlink uint32) {
+	if nlink != 0 || g.files.isOpen(ino) {
+		return
+	}
+	if err := be.Meta.Reap(ctx, ino); err != nil {
+		g.log.Error("group tree: reap deleted file", "err", err)
+	}
+}
+
+// Open opens a file. Writing needs the acl's write permission and the file's write bit;
+// O_TRUNC truncates through the same path as setattr.
+func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, e syscall.Errno) {
+	defer n.g.observe("open", time.Now(), &e)
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
+	op := acl.Read
+	if write {
+		op = acl.Write
+	}
+	gr, e := n.g.check(ctx, n.share, op)
+	if e != 0 {
+		n.g.recordDenied(ctx, "fs.open", n.path())
+		return nil, 0, e
+	}
+	a, err := gr.be.Meta.GetAttr(ctx, n.ino)
+	if err != nil {
+		return nil, 0, errno(n.g.log, "open", err)
+	}
+	if a.Kind != meta.KindFile {
+		return nil, 0, syscall.EISDIR
+	}
+	if write && !writable(&a) {
+		n.g.recordDenied(ctx, "fs.open", n.path())
+		return nil, 0, syscall.EACCES
+	}
+	detail := "read"
+	if write {
+		detail = "write"
+	}
+	if e := n.g.record(ctx, gr.be, "fs.open", n.path(), "ok", detail); e != 0 {
+		return nil, 0, e
+	}
+	return n.g.newHandle(ctx, n, gr, &a, flags)
+}
+
+// Create makes a new file and opens it.
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (_ *gofs.Inode, _ gofs.FileHandle, _ uint32, e syscall.Errno) {
+	defer n.g.observe("create", time.Now(), &e)
+	gr, e := n.changeIn(ctx, acl.Write)
+	if e != 0 {
+		n.g.recordDenied(ctx, "fs.create", n.child(name))
+		return nil, nil, 0, e
+	}
+	id, wrapped, err := gr.be.Content.NewFile(gr.share, gr.key)
+	if err != nil {
+		return nil, nil, 0, errno(n.g.log, "create", err)
+	}
+	a, err := gr.be.Meta.Create(ctx, n.ino, name, meta.KindFile, mode&0o7777, "", meta.Content{FileID: id, Key: wrapped})
+	if err != nil {
+		return nil, nil, 0, errno(n.g.log, "create", err)
+	}
+	if e := n.g.record(ctx, gr.be, "fs.create", n.child(name), "ok", ""); e != 0 {
+		return nil, nil, 0, e
+	}
+	ch := n.newChild(ctx, &a)
+	// The new file is opened for writing whatever its mode, as open(2) with O_CREAT does.
+	fh, fl, e := n.g.newHandle(ctx, ch.Operations().(*node), gr, &a, flags&^syscall.O_TRUNC)
+	if e != 0 {
+		return nil, nil, 0, e
+	}
+	n.entry(&a, gr, out)
+	return ch, fh, fl, 0
+}
+
+// newHandle opens the file's data and returns a handle. Every handle uses direct I/O: the
+// kernel's page cache is shared by all uids, and a page cached for one member must not be
+// served to a uid whose access was revoked while it held the file open.
+func (g *Group) newHandle(ctx context.Context, n *node, gr grant, a *meta.Attr, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	of, err := g.files.acquire(a.Ino, func() (*openFile, error) { return g.openData(gr, a) })
+	if err != nil {
+		return nil, 0, errno(g.log, "open", err)
+	}
+	h := &handle{g: g, n: n, of: of}
+	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		if err := of.f.Truncate(ctx, 0); err != nil {
+			g.closeData(ctx, of)
+			return nil, 0, errno(g.log, "open", err)
+		}
+	}
+	return h, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// handle is one open file description.
+type handle struct {
+	g  *Group
+	n  *node
+	of *openFile
+
+	mu     sync.Mutex
+	closed bool
+}
+
+var (
+	_ gofs.FileReader   = (*handle)(nil)
+	_ gofs.FileWriter   = (*handle)(nil)
+	_ gofs.FileFlusher  = (*handle)(nil)
+	_ gofs.FileFsyncer  = (*handle)(nil)
+	_ gofs.FileReleaser = (*handle)(nil)
+)
+
+// live checks the caller again and that the handle's data is still the attached
+// backend's: revocation, logout, expiry and seal reach handles that are already open.
+func (h *handle) live(ctx context.Context, op acl.Op) syscall.Errno {
+	gr, e := h.g.check(ctx, h.n.share, op)
+	if e != 0 {
+		return e
+	}
+	if gr.be != h.of.be {
+		return syscall.EACCES
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed || h.of.detached.Load() {
+		return syscall.EACCES
+	}
+	return 0
+}
+
+// Read reads at off; a failed integrity check is EIO, counted and audited.
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, e syscall.Errno) {
+	defer h.g.observe("read", time.Now(), &e)
+	if e := h.live(ctx, acl.Read); e != 0 {
+		return nil, e
+	}
+	n, err := h.of.f.ReadAt(ctx, dest, off)
+	if err != nil {
+		if errors.Is(err, content.ErrIntegrity) {
+			h.g.integrityError(ctx, h.of.be, h.n.path(), err)
+		}
+		return nil, errno(h.g.log, "read", err)
+	}
+	if h.g.tree != nil {
+		h.g.tree.ReadBytes.Add(float64(n))
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// Write writes at off into the file's unflushed data.
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (_ uint32, e syscall.Errno) {
+	defer h.g.observe("write", time.Now(), &e)
+	if e := h.live(ctx, acl.Write); e != 0 {
+		return 0, e
+	}
+	n, err := h.of.f.WriteAt(ctx, data, off)
+	if h.g.tree != nil && n > 0 {
+		h.g.tree.WrittenBytes.Add(float64(n))
+	}
+	if err != nil {
+		return uint32(n), errno(h.g.log, "write", err)
+	}
+	return uint32(n), 0
+}
+
+// Flush runs at every close(2): the data written so far becomes durable before close
+// returns, so a closed file survives a crash.
+func (h *handle) Flush(ctx context.Context) (e syscall.Errno) {
+	defer h.g.observe("flush", time.Now(), &e)
+	if h.of.detached.Load() {
+		return 0 // the seal flushed it
+	}
+	return errno(h.g.log, "flush", h.of.f.Flush(context.WithoutCancel(ctx)))
+}
+
+// Fsync makes the data durable.
+func (h *handle) Fsync(ctx context.Context, flags uint32) (e syscall.Errno) {
+	defer h.g.observe("fsync", time.Now(), &e)
+	if h.of.detached.Load() {
+		return syscall.EACCES
+	}
+	return errno(h.g.log, "fsync", h.of.f.Flush(context.WithoutCancel(ctx)))
+}
+
+// Release drops the handle; the last one closes the file's data.
+func (h *handle) Release(ctx context.Context) (e syscall.Errno) {
+	defer h.g.observe("release", time.Now(), &e)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return 0
+	}
+	h.closed = true
+	h.mu.Unlock()
+	_, err := h.g.closeData(context.WithoutCancel(ctx), h.of)
+	return errno(h.g.log, "release", err)
+}
+
+// integrityError counts and audits content that failed authentication.
+func (g *Group) integrityError(ctx context.Context, be *Backend, path string, err error) {
+	if g.met != nil {
+		g.met.IntegrityErrors.Inc()
+	}
+	g.log.Error("group tree: stored content failed its integrity check", "err", err)
+	_ = g.record(ctx, be, "fs.integrity", path, "error", "content failed authentication")
+}

@@ -1,0 +1,181 @@
+// Package fs is the Group (S:) filesystem of dsh over FUSE: the project shares, each a
+// directory tree whose namespace lives in the metadata store (package meta) and whose file
+// contents are encrypted objects (package content). It owns the mount, the per-operation
+// access check (the caller's session keyring must hold the share's key and the acl must
+// allow the operation, on every call, including on handles that are already open), the
+// audit records of opens, creates and deletes, and the mapping of errors to errno.
+//
+// It must never serve a byte to a uid that the acl and its session do not allow at that
+// moment, never let the kernel cache something for one uid that another uid would then be
+// shown, and never return data that failed authentication.
+package fs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"dsh/acl"
+	"dsh/audit"
+	"dsh/blob"
+	"dsh/content"
+	"dsh/meta"
+	"dsh/metrics"
+	"dsh/token"
+)
+
+// Backend is what the tree serves from while the store is unsealed. The daemon attaches
+// one at unseal and detaches it at seal; while none is attached every root is empty.
+type Backend struct {
+	Meta     *meta.Store
+	Content  *content.Store
+	Blobs    blob.Store
+	ACL      *acl.Store
+	Sessions *token.Sessions
+	Audit    audit.Appender
+}
+
+// Options tune a Group.
+type Options struct {
+	// DataDir is where the store lives; statfs reports its disk's free space.
+	DataDir string
+	// EntryTimeout is how long the kernel may cache a name inside a share. Every
+	// operation is checked anyway; the share names at the root are never cached, since
+	// the root shows each uid different names.
+	EntryTimeout time.Duration
+	// GCInterval is how often unreferenced objects are collected; 0 means 30 s.
+	GCInterval time.Duration
+	Log        *slog.Logger
+	Metrics    *metrics.Metrics
+}
+
+// Group is the S: tree.
+type Group struct {
+	opts Options
+	log  *slog.Logger
+	be   atomic.Pointer[Backend]
+
+	met   *metrics.Metrics
+	tree  *metrics.TreeMetrics
+	opsMu sync.Mutex
+	ops   map[string]*metrics.OpMetrics
+
+	files fileTable
+
+	// gcStop ends the collector of the attached backend.
+	gcMu   sync.Mutex
+	gcStop context.CancelFunc
+	gcDone chan struct{}
+
+	server *fuse.Server
+	dir    string
+}
+
+// New returns an unmounted Group.
+func New(opts Options) *Group {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.GCInterval <= 0 {
+		opts.GCInterval = 30 * time.Second
+	}
+	g := &Group{opts: opts, log: opts.Log, met: opts.Metrics, ops: map[string]*metrics.OpMetrics{}}
+	g.files.init()
+	if g.met != nil {
+		g.tree = g.met.Tree(metrics.TreeGroup)
+		for _, op := range opNames {
+			g.ops[op] = g.met.Op(metrics.TreeGroup, op)
+		}
+	}
+	return g
+}
+
+// opNames are the FUSE operations counted in dsh_fuse_operations_total; a fixed set, so
+// the metric's labels stay bounded.
+var opNames = []string{"lookup", "getattr", "setattr", "open", "create", "read", "write", "flush",
+	"fsync", "release", "mkdir", "rmdir", "unlink", "rename", "link", "symlink", "readlink",
+	"readdir", "xattr", "statfs", "access"}
+
+// Attach starts serving from be: orphans of an earlier run are reaped and the collector of
+// unreferenced objects starts.
+func (g *Group) Attach(ctx context.Context, be *Backend) error {
+	if n, err := be.Meta.ReapAll(ctx); err != nil {
+		return fmt.Errorf("group tree: reap orphans: %w", err)
+	} else if n > 0 {
+		g.log.Info("group tree: reaped files deleted while open before a restart", "files", n)
+	}
+	started := time.Now()
+	g.be.Store(be)
+	gcCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	g.gcMu.Lock()
+	g.gcStop, g.gcDone = stop, done
+	g.gcMu.Unlock()
+	go func() {
+		defer close(done)
+		g.collect(gcCtx, be, started)
+	}()
+	return nil
+}
+
+// Detach stops serving: open files are flushed and closed, and from then on every
+// operation fails (handles with EACCES) and the root is empty. It returns the first
+// error met while flushing; data that could not be flushed is logged, never silently lost.
+func (g *Group) Detach(ctx context.Context) error {
+	be := g.be.Swap(nil)
+	g.gcMu.Lock()
+	stop, done := g.gcStop, g.gcDone
+	g.gcStop, g.gcDone = nil, nil
+	g.gcMu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+	if be == nil {
+		return nil
+	}
+	n, err := g.files.closeAll(ctx, g.log)
+	if g.tree != nil {
+		g.tree.OpenFiles.Sub(float64(n))
+	}
+	return err
+}
+
+// backend returns the attached backend, or nil while sealed.
+func (g *Group) backend() *Backend { return g.be.Load() }
+
+// op returns the pre-resolved metrics of one operation.
+func (g *Group) op(name string) *metrics.OpMetrics {
+	if g.met == nil {
+		return nil
+	}
+	return g.ops[name]
+}
+
+// observe counts one operation with its result and duration. It takes the errno by
+// pointer so that `defer g.observe(op, time.Now(), &e)` sees the final result.
+func (g *Group) observe(name string, start time.Time, ep *syscall.Errno) {
+	o := g.op(name)
+	if o == nil {
+		return
+	}
+	r := metrics.ResultOK
+	switch *ep {
+	case 0:
+	case syscall.EACCES, syscall.EPERM:
+		r = metrics.ResultDenied
+	case syscall.ENOENT, syscall.EEXIST, syscall.ENOTEMPTY, syscall.ENODATA, syscall.ENOTDIR,
+		syscall.EISDIR, syscall.EXDEV, syscall.EINVAL, syscall.ENAMETOOLONG, syscall.ERANGE:
+		// The caller asked for something that is not there or not possible: an answer,
+		// not a failure of dsh.
+	default:
+		r = metrics.ResultError
+	}
+	o.Observe(r, time.Since(start))
+}

@@ -1,0 +1,143 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"dsh/acl"
+	"dsh/meta"
+	"dsh/metrics"
+)
+
+// shareRootMode is the mode of a share's root directory when it is first used.
+const shareRootMode = 0o770
+
+// rootNode is the mount's root. It lists, for each caller, only the shares that caller may
+// open now; another share's name gives ENOENT, as if it did not exist.
+type rootNode struct {
+	gofs.Inode
+	g *Group
+}
+
+var (
+	_ gofs.NodeLookuper       = (*rootNode)(nil)
+	_ gofs.NodeGetattrer      = (*rootNode)(nil)
+	_ gofs.NodeOpendirHandler = (*rootNode)(nil)
+	_ gofs.NodeStatfser       = (*rootNode)(nil)
+	_ gofs.NodeAccesser       = (*rootNode)(nil)
+)
+
+// rootIno is the inode number the root reports; metadata inode numbers are far below it.
+const rootIno = 1<<63 - 1
+
+// Getattr shows the root as the caller's own read-only folder.
+func (r *rootNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	uid, gid, _ := callerOf(ctx)
+	out.Attr = fuse.Attr{Ino: rootIno, Mode: syscall.S_IFDIR | 0o555, Nlink: 2, Owner: fuse.Owner{Uid: uint32(uid), Gid: gid}, Blksize: blockSize}
+	out.SetTimeout(0)
+	return 0
+}
+
+// Access lets anyone list and enter the root; nobody writes into it.
+func (r *rootNode) Access(ctx context.Context, mask uint32) syscall.Errno {
+	if mask&2 != 0 {
+		return syscall.EACCES
+	}
+	return 0
+}
+
+// Lookup finds a share the caller may open. The answer is never cached by the kernel,
+// since it differs between uids.
+func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
+	defer r.g.observe("lookup", time.Now(), &e)
+	gr, e := r.g.check(ctx, name, acl.Read)
+	if e != 0 {
+		return nil, syscall.ENOENT
+	}
+	a, err := gr.be.Meta.ShareRoot(ctx, name, shareRootMode)
+	if err != nil {
+		return nil, errno(r.g.log, "lookup", err)
+	}
+	fillAttr(&a, gr, -1, &out.Attr)
+	out.SetEntryTimeout(0)
+	out.SetAttrTimeout(0)
+	return r.NewInode(ctx, &node{g: r.g, ino: a.Ino, share: name, kind: meta.KindDir},
+		gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(a.Ino)}), 0
+}
+
+// OpendirHandle lists the caller's shares: those of its live session that the acl allows.
+func (r *rootNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	h := &rootList{}
+	be := r.g.backend()
+	uid, _, ok := callerOf(ctx)
+	if be == nil || !ok {
+		return h, 0, 0
+	}
+	ring, ok := be.Sessions.Keyring(uid)
+	if !ok {
+		r.g.denied(metrics.ReasonNoSession)
+		return h, 0, 0
+	}
+	for _, sh := range be.ACL.SharesOf(uid) {
+		if _, ok := ring.Key(sh.Share); !ok {
+			continue
+		}
+		a, err := be.Meta.ShareRoot(ctx, sh.Share, shareRootMode)
+		if err != nil {
+			return nil, 0, errno(r.g.log, "readdir", err)
+		}
+		h.entries = append(h.entries, fuse.DirEntry{Name: sh.Share, Mode: syscall.S_IFDIR, Ino: uint64(a.Ino)})
+	}
+	return h, 0, 0
+}
+
+// Statfs reports the data folder's disk.
+func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	return r.g.statfs(ctx, out)
+}
+
+// rootList is a snapshot of the caller's shares, taken at opendir.
+type rootList struct {
+	entries []fuse.DirEntry
+	pos     int
+}
+
+// Readdirent returns the next share.
+func (l *rootList) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if l.pos >= len(l.entries) {
+		return nil, 0
+	}
+	de := l.entries[l.pos]
+	l.pos++
+	de.Off = uint64(l.pos)
+	return &de, 0
+}
+
+// Seekdir moves to an offset handed out earlier.
+func (l *rootList) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	l.pos = int(min(off, uint64(len(l.entries))))
+	return 0
+}
+
+// statfs reports the disk under the data folder, and the store's file count.
+func (g *Group) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(g.opts.DataDir, &st); err != nil {
+		return errno(g.log, "statfs", err)
+	}
+	out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
+	out.Bsize, out.Frsize = uint32(st.Bsize), uint32(st.Frsize)
+	out.NameLen = 255
+	out.Ffree = 1 << 40
+	out.Files = out.Ffree
+	if be := g.backend(); be != nil {
+		if files, _, err := be.Meta.Usage(ctx); err == nil {
+			out.Files = files + out.Ffree
+		}
+	}
+	return 0
+}

@@ -1,0 +1,100 @@
+// Command fsprobe makes single system calls for the end-to-end tests, run as a test uid:
+// the things a shell cannot do precisely (hold a file open across a revocation, rename with
+// flags, extended attributes). It prints "ok ..." or "err ERRNO" per step.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+func result(err error, okMsg string) {
+	if err != nil {
+		var en syscall.Errno
+		if errors.As(err, &en) {
+			fmt.Printf("err %s\n", unix.ErrnoName(en))
+			return
+		}
+		fmt.Printf("err %v\n", err)
+		return
+	}
+	fmt.Printf("ok %s\n", okMsg)
+}
+
+func main() {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: fsprobe hold PATH [rw] | rename2 OLD NEW noreplace|exchange | setxattr PATH NAME VALUE | getxattr PATH NAME | listxattr PATH")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "hold":
+		hold(os.Args[2], len(os.Args) > 3 && os.Args[3] == "rw")
+	case "rename2":
+		var flags uint
+		switch os.Args[4] {
+		case "noreplace":
+			flags = unix.RENAME_NOREPLACE
+		case "exchange":
+			flags = unix.RENAME_EXCHANGE
+		}
+		result(unix.Renameat2(unix.AT_FDCWD, os.Args[2], unix.AT_FDCWD, os.Args[3], flags), "")
+	case "setxattr":
+		result(unix.Setxattr(os.Args[2], os.Args[3], []byte(os.Args[4]), 0), "")
+	case "getxattr":
+		buf := make([]byte, 4096)
+		n, err := unix.Getxattr(os.Args[2], os.Args[3], buf)
+		if err != nil {
+			result(err, "")
+			return
+		}
+		result(nil, string(buf[:n]))
+	case "listxattr":
+		buf := make([]byte, 4096)
+		n, err := unix.Listxattr(os.Args[2], buf)
+		if err != nil {
+			result(err, "")
+			return
+		}
+		result(nil, strings.ReplaceAll(strings.TrimRight(string(buf[:n]), "\x00"), "\x00", ","))
+	default:
+		fmt.Fprintln(os.Stderr, "unknown command")
+		os.Exit(2)
+	}
+}
+
+// hold opens path and then, for each line on stdin ("read" or "write"), reads or writes at
+// offset 0 through the same descriptor, printing the result, until stdin ends.
+func hold(path string, rw bool) {
+	flags := os.O_RDONLY
+	if rw {
+		flags = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		result(err, "")
+		return
+	}
+	defer f.Close()
+	result(nil, "open")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "read":
+			buf := make([]byte, 64)
+			n, err := f.ReadAt(buf, 0)
+			if n > 0 {
+				err = nil
+			}
+			result(err, strings.TrimSpace(string(buf[:n])))
+		case "write":
+			_, err := f.WriteAt([]byte("W"), 0)
+			result(err, "")
+		}
+	}
+}
