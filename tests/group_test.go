@@ -341,6 +341,12 @@ func TestGroupTools(t *testing.T) {
 	if got := g.shOK(t, uidErin, "cd "+S+"/repo && git status --porcelain"); got != "" {
 		t.Fatalf("git status not clean: %q", got)
 	}
+	// git clone into the share (and out of it), then a commit in the clone.
+	g.shOK(t, 0, "git init -q origin && cd origin && for i in 1 2 3; do echo $i > f$i; "+git+"add f$i; "+git+"commit -qm c$i; done && chown -R "+itoa(uidErin)+" .")
+	g.shOK(t, uidErin, "git clone -q "+g.dir+"/origin "+S+"/clone && cd "+S+"/clone && echo 4 > f4 && "+git+"add f4 && "+git+"commit -qm c4 && "+git+"fsck --strict")
+	if got := g.shOK(t, uidAlice, "cd "+S+"/clone && git log --format=%s | head -2"); got != "c4\nc3\n" {
+		t.Fatalf("git log in the clone: %q", got)
+	}
 
 	// SQLite: a database with inserts and queries, used by two members in turn.
 	g.shOK(t, uidAlice, "sqlite3 "+S+"/db.sqlite 'create table t(x integer primary key, y text); "+
@@ -503,8 +509,9 @@ func TestGroupIntegrityAndCrash(t *testing.T) {
 	// A file closed before a crash survives it whole; the stale mount is cleaned up.
 	g.shOK(t, 0, "head -c 3000000 /dev/urandom > keep && chmod 644 keep")
 	g.shOK(t, uidAlice, "cp keep "+S+"/keep")
+	spare := g.alice.spare(t, 1)[0]
 	g.crash()
 	g.start(true, "--group", g.S)
-	g.alice.login(t).ok(t)
+	spare.login(t).ok(t)
 	g.shOK(t, uidAlice, "cmp keep "+S+"/keep")
 }

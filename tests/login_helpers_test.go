@@ -129,5 +129,17 @@ func (p *person) try(t *testing.T) result {
 	return p.e.dsh(p.uid, testPassword+"\n"+testPIN+"\n", "login", "--code", totpAt(t, p.secret, time.Now()))
 }
 
+// spare creates n more soft tokens for p (who must be logged in), each with the test PIN,
+// for tests that log in more often than the TOTP steps allow a single token to.
+func (p *person) spare(t *testing.T, n int) []*person {
+	t.Helper()
+	out := make([]*person, n)
+	for i := range out {
+		created := p.e.dsh(p.uid, testPIN+"\n", "token", "create").ok(t).stdout
+		out[i] = &person{e: p.e, id: p.id, uid: p.uid, secret: secretOf(t, created)}
+	}
+	return out
+}
+
 // as runs dsh as p.
 func (p *person) as(args ...string) result { return p.e.dsh(p.uid, "", args...) }
