@@ -152,7 +152,7 @@ func TestReadDirConcurrent(t *testing.T) {
 			}
 			e.bulkCreate(d.Ino, names)
 			for i, name := range names {
-				if i%4 == 0 {
+				if i%8 == 0 {
 					volatile = append(volatile, name)
 				} else {
 					stable[name] = true
@@ -180,7 +180,7 @@ func TestReadDirConcurrent(t *testing.T) {
 				}
 			})
 			wg.Go(func() {
-				for i := 0; i < total/2 && !stop.Load(); i++ {
+				for i := 0; i < total/8 && !stop.Load(); i++ {
 					if _, err := e.s.Create(ctx, d.Ino, fmt.Sprintf("new%06d", i), KindFile, 0o644, "", Content{}); err != nil {
 						t.Error(err)
 						return
@@ -190,9 +190,9 @@ func TestReadDirConcurrent(t *testing.T) {
 			})
 			// The listing waits after each page until the others have made some changes, so
 			// that changes really fall between its pages, however fast either side is.
-			const churn = 20
+			const churn = 10
 			pace := func(pages int) {
-				for removed.Load() < int64(min(pages*churn, len(volatile))) || added.Load() < int64(min(pages*churn, total/2)) {
+				for removed.Load() < int64(min(pages*churn, len(volatile))) || added.Load() < int64(min(pages*churn, total/8)) {
 					if t.Failed() {
 						return
 					}

@@ -10,6 +10,14 @@
 // (it names objects by ID and lists those that may be deleted; the caller deletes them), and
 // never put a file name into an error message: names may identify people, and errors end up
 // in logs. Errors name inodes by number instead.
+//
+// Concurrency: reads (Lookup, GetAttr, ReadDir, GetXattr, ...) are plain kv.View reads and
+// take no lock. Every mutation is one kv.Update that reads with Get each value it depends
+// on and writes each record it changes (a directory's record changes with every entry added
+// or removed), so concurrent mutations that could interfere conflict in kv and are re-run,
+// both on kv's read-set detection and on a store that only detects write-write conflicts.
+// Inside one process, mutations of one directory or inode also queue on a striped mutex, so
+// that they wait for each other instead of spending kv's retries.
 package meta
 
 import (

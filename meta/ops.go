@@ -183,8 +183,7 @@ func (s *Store) SetAttr(ctx context.Context, ino Ino, in SetAttr) (Attr, error) 
 //
 // If the inode no longer exists (deleted meanwhile), the objects in c go to the garbage list
 // and ErrNotFound is returned. Reap already listed the objects the inode referenced, so
-// some may be listed twice; the list is a set, and the collector ignores objects already
-// deleted.
+// some may be listed twice; the collector ignores objects already deleted.
 func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, mtime int64) (Attr, error) {
 	if size < 0 {
 		return Attr{}, fmt.Errorf("meta: set content of %d: negative size: %w", ino, ErrInvalid)

@@ -117,7 +117,9 @@ func (r *rename) run(flags RenameFlags) (orphan Ino, err error) {
 
 // checkNotUnder fails with ErrInvalid when dir is anc or lies below it. The ancestors are
 // read with Get, so a concurrent move of any of them makes this attempt run again, and two
-// opposite moves cannot both pass.
+// opposite moves cannot both pass. They are also written back unchanged: kv allows a later
+// backend to detect only write-write conflicts, and the other move writes the directory it
+// moves, which is one of these ancestors whenever the two moves could make a loop.
 func (r *rename) checkNotUnder(dir, anc Ino) error {
 	for depth := 0; dir != 0; depth++ {
 		if dir == anc {
@@ -130,6 +132,7 @@ func (r *rename) checkNotUnder(dir, anc Ino) error {
 		if err != nil {
 			return err
 		}
+		r.o.mark(n)
 		dir = n.parent
 	}
 	return nil

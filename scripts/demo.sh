@@ -38,8 +38,18 @@ run() { printf '$ %s\n' "$*"; "$@"; }
 say "Create a store (root key sealed by an Argon2id passphrase; Badger encrypted)"
 run "$dsh" init --data "$dir/store" --unseal-passphrase-file "$dir/passphrase"
 
-say "Start the daemon (sealed), log in $dir/serve.log"
-"$dsh" serve --data "$dir/store" --metrics "$metrics" >"$dir/serve.log" 2>&1 &
+# The Group drive (S:) is mounted under the demo folder when the demo's users can reach it,
+# else in the run folder with a link to it from the demo folder.
+if setpriv --reuid 65534 --regid 65534 --clear-groups test -x "$dir"; then
+  S="$dir/S"
+else
+  S="$run_dir/S"
+  ln -s "$S" "$dir/S"
+fi
+mkdir -p "$S"
+
+say "Start the daemon (sealed) with the Group drive on $S; its log is $dir/serve.log"
+"$dsh" serve --data "$dir/store" --group "$S" --metrics "$metrics" >"$dir/serve.log" 2>&1 &
 pid=$!
 echo "$pid" > "$dir/serve.pid"
 stop() {
@@ -110,6 +120,22 @@ as 2001 share members cohort-data
 say "bob's live session received the share's key at once"
 as 2002 status
 
+in_as() { local uid=$1; shift; printf '$ (as uid %s) %s\n' "$uid" "$*"; setpriv --reuid "$uid" --regid "$uid" --clear-groups sh -c "$*"; }
+say "The Group drive: bob (read-write, logged in) writes and reads a file; he sees it as his own"
+in_as 2002 "ls -l $S"
+in_as 2002 "echo 'participant,age' > $S/cohort-data/cohort.csv && echo '1,54' >> $S/cohort-data/cohort.csv"
+in_as 2002 "cat $S/cohort-data/cohort.csv; ls -l $S/cohort-data"
+say "carol is a read-only member but not logged in: she sees nothing; once logged in she reads and may not write"
+in_as 2003 "ls -la $S" || true
+login carol 2003
+in_as 2003 "cat $S/cohort-data/cohort.csv; ls -l $S/cohort-data"
+in_as 2003 "echo 2,61 >> $S/cohort-data/cohort.csv" || true
+say "alice (the IAO, logged in but no member) and root (no DSH login) see no share at all"
+in_as 2001 "ls -la $S; cat $S/cohort-data/cohort.csv" || true
+in_as 0 "ls -la $S; cat $S/cohort-data/cohort.csv" || true
+say "On disk everything is ciphertext: no file name, no content"
+grep -rl "participant" "$dir/store" || echo "(grep finds no 'participant' under $dir/store)"
+
 say "Members see their shares; a member may not manage the share"
 as 2002 share list
 as 2003 share list
@@ -122,9 +148,9 @@ run "$dsh" user enable bob
 as 2002 share list
 say "Metrics"
 echo "(the full set: curl -s http://$metrics/metrics)"
-curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active|logins_total|lockouts_total)' || true
+curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active|logins_total|lockouts_total|open_files|written_bytes_total|read_bytes_total)|^dsh_access_denied_total.*group|^dsh_fuse_operations_total.*op="(open|create)"' | grep -v ' 0$' || true
 say "The audit log"
 run "$dsh" audit show
 run "$dsh" audit verify
-say "Running. Press Ctrl-C to stop."
+say "Running. The Group drive is at $S (try: setpriv --reuid 2002 --regid 2002 --clear-groups ls -l $S/cohort-data). Press Ctrl-C to stop."
 wait "$pid"
