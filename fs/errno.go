@@ -16,6 +16,10 @@ func errno(log *slog.Logger, op string, err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, meta.ErrNoSpace):
+		return syscall.ENOSPC
+	case errors.Is(err, meta.ErrTooBig):
+		return syscall.EFBIG
 	case errors.Is(err, meta.ErrNotFound):
 		return syscall.ENOENT
 	case errors.Is(err, meta.ErrExists):
