@@ -45,6 +45,10 @@ const SegmentChunks = 256
 // SegmentSize is the number of file bytes a segment covers.
 const SegmentSize = SegmentChunks * vault.ChunkSize
 
+// MaxSize is the largest file size: 2^62 bytes (4 EiB). It leaves room above every
+// offset for the end of its segment, so that offset arithmetic cannot overflow an int64.
+const MaxSize = 1 << 62
+
 // defaultMaxDirty is Options.MaxDirty when none is given: two segments, so a file streamed
 // sequentially is flushed in whole segments.
 const defaultMaxDirty = 32 << 20
@@ -58,7 +62,8 @@ var ErrIntegrity = vault.ErrIntegrity
 // ErrClosed is returned by the methods of a File after Close.
 var ErrClosed = errors.New("content: file is closed")
 
-// errTooLarge is wrapped when an offset or size would not fit an int64.
+// errTooLarge is wrapped when a write or truncation would make the file larger than
+// MaxSize.
 var errTooLarge = errors.New("file too large")
 
 // Segment names the object holding one segment of a file.
@@ -163,8 +168,8 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 	if s.blobs == nil || commit == nil {
 		return nil, fmt.Errorf("open file %s: no blob store or no commit function", id)
 	}
-	if size < 0 {
-		return nil, fmt.Errorf("open file %s: negative size %d", id, size)
+	if size < 0 || size > MaxSize {
+		return nil, fmt.Errorf("open file %s: size %d out of range", id, size)
 	}
 	segSize := s.segChunks * vault.ChunkSize
 	list, err := checkSegments(segs, size, segSize)

@@ -3,7 +3,6 @@ package content
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"sync"
 
@@ -60,15 +59,12 @@ func (f *File) Size() int64 {
 }
 
 // Dirty reports whether the file holds changes that are not committed: unflushed writes,
-// a changed size, or a flush that has not yet committed.
+// a changed size, or a flush that has not yet committed. After Close it reports false:
+// whatever was not flushed is gone.
 func (f *File) Dirty() bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.isDirty()
-}
-
-func (f *File) isDirty() bool {
-	return len(f.dirty) > 0 || len(f.flushing) > 0 || f.size != f.committedSize || f.segsChanged
+	return !f.closed && (len(f.dirty) > 0 || len(f.flushing) > 0 || f.size != f.committedSize || f.segsChanged)
 }
 
 // dirtyChunk returns the unflushed buffer of chunk c, if any. f.mu must be held.
@@ -173,7 +169,7 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("write file %s: negative offset %d", f.id, off)
 	}
-	if int64(len(p)) > math.MaxInt64-off {
+	if off > MaxSize || int64(len(p)) > MaxSize-off {
 		return 0, fmt.Errorf("write file %s: %d bytes at %d: %w", f.id, len(p), off, errTooLarge)
 	}
 	done := 0
@@ -186,6 +182,20 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 		pos := off + int64(done)
 		seg := pos / f.segSize
+		if f.wantAutoFlush(seg) {
+			// Over the limit before writing: the last automatic flush failed, or other
+			// writers filled the buffers meanwhile. Refusing the write if this flush fails
+			// too is what keeps memory bounded while the store is failing.
+			f.mu.Unlock()
+			if err := f.flush(ctx, seg); err != nil {
+				return done, err
+			}
+			f.mu.Lock()
+			if f.closed {
+				f.mu.Unlock()
+				return done, ErrClosed
+			}
+		}
 		n := int(min(int64(len(p)-done), (seg+1)*f.segSize-pos))
 		k, err := f.writeLocked(ctx, p[done:done+n], pos)
 		done += k
@@ -196,6 +206,8 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 		if f.wantAutoFlush(seg) {
 			f.mu.Unlock()
 			if err := f.flush(ctx, seg); err != nil {
+				// The bytes are written and stay dirty; the error tells the writer that
+				// the store is failing.
 				return done, err
 			}
 			f.mu.Lock()
@@ -324,6 +336,9 @@ func (f *File) keepable(seg int64) (int64, bool) {
 func (f *File) Truncate(ctx context.Context, size int64) error {
 	if size < 0 {
 		return fmt.Errorf("truncate file %s: negative size %d", f.id, size)
+	}
+	if size > MaxSize {
+		return fmt.Errorf("truncate file %s to %d bytes: %w", f.id, size, errTooLarge)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("truncate file %s: %w", f.id, err)

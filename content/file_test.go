@@ -79,6 +79,12 @@ func TestBadArguments(t *testing.T) {
 	if err := f.Truncate(ctx, -1); err == nil {
 		t.Error("truncate to -1 succeeded")
 	}
+	if err := f.Truncate(ctx, MaxSize+1); !errors.Is(err, errTooLarge) {
+		t.Errorf("truncate past MaxSize: %v", err)
+	}
+	if _, err := f.WriteAt(ctx, []byte("x"), MaxSize); !errors.Is(err, errTooLarge) {
+		t.Errorf("write past MaxSize: %v", err)
+	}
 	if n, err := f.WriteAt(ctx, nil, 1000); n != 0 || err != nil || f.Size() != 0 {
 		t.Errorf("empty write: %d, %v, size %d", n, err, f.Size())
 	}
@@ -324,4 +330,67 @@ func TestConcurrent(t *testing.T) {
 	g := e.open()
 	defer g.Close()
 	equalOrReport(t, "reopened", readAll(t, g, 1<<20), want)
+}
+
+func TestLargestFile(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 2, 0)
+	f := e.open()
+	defer f.Close()
+	mustWrite(t, f, []byte("last"), MaxSize-4)
+	mustFlush(t, f)
+	g := e.open()
+	defer g.Close()
+	p := make([]byte, 10)
+	if n, err := g.ReadAt(ctx, p, MaxSize-6); n != 6 || err != nil || string(p[:n]) != "\x00\x00last" {
+		t.Fatalf("read at the end of the largest file: %d, %v, %q", n, err, p[:n])
+	}
+	if n, err := g.ReadAt(ctx, p, MaxSize/2); n != 10 || err != nil || p[0] != 0 {
+		t.Fatalf("read in its hole: %d, %v", n, err)
+	}
+	if err := g.Truncate(ctx, MaxSize); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailingStoreBoundsMemory keeps writing while every commit fails: once over the
+// limit, writes are refused rather than buffered without end, and nothing accepted is
+// lost.
+func TestFailingStoreBoundsMemory(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvOn(t, newMemStore(false), 4, 8*vault.ChunkSize)
+	e.meta.fail = func() bool { return true }
+	f := e.open()
+	defer f.Close()
+	p := bytes.Repeat([]byte{7}, 128<<10)
+	var accepted int64
+	refused := 0
+	for off := int64(0); off < 64<<20; off += int64(len(p)) {
+		n, err := f.WriteAt(ctx, p, off)
+		accepted += int64(n)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, errCommit) {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			refused++
+		}
+		if int64(n) < int64(len(p)) {
+			break
+		}
+	}
+	limit := int64(8+4+2) + flushWorkers
+	if peak := e.store.peakBuffers.Load(); peak > limit {
+		t.Fatalf("held %d buffers while failing, limit %d", peak, limit)
+	}
+	if refused == 0 {
+		t.Fatal("no write was refused")
+	}
+	e.meta.fail = nil
+	mustFlush(t, f)
+	g := e.open()
+	defer g.Close()
+	equalOrReport(t, "accepted data", readAll(t, g, 1<<20), bytes.Repeat([]byte{7}, int(accepted)))
 }

@@ -18,7 +18,7 @@ import (
 // quick. The blob store discards the objects: this measures the File, not a disk.
 func TestStreamingMemoryBound(t *testing.T) {
 	total := int64(1) << 30
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		total = 256 << 20
 	}
 	if s := os.Getenv("DSH_CONTENT_STREAM_GB"); s != "" {

@@ -33,6 +33,8 @@ func TestModel(t *testing.T) {
 				ops := c.ops
 				if testing.Short() {
 					ops /= 5
+				} else if raceEnabled {
+					ops /= 3
 				}
 				runModel(t, c.segChunks, c.maxDirty, uint64(i)*1000+seed, ops)
 			})
@@ -82,14 +84,18 @@ func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
 		switch k := r.IntN(100); {
 		case k < 45: // write
 			off, p := offset(), randBytes(r, length())
+			sz0 := f.Size()
 			n, err := f.WriteAt(ctx, p, off)
+			if f.Size() != max(sz0, off+int64(n)) {
+				t.Fatalf("op %d: write %d at %d (size %d) returned %d, %v; size now %d", op, len(p), off, sz0, n, err, f.Size())
+			}
 			if err != nil && !errors.Is(err, errCommit) {
 				t.Fatalf("op %d: write %d at %d: %v", op, len(p), off, err)
 			}
 			if n < len(p) && err == nil || n > len(p) {
 				t.Fatalf("op %d: write %d at %d wrote %d", op, len(p), off, n)
 			}
-			if end := off + int64(n); end > int64(len(model)) {
+			if end := off + int64(n); n > 0 && end > int64(len(model)) {
 				model = append(model, make([]byte, end-int64(len(model)))...)
 			}
 			copy(model[off:], p[:n])

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
