@@ -311,7 +311,10 @@ func (n *node) Rmdir(ctx context.Context, name string) (e syscall.Errno) {
 func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) (e syscall.Errno) {
 	defer n.g.observe("rename", time.Now(), &e)
 	np, ok := newParent.(*node)
-	if !ok || np.share != n.share {
+	if !ok {
+		return syscall.EACCES // into the root, where only shares live
+	}
+	if np.share != n.share {
 		return syscall.EXDEV
 	}
 	gr, e := n.changeIn(ctx, acl.Write)

@@ -141,3 +141,31 @@ func (g *Group) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	}
 	return 0
 }
+
+// The root holds only the shares: nothing is created, linked or renamed into it.
+
+// Mkdir is refused at the root.
+func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EACCES
+}
+
+// Create is refused at the root.
+func (r *rootNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EACCES
+}
+
+// Symlink is refused at the root.
+func (r *rootNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EACCES
+}
+
+// Unlink is refused at the root.
+func (r *rootNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EACCES }
+
+// Rmdir is refused at the root: a share goes away through its project, not by rmdir.
+func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno { return syscall.EACCES }
+
+// Rename is refused at the root.
+func (r *rootNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	return syscall.EACCES
+}

@@ -243,6 +243,11 @@ func TestGroupEnumerationAndAccess(t *testing.T) {
 	} {
 		g.shFails(t, uidRO, script, "ermission denied")
 	}
+	// Nothing is created at the root, where only shares live.
+	g.shFails(t, uidAlice, "touch "+S+"/new", "ermission denied")
+	g.shFails(t, uidAlice, "mkdir "+S+"/new", "ermission denied")
+	g.shFails(t, uidAlice, "mv "+S+"/s1/a.txt "+S+"/a.txt", "ermission denied")
+	g.shFails(t, uidAlice, "rmdir "+S+"/s1", "ermission denied")
 	// chown to anyone else is refused; to oneself changes nothing and succeeds.
 	g.shFails(t, uidAlice, "chown 0 "+S+"/s1/a.txt", "Operation not permitted")
 	g.shOK(t, uidAlice, "chown "+itoa(uidAlice)+" "+S+"/s1/a.txt")
