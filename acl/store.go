@@ -331,3 +331,16 @@ func (s *Store) UserByID(id string) (User, bool) {
 	}
 	return *u, true
 }
+
+// UserIDs lists the IDs of every account, enabled or not, for the daemon's own sweeps
+// (such as Arrivals retention), which act for no caller and so are neither checked nor
+// audited here.
+func (s *Store) UserIDs() []string {
+	snap := s.snap.Load()
+	out := make([]string, 0, len(snap.users))
+	for id := range snap.users {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}

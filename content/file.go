@@ -129,8 +129,7 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 }
 
 // readStored fills dst from segment seg's stored state at offset rel within the segment:
-// the object up to its valid length, zeros past it and in holes. f.mu must be held, or
-// f.flushMu by the flush, which alone may read without mu.
+// the object up to its valid length, zeros past it and in holes. f.mu must be held.
 func (f *File) readStored(ctx context.Context, seg int64, dst []byte, rel int64) (int, error) {
 	i, ok := findSeg(f.segs, seg)
 	if !ok {

@@ -71,6 +71,8 @@ var ErrNoDaemon = errors.New("cannot reach the dsh daemon")
 type Client struct {
 	socket string
 	http   *http.Client
+	// stream has no overall timeout, for uploads that take as long as they take.
+	stream *http.Client
 }
 
 // NewClient returns a client for the socket at path.
@@ -90,7 +92,7 @@ func NewClient(path string) *Client {
 		},
 		MaxIdleConns: 1,
 	}
-	return &Client{socket: path, http: &http.Client{Transport: tr, Timeout: DefaultTimeout}}
+	return &Client{socket: path, http: &http.Client{Transport: tr, Timeout: DefaultTimeout}, stream: &http.Client{Transport: tr}}
 }
 
 // Socket returns the socket path the client uses.
@@ -107,6 +109,15 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		defer clear(b)
 		body = bytes.NewReader(b)
 	}
+	ct := ""
+	if in != nil {
+		ct = "application/json"
+	}
+	return c.send(ctx, c.http, method, path, query, body, ct, out)
+}
+
+// send sends one request with body (may be nil) of content type ct through hc.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, query url.Values, body io.Reader, ct string, out any) error {
 	u := "http://dsh" + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -115,10 +126,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		var ne net.Error
 		var op *net.OpError
@@ -187,3 +198,30 @@ func (c *Client) AuditShow(ctx context.Context, since time.Time) ([]AuditRecord,
 	err := c.do(ctx, http.MethodGet, PathAuditShow, q, nil, &out)
 	return out.Records, err
 }
+
+// Upload streams body into the caller's Arrivals folder as name. size, when known (≥ 0),
+// is sent as the Content-Length.
+func (c *Client) Upload(ctx context.Context, name string, body io.Reader, size int64) (ArrivalView, error) {
+	var out ArrivalView
+	q := url.Values{UploadNameParam: {name}}
+	if size >= 0 {
+		body = &sizedReader{Reader: body, n: size}
+	}
+	err := c.send(ctx, c.stream, http.MethodPost, PathUpload, q, body, "application/octet-stream", &out)
+	return out, err
+}
+
+// ListArrivals lists the caller's arrivals with their expiry.
+func (c *Client) ListArrivals(ctx context.Context) ([]ArrivalView, error) {
+	var out ArrivalsResponse
+	err := c.do(ctx, http.MethodGet, PathArrivals, nil, nil, &out)
+	return out.Arrivals, err
+}
+
+// sizedReader carries a known length, which net/http sends as Content-Length.
+type sizedReader struct {
+	io.Reader
+	n int64
+}
+
+func (r *sizedReader) Len() int { return int(r.n) }

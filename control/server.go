@@ -49,6 +49,7 @@ type Daemon interface {
 	Auditor
 	Accounts
 	Tokens
+	Arrivals
 }
 
 type callerKey struct{}
@@ -59,6 +60,8 @@ type handlerFunc func(ctx context.Context, c Caller, r *http.Request) (any, erro
 type route struct {
 	method string
 	h      handlerFunc
+	// stream marks an endpoint whose body is a file of any size: no read deadline.
+	stream bool
 }
 
 // Server serves the control API on a Unix socket.
@@ -112,6 +115,7 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 	})
 	s.accountRoutes(d)
 	s.tokenRoutes(d)
+	s.arrivalsRoutes(d)
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -139,6 +143,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", rt.method)
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s takes %s, not %s", r.URL.Path, rt.method, r.Method))
 		return
+	}
+	if rt.stream {
+		if err := http.NewResponseController(w).SetReadDeadline(time.Time{}); err != nil {
+			writeError(w, http.StatusInternalServerError, "cannot stream the request body")
+			return
+		}
 	}
 	c, ok := r.Context().Value(callerKey{}).(Caller)
 	if !ok {

@@ -22,6 +22,7 @@ import (
 type fakeDaemon struct {
 	Accounts // account endpoints are exercised end to end in tests/; unused here
 	Tokens   // only Login is faked here; the rest is exercised end to end in tests/
+	Arrivals // exercised end to end in tests/
 	loginPW  []byte
 	mu       sync.Mutex
 	sealed   bool

@@ -39,6 +39,10 @@ type Config struct {
 	Auth token.Options
 	// GroupDir, when set, is where the Group (S:) tree is mounted.
 	GroupDir string
+	// ArrivalsDir, when set, is where the Arrivals (Q:) tree is mounted.
+	ArrivalsDir string
+	// ArrivalsRetention is how long an arrival is kept; 0 means 720h.
+	ArrivalsRetention time.Duration
 	Log      *slog.Logger
 	// Ready, when set, is called once the socket and metrics endpoint are listening.
 	Ready func(socket, metricsAddr string)
@@ -67,8 +71,9 @@ type Daemon struct {
 	// the filesystem on every operation.
 	sessions atomic.Pointer[token.Sessions]
 
-	// group is the mounted S: tree, nil when not configured.
-	group *dshfs.Group
+	// group and arrivals are the mounted S: and Q: trees, nil when not configured.
+	group    *dshfs.Group
+	arrivals *dshfs.Group
 }
 
 // New takes the data folder and prepares the daemon; Run starts it.
@@ -107,6 +112,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer func() {
 			if err := d.group.Unmount(); err != nil {
 				d.log.Error("unmount the Group tree", "err", err)
+			}
+		}()
+	}
+	if d.cfg.ArrivalsDir != "" {
+		d.arrivals = dshfs.New(dshfs.Options{Tree: acl.Arrivals, Retention: d.cfg.ArrivalsRetention, DataDir: d.cfg.DataDir,
+			EntryTimeout: time.Second, Log: d.log, Metrics: d.metrics})
+		if err := d.arrivals.Mount(d.cfg.ArrivalsDir); err != nil {
+			return err
+		}
+		defer func() {
+			if err := d.arrivals.Unmount(); err != nil {
+				d.log.Error("unmount the Arrivals tree", "err", err)
 			}
 		}()
 	}
@@ -217,11 +234,14 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	}
 	d.parts, d.acl, d.wrap, d.tok, d.sealer = p, a, wrap, tok, sealer
 	d.sessions.Store(tok.Sessions())
-	if d.group != nil {
+	for _, t := range []*dshfs.Group{d.group, d.arrivals} {
+		if t == nil {
+			continue
+		}
 		be := &dshfs.Backend{Meta: meta.New(p.KV, meta.Options{}), Content: content.New(p.Blobs, content.Options{}),
 			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: p.Audit}
-		if err := d.group.Attach(context.Background(), be); err != nil {
-			d.log.Error("the Group tree could not start; it stays empty", "err", err)
+		if err := t.Attach(context.Background(), be); err != nil {
+			d.log.Error("a filesystem tree could not start; it stays empty", "err", err)
 		}
 	}
 	d.metrics.VaultSealed.Set(0)
@@ -242,9 +262,11 @@ func (d *Daemon) seal(uid int, action string) error {
 	}
 	// The filesystem stops first (open files are flushed), then every session's keys are
 	// wiped.
-	if d.group != nil {
-		if err := d.group.Detach(context.Background()); err != nil {
-			d.log.Error("seal: flushing open files of the Group tree", "err", err)
+	for _, t := range []*dshfs.Group{d.group, d.arrivals} {
+		if t != nil {
+			if err := t.Detach(context.Background()); err != nil {
+				d.log.Error("seal: flushing open files", "err", err)
+			}
 		}
 	}
 	d.sessions.Store(nil)

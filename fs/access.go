@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -50,12 +51,19 @@ func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, sysc
 		g.denied(metrics.ReasonNoSession)
 		return grant{}, syscall.EACCES
 	}
-	key, ok := ring.Key(share)
+	name, key, ok := share, (*vault.Key)(nil), false
+	if g.opts.Tree == acl.Arrivals {
+		// An Arrivals folder opens with its owner's Arrivals key; the acl decides by owner.
+		name = strings.TrimPrefix(share, arrivalsPrefix)
+		key, ok = ring.Arrivals()
+	} else {
+		key, ok = ring.Key(share)
+	}
 	if !ok {
 		g.denied(metrics.ReasonNotMember)
 		return grant{}, syscall.EACCES
 	}
-	d := be.ACL.Decide(uid, acl.Group, share, op)
+	d := be.ACL.Decide(uid, g.opts.Tree, name, op)
 	if !d.Allow {
 		g.denied(metrics.Reason(d.Reason))
 		return grant{}, syscall.EACCES
@@ -65,7 +73,7 @@ func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, sysc
 
 func (g *Group) denied(r metrics.Reason) {
 	if g.met != nil {
-		g.met.Denied(metrics.TreeGroup, r)
+		g.met.Denied(g.label, r)
 	}
 }
 
@@ -81,7 +89,7 @@ func (g *Group) record(ctx context.Context, be *Backend, action, object, result,
 		user = u.ID
 	}
 	_, err := be.Audit.Append(context.WithoutCancel(ctx), audit.Entry{
-		UID: int64(uid), User: user, Action: action, Object: "group:" + object, Result: result, Detail: detail,
+		UID: int64(uid), User: user, Action: action, Object: string(g.label) + ":" + object, Result: result, Detail: detail,
 	}, audit.Buffered)
 	if err != nil {
 		g.log.Error("group tree: audit record not written; refusing the operation", "action", action, "err", err)

@@ -66,14 +66,18 @@ func (d *dirHandle) fill(ctx context.Context) (e syscall.Errno) {
 		return e
 	}
 	d.buf = d.buf[:0]
+	seen := 0
 	err := gr.be.Meta.ReadDir(ctx, d.ino, d.off-dotOffsets, func(de meta.Dirent) bool {
-		d.buf = append(d.buf, fuse.DirEntry{Name: de.Name, Mode: kindMode(de.Kind), Ino: uint64(de.Ino), Off: de.Off + dotOffsets})
-		return len(d.buf) < dirPage
+		seen++
+		if !d.g.hidden(de.Name) {
+			d.buf = append(d.buf, fuse.DirEntry{Name: de.Name, Mode: kindMode(de.Kind), Ino: uint64(de.Ino), Off: de.Off + dotOffsets})
+		}
+		return seen < dirPage
 	})
 	if err != nil {
 		return errno(d.g.log, "readdir", err)
 	}
-	if len(d.buf) < dirPage {
+	if seen < dirPage {
 		d.eof = true
 	}
 	return 0

@@ -43,6 +43,10 @@ type Backend struct {
 
 // Options tune a Group.
 type Options struct {
+	// Tree is which drive this is: acl.Group (S:, the default) or acl.Arrivals (Q:).
+	Tree acl.Tree
+	// Retention is how long a file stays in Arrivals after it arrived; 0 means 720h.
+	Retention time.Duration
 	// DataDir is where the store lives; statfs reports its disk's free space.
 	DataDir string
 	// EntryTimeout is how long the kernel may cache a name inside a share. Every
@@ -55,13 +59,17 @@ type Options struct {
 	Metrics    *metrics.Metrics
 }
 
-// Group is the S: tree.
+// Group is one mounted tree: S: (the project shares) or Q: (Arrivals, with one folder per
+// user, named by the user ID, that only its owner sees; inbound-only). Both keep their
+// namespace in meta and their contents in content; they differ in which key opens a
+// folder and in what the acl allows.
 type Group struct {
 	opts Options
 	log  *slog.Logger
 	be   atomic.Pointer[Backend]
 
 	met   *metrics.Metrics
+	label metrics.Tree
 	tree  *metrics.TreeMetrics
 	opsMu sync.Mutex
 	ops   map[string]*metrics.OpMetrics
@@ -85,12 +93,21 @@ func New(opts Options) *Group {
 	if opts.GCInterval <= 0 {
 		opts.GCInterval = 30 * time.Second
 	}
-	g := &Group{opts: opts, log: opts.Log, met: opts.Metrics, ops: map[string]*metrics.OpMetrics{}}
+	if opts.Tree != acl.Arrivals {
+		opts.Tree = acl.Group
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultRetention
+	}
+	g := &Group{opts: opts, log: opts.Log, met: opts.Metrics, ops: map[string]*metrics.OpMetrics{}, label: metrics.TreeGroup}
+	if opts.Tree == acl.Arrivals {
+		g.label = metrics.TreeArrivals
+	}
 	g.files.init()
 	if g.met != nil {
-		g.tree = g.met.Tree(metrics.TreeGroup)
+		g.tree = g.met.Tree(g.label)
 		for _, op := range opNames {
-			g.ops[op] = g.met.Op(metrics.TreeGroup, op)
+			g.ops[op] = g.met.Op(g.label, op)
 		}
 	}
 	return g
@@ -110,6 +127,13 @@ func (g *Group) Attach(ctx context.Context, be *Backend) error {
 	} else if n > 0 {
 		g.log.Info("group tree: reaped files deleted while open before a restart", "files", n)
 	}
+	if g.opts.Tree == acl.Arrivals {
+		if n, err := g.cleanIncoming(ctx, be); err != nil {
+			return fmt.Errorf("arrivals: remove interrupted uploads: %w", err)
+		} else if n > 0 {
+			g.log.Info("arrivals: removed uploads interrupted before a restart", "files", n)
+		}
+	}
 	started := time.Now()
 	g.be.Store(be)
 	gcCtx, stop := context.WithCancel(context.Background())
@@ -117,9 +141,22 @@ func (g *Group) Attach(ctx context.Context, be *Backend) error {
 	g.gcMu.Lock()
 	g.gcStop, g.gcDone = stop, done
 	g.gcMu.Unlock()
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		g.collect(gcCtx, be, started)
+	}()
+	if g.opts.Tree == acl.Arrivals {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.retain(gcCtx, be)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(done)
 	}()
 	return nil
 }

@@ -27,7 +27,7 @@ func (g *Group) Mount(dir string) error {
 		MountOptions: fuse.MountOptions{
 			AllowOther:        true,
 			FsName:            "dsh",
-			Name:              "dsh-group",
+			Name:              "dsh-" + string(g.label),
 			MaxWrite:          maxWrite,
 			MaxReadAhead:      maxWrite,
 			DirectMount:       os.Geteuid() == 0,
@@ -43,7 +43,7 @@ func (g *Group) Mount(dir string) error {
 	}
 	srv, err := gofs.Mount(dir, &rootNode{g: g}, opts)
 	if err != nil {
-		return fmt.Errorf("mount the Group tree on %s: %w", dir, err)
+		return fmt.Errorf("mount the %s tree on %s: %w", g.label, dir, err)
 	}
 	g.server, g.dir = srv, dir
 	return nil

@@ -77,6 +77,9 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *
 	if e != 0 {
 		return nil, e
 	}
+	if n.g.hidden(name) {
+		return nil, syscall.ENOENT
+	}
 	a, err := gr.be.Meta.Lookup(ctx, n.ino, name)
 	if err != nil {
 		return nil, errno(n.g.log, "lookup", err)

@@ -54,18 +54,22 @@ func (r *rootNode) Access(ctx context.Context, mask uint32) syscall.Errno {
 // since it differs between uids.
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
 	defer r.g.observe("lookup", time.Now(), &e)
-	gr, e := r.g.check(ctx, name, acl.Read)
+	share := name
+	if r.g.opts.Tree == acl.Arrivals {
+		share = arrivalsPrefix + name
+	}
+	gr, e := r.g.check(ctx, share, acl.Read)
 	if e != 0 {
 		return nil, syscall.ENOENT
 	}
-	a, err := gr.be.Meta.ShareRoot(ctx, name, shareRootMode)
+	a, err := gr.be.Meta.ShareRoot(ctx, share, shareRootMode)
 	if err != nil {
 		return nil, errno(r.g.log, "lookup", err)
 	}
 	fillAttr(&a, gr, -1, &out.Attr)
 	out.SetEntryTimeout(0)
 	out.SetAttrTimeout(0)
-	return r.NewInode(ctx, &node{g: r.g, ino: a.Ino, share: name, kind: meta.KindDir},
+	return r.NewInode(ctx, &node{g: r.g, ino: a.Ino, share: share, kind: meta.KindDir},
 		gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(a.Ino)}), 0
 }
 
@@ -80,6 +84,19 @@ func (r *rootNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHa
 	ring, ok := be.Sessions.Keyring(uid)
 	if !ok {
 		r.g.denied(metrics.ReasonNoSession)
+		return h, 0, 0
+	}
+	if r.g.opts.Tree == acl.Arrivals {
+		// The caller's own folder, named by its user ID, and nothing else.
+		u, ok := be.ACL.UserByUID(uid)
+		if _, keyOK := ring.Arrivals(); !ok || !keyOK || !be.ACL.Decide(uid, acl.Arrivals, u.ID, acl.List).Allow {
+			return h, 0, 0
+		}
+		a, err := be.Meta.ShareRoot(ctx, arrivalsPrefix+u.ID, shareRootMode)
+		if err != nil {
+			return nil, 0, errno(r.g.log, "readdir", err)
+		}
+		h.entries = append(h.entries, fuse.DirEntry{Name: u.ID, Mode: syscall.S_IFDIR, Ino: uint64(a.Ino)})
 		return h, 0, 0
 	}
 	for _, sh := range be.ACL.SharesOf(uid) {

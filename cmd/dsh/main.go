@@ -85,6 +85,8 @@ func newRoot() *cobra.Command {
 		newTokenCmd(g),
 		newICECmd(g),
 		newPasswdCmd(g),
+		newUploadCmd(g),
+		newArrivalsCmd(g),
 	)
 	markUsage(root)
 	return root

@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"dsh/daemon"
+	dshfs "dsh/fs"
 	"dsh/store"
 	"dsh/token"
 	"dsh/vault"
@@ -50,7 +52,8 @@ func newInitCmd() *cobra.Command {
 }
 
 func newServeCmd(g *globals) *cobra.Command {
-	var data, passFile, metricsAddr, groupDir string
+	var data, passFile, metricsAddr, groupDir, arrivalsDir string
+	var retention time.Duration
 	var pprof bool
 	var auth token.Options
 	c := &cobra.Command{
@@ -74,6 +77,15 @@ func newServeCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
+			if arrivalsDir != "" {
+				if cfg.ArrivalsDir, err = filepath.Abs(arrivalsDir); err != nil {
+					return err
+				}
+			}
+			if retention <= 0 {
+				return usagef("--arrivals-retention must be positive")
+			}
+			cfg.ArrivalsRetention = retention
 			if passFile != "" {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
@@ -97,6 +109,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&data, "data", "", "the store's folder (made by dsh init)")
 	c.Flags().StringVar(&passFile, "unseal-passphrase-file", "", "unseal at start with the passphrase in this file")
 	c.Flags().StringVar(&groupDir, "group", "", "mount the Group (S:) tree of project shares here")
+	c.Flags().StringVar(&arrivalsDir, "arrivals", "", "mount the Arrivals (Q:) tree here")
+	c.Flags().DurationVar(&retention, "arrivals-retention", dshfs.DefaultRetention, "how long a file stays in Arrivals after it arrived")
 	c.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint")
 	c.Flags().BoolVar(&pprof, "pprof", false, "also serve /debug/pprof on the metrics address")
 	c.Flags().DurationVar(&auth.SessionTTL, "session-ttl", token.DefaultSessionTTL, "lifetime of a login session")

@@ -1,0 +1,65 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"dsh/control"
+	dshfs "dsh/fs"
+)
+
+// arrivalView is an arrival as the control socket shows it.
+func arrivalView(a dshfs.Arrival) control.ArrivalView {
+	return control.ArrivalView{Name: a.Name, Size: a.Size, Arrived: a.Arrived, Expires: a.Expires}
+}
+
+// arrivalsError gives the ingest path's errors their control kinds.
+func arrivalsError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, dshfs.ErrNoSession):
+		return control.WithKind(control.ErrForbidden, err)
+	case errors.Is(err, dshfs.ErrBadName):
+		return control.WithKind(control.ErrInvalid, err)
+	case errors.Is(err, dshfs.ErrSealed):
+		return control.WithKind(control.ErrUnavailable, err)
+	}
+	return err
+}
+
+// ingester returns the Arrivals tree, or an error when this daemon serves none.
+func (d *Daemon) ingester() (dshfs.Ingester, error) {
+	if d.arrivals == nil {
+		return nil, fmt.Errorf("%w: this daemon serves no Arrivals tree (dsh serve --arrivals DIR)", control.ErrUnavailable)
+	}
+	return d.arrivals, nil
+}
+
+// Upload streams a file into the caller's Arrivals folder. It does not hold the store
+// open: a seal during a long transfer goes ahead, the transfer fails, and the half-written
+// file is removed when the store is next unsealed.
+func (d *Daemon) Upload(ctx context.Context, c control.Caller, name string, body io.Reader) (control.ArrivalView, error) {
+	in, err := d.ingester()
+	if err != nil {
+		return control.ArrivalView{}, err
+	}
+	a, err := in.Ingest(ctx, c.UID, name, body)
+	return arrivalView(a), arrivalsError(err)
+}
+
+// ListArrivals lists the caller's arrivals with their expiry.
+func (d *Daemon) ListArrivals(ctx context.Context, c control.Caller) ([]control.ArrivalView, error) {
+	in, err := d.ingester()
+	if err != nil {
+		return nil, err
+	}
+	as, err := in.List(ctx, c.UID)
+	out := make([]control.ArrivalView, 0, len(as))
+	for _, a := range as {
+		out = append(out, arrivalView(a))
+	}
+	return out, arrivalsError(err)
+}

@@ -1,0 +1,397 @@
+package fs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"dsh/acl"
+	"dsh/audit"
+	"dsh/content"
+	"dsh/meta"
+	"dsh/vault"
+)
+
+// DefaultRetention is how long a file stays in Arrivals: 30 days.
+const DefaultRetention = 720 * time.Hour
+
+// arrivalsPrefix names a user's Arrivals folder in the metadata; share names cannot
+// contain ':', so the two trees never meet.
+const arrivalsPrefix = "arrivals:"
+
+// incomingDir holds uploads in progress inside a user's folder. It is never shown: a file
+// appears in the folder by one rename, once it is complete and durable.
+const incomingDir = ".incoming"
+
+// Errors of the ingest path; the daemon maps them to control errors.
+var (
+	// ErrNoSession: the uploader holds no live session with an Arrivals key.
+	ErrNoSession = errors.New("no active session (log in first with dsh login)")
+	// ErrBadName: the file name cannot be used in Arrivals.
+	ErrBadName = errors.New("invalid file name")
+	// ErrSealed: the store is sealed.
+	ErrSealed = errors.New("store is sealed")
+	// ErrNotArrivals: the tree is not an Arrivals tree.
+	ErrNotArrivals = errors.New("not the Arrivals tree")
+)
+
+// Arrival is one file in a user's Arrivals folder.
+type Arrival struct {
+	Name    string
+	Size    int64
+	Arrived time.Time
+	Expires time.Time
+}
+
+// Ingester is how files enter Arrivals: `dsh upload` through the control socket now, the
+// web portal later. uid is the uploader, as the transport authenticated it.
+type Ingester interface {
+	// Ingest streams body into uid's Arrivals folder under name (or "name (N).ext" when
+	// name is taken) and returns the file as it arrived. Nothing is visible before the
+	// whole file is durable; on any error nothing is left behind but objects for the
+	// collector.
+	Ingest(ctx context.Context, uid int, name string, body io.Reader) (Arrival, error)
+	// List returns uid's arrivals with their expiry.
+	List(ctx context.Context, uid int) ([]Arrival, error)
+}
+
+var _ Ingester = (*Group)(nil)
+
+// arrivalsFolder returns uid's folder (creating its root on first use) with what it takes
+// to write there, after the same checks as a read through the mount.
+func (g *Group) arrivalsFolder(ctx context.Context, uid int) (be *Backend, user string, key *vault.Key, root meta.Attr, err error) {
+	if g.opts.Tree != acl.Arrivals {
+		return nil, "", nil, root, ErrNotArrivals
+	}
+	be = g.backend()
+	if be == nil {
+		return nil, "", nil, root, ErrSealed
+	}
+	ring, ok := be.Sessions.Keyring(uid)
+	if !ok {
+		return nil, "", nil, root, ErrNoSession
+	}
+	u, ok := be.ACL.UserByUID(uid)
+	if !ok || !be.ACL.Decide(uid, acl.Arrivals, u.ID, acl.Read).Allow {
+		return nil, "", nil, root, ErrNoSession
+	}
+	if key, ok = ring.Arrivals(); !ok {
+		return nil, "", nil, root, ErrNoSession
+	}
+	root, err = be.Meta.ShareRoot(ctx, arrivalsPrefix+u.ID, shareRootMode)
+	return be, u.ID, key, root, err
+}
+
+// checkName refuses names that are not a single path element a desktop could show.
+func checkName(name string) error {
+	switch {
+	case name == "" || name == "." || name == ".." || name == incomingDir:
+		return fmt.Errorf("%w: %q", ErrBadName, name)
+	case len(name) > 255:
+		return fmt.Errorf("%w: longer than 255 bytes", ErrBadName)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("%w: %q contains '/' or NUL", ErrBadName, name)
+	}
+	return nil
+}
+
+// candidate returns name for n == 0, else "base (n).ext", as desktops name a second copy.
+func candidate(name string, n int) string {
+	if n == 0 {
+		return name
+	}
+	ext := path.Ext(name)
+	if ext == name {
+		ext = ""
+	}
+	return fmt.Sprintf("%s (%d)%s", strings.TrimSuffix(name, ext), n, ext)
+}
+
+// ingestBufs are the 1 MiB buffers uploads stream through.
+var ingestBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// Ingest implements Ingester.
+func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader) (Arrival, error) {
+	if err := checkName(name); err != nil {
+		return Arrival{}, err
+	}
+	be, user, key, root, err := g.arrivalsFolder(ctx, uid)
+	if err != nil {
+		return Arrival{}, err
+	}
+	share := arrivalsPrefix + user
+	inc, err := be.Meta.Lookup(ctx, root.Ino, incomingDir)
+	if errors.Is(err, meta.ErrNotFound) {
+		inc, err = be.Meta.Create(ctx, root.Ino, incomingDir, meta.KindDir, 0o700, "", meta.Content{})
+		if errors.Is(err, meta.ErrExists) {
+			inc, err = be.Meta.Lookup(ctx, root.Ino, incomingDir)
+		}
+	}
+	if err != nil {
+		return Arrival{}, fmt.Errorf("arrivals: staging folder: %w", err)
+	}
+	var rnd [12]byte
+	rand.Read(rnd[:])
+	tmp := hex.EncodeToString(rnd[:])
+	id, wrapped, err := be.Content.NewFile(share, key)
+	if err != nil {
+		return Arrival{}, fmt.Errorf("arrivals: new file: %w", err)
+	}
+	staged, err := be.Meta.Create(ctx, inc.Ino, tmp, meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
+	if err != nil {
+		return Arrival{}, fmt.Errorf("arrivals: stage upload: %w", err)
+	}
+	// From here on a failure removes the staged file; its objects go to the collector.
+	done := false
+	defer func() {
+		if !done {
+			bg := context.WithoutCancel(ctx)
+			if _, err := be.Meta.Unlink(bg, inc.Ino, tmp); err == nil {
+				_ = be.Meta.Reap(bg, staged.Ino)
+			}
+			_ = g.recordAs(bg, be, uid, user, "arrivals.upload", user+"/"+name, "error", "transfer not completed")
+		}
+	}()
+	commit := func(ctx context.Context, st content.Staged) error {
+		segs := make([]meta.Segment, len(st.Segments))
+		for i, s := range st.Segments {
+			segs[i] = meta.Segment{Index: s.Index, Object: s.Object}
+		}
+		_, err := be.Meta.SetContent(ctx, staged.Ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: segs}, time.Now().UnixNano())
+		return err
+	}
+	f, err := be.Content.Open(share, key, id, wrapped, 0, nil, commit)
+	if err != nil {
+		return Arrival{}, fmt.Errorf("arrivals: open staged file: %w", err)
+	}
+	defer f.Close()
+	bp := ingestBufs.Get().(*[]byte)
+	defer ingestBufs.Put(bp)
+	buf := *bp
+	var off int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return Arrival{}, fmt.Errorf("arrivals: upload interrupted: %w", err)
+		}
+		n, rerr := io.ReadFull(body, buf)
+		if n > 0 {
+			if _, err := f.WriteAt(ctx, buf[:n], off); err != nil {
+				return Arrival{}, fmt.Errorf("arrivals: write: %w", err)
+			}
+			off += int64(n)
+			if g.tree != nil {
+				g.tree.WrittenBytes.Add(float64(n))
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return Arrival{}, fmt.Errorf("arrivals: upload interrupted: %w", rerr)
+		}
+	}
+	if err := f.Flush(ctx); err != nil {
+		return Arrival{}, fmt.Errorf("arrivals: make the upload durable: %w", err)
+	}
+	if f.Size() == 0 {
+		// An empty file has no objects; its metadata still needs its arrival time.
+		if _, err := be.Meta.SetContent(ctx, staged.Ino, 0, meta.Content{FileID: id, Key: wrapped}, time.Now().UnixNano()); err != nil {
+			return Arrival{}, fmt.Errorf("arrivals: record empty upload: %w", err)
+		}
+	}
+	// Publish under the first free name: one rename, never over an existing file.
+	final := ""
+	for i := 0; i < 1000 && final == ""; i++ {
+		c := candidate(name, i)
+		if len(c) > 255 {
+			break
+		}
+		_, err := be.Meta.Rename(ctx, inc.Ino, tmp, root.Ino, c, meta.RenameNoReplace)
+		switch {
+		case err == nil:
+			final = c
+		case !errors.Is(err, meta.ErrExists):
+			return Arrival{}, fmt.Errorf("arrivals: publish upload: %w", err)
+		}
+	}
+	if final == "" {
+		return Arrival{}, fmt.Errorf("%w: no free name for %q", ErrBadName, name)
+	}
+	done = true
+	a, err := be.Meta.GetAttr(ctx, staged.Ino)
+	if err != nil {
+		return Arrival{}, fmt.Errorf("arrivals: %w", err)
+	}
+	if e := g.recordAs(ctx, be, uid, user, "arrivals.upload", user+"/"+final, "ok", fmt.Sprintf("%d bytes", a.Size)); e != 0 {
+		return Arrival{}, fmt.Errorf("arrivals: audit log: upload recorded as failed")
+	}
+	return g.arrival(&a, final), nil
+}
+
+func (g *Group) arrival(a *meta.Attr, name string) Arrival {
+	t := time.Unix(0, a.Mtime)
+	return Arrival{Name: name, Size: a.Size, Arrived: t, Expires: t.Add(g.opts.Retention)}
+}
+
+// List implements Ingester.
+func (g *Group) List(ctx context.Context, uid int) ([]Arrival, error) {
+	be, _, _, root, err := g.arrivalsFolder(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	var out []Arrival
+	err = g.eachArrival(ctx, be, root.Ino, func(name string, a *meta.Attr) error {
+		out = append(out, g.arrival(a, name))
+		return nil
+	})
+	return out, err
+}
+
+// eachArrival calls fn for every published file of a folder.
+func (g *Group) eachArrival(ctx context.Context, be *Backend, dir meta.Ino, fn func(name string, a *meta.Attr) error) error {
+	var ents []meta.Dirent
+	if err := be.Meta.ReadDir(ctx, dir, 0, func(d meta.Dirent) bool {
+		if d.Name != incomingDir {
+			ents = append(ents, d)
+		}
+		return true
+	}); err != nil {
+		return err
+	}
+	for _, d := range ents {
+		a, err := be.Meta.GetAttr(ctx, d.Ino)
+		if errors.Is(err, meta.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(d.Name, &a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordAs appends an audit record for uid/user outside a FUSE request.
+func (g *Group) recordAs(ctx context.Context, be *Backend, uid int, user, action, object, result, detail string) int {
+	_, err := be.Audit.Append(context.WithoutCancel(ctx), audit.Entry{
+		UID: int64(uid), User: user, Action: action, Object: string(g.label) + ":" + object, Result: result, Detail: detail,
+	}, audit.Durable)
+	if err != nil {
+		g.log.Error("arrivals: audit record not written", "action", action, "err", err)
+		return 1
+	}
+	return 0
+}
+
+// cleanIncoming removes uploads left half-way by a daemon that stopped; nothing can be
+// uploading while the tree is being attached.
+func (g *Group) cleanIncoming(ctx context.Context, be *Backend) (int, error) {
+	n := 0
+	for _, user := range be.ACL.UserIDs() {
+		root, err := be.Meta.ShareRoot(ctx, arrivalsPrefix+user, shareRootMode)
+		if err != nil {
+			return n, err
+		}
+		inc, err := be.Meta.Lookup(ctx, root.Ino, incomingDir)
+		if errors.Is(err, meta.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		var names []string
+		if err := be.Meta.ReadDir(ctx, inc.Ino, 0, func(d meta.Dirent) bool {
+			names = append(names, d.Name)
+			return true
+		}); err != nil {
+			return n, err
+		}
+		for _, nm := range names {
+			a, err := be.Meta.Unlink(ctx, inc.Ino, nm)
+			if err != nil {
+				return n, err
+			}
+			if err := be.Meta.Reap(ctx, a.Ino); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// sweepExpired deletes every arrival older than the retention. A file open at that moment
+// loses its name at once and its data when its last handle closes (as a deleted file on a
+// local disk): a reader that has it open finishes reading it.
+func (g *Group) sweepExpired(ctx context.Context, be *Backend, now time.Time) (int, error) {
+	n := 0
+	for _, user := range be.ACL.UserIDs() {
+		root, err := be.Meta.ShareRoot(ctx, arrivalsPrefix+user, shareRootMode)
+		if err != nil {
+			return n, err
+		}
+		var expired []string
+		err = g.eachArrival(ctx, be, root.Ino, func(name string, a *meta.Attr) error {
+			if !now.Before(time.Unix(0, a.Mtime).Add(g.opts.Retention)) {
+				expired = append(expired, name)
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		for _, name := range expired {
+			// Fail closed on the audit log: a deletion it cannot record waits for the next sweep.
+			if g.recordAs(ctx, be, -1, user, "arrivals.expire", user+"/"+name, "ok", "retention "+g.opts.Retention.String()) != 0 {
+				return n, errors.New("arrivals: audit log unavailable; expiry postponed")
+			}
+			a, err := be.Meta.Unlink(ctx, root.Ino, name)
+			if errors.Is(err, meta.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return n, err
+			}
+			g.reapIfUnused(ctx, be, a.Ino, a.Nlink)
+			if g.met != nil {
+				g.met.ArrivalsExpired.Inc()
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// retain runs the retention sweep every interval until ctx ends (the first sweep, at
+// attach, catches up with what expired while the daemon was down).
+func (g *Group) retain(ctx context.Context, be *Backend) {
+	every := min(max(g.opts.Retention/4, time.Second), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n, err := g.sweepExpired(ctx, be, time.Now()); err != nil && ctx.Err() == nil {
+			g.log.Error("arrivals: retention sweep", "err", err)
+		} else if n > 0 {
+			g.log.Info("arrivals: expired files deleted", "files", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// hidden reports names the tree never shows: the staging folder of uploads in Arrivals.
+func (g *Group) hidden(name string) bool {
+	return g.opts.Tree == acl.Arrivals && name == incomingDir
+}
