@@ -43,7 +43,7 @@ type Config struct {
 	ArrivalsDir string
 	// ArrivalsRetention is how long an arrival is kept; 0 means 720h.
 	ArrivalsRetention time.Duration
-	Log      *slog.Logger
+	Log               *slog.Logger
 	// Ready, when set, is called once the socket and metrics endpoint are listening.
 	Ready func(socket, metricsAddr string)
 }
