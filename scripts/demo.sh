@@ -41,15 +41,15 @@ run "$dsh" init --data "$dir/store" --unseal-passphrase-file "$dir/passphrase"
 # The Group drive (S:) is mounted under the demo folder when the demo's users can reach it,
 # else in the run folder with a link to it from the demo folder.
 if setpriv --reuid 65534 --regid 65534 --clear-groups test -x "$dir"; then
-  S="$dir/S"
+  S="$dir/S"; Q="$dir/Q"
 else
-  S="$run_dir/S"
-  ln -s "$S" "$dir/S"
+  S="$run_dir/S"; Q="$run_dir/Q"
+  ln -s "$S" "$dir/S"; ln -s "$Q" "$dir/Q"
 fi
-mkdir -p "$S"
+mkdir -p "$S" "$Q"
 
-say "Start the daemon (sealed) with the Group drive on $S; its log is $dir/serve.log"
-"$dsh" serve --data "$dir/store" --group "$S" --metrics "$metrics" >"$dir/serve.log" 2>&1 &
+say "Start the daemon (sealed) with the Group drive on $S and Arrivals on $Q; its log is $dir/serve.log"
+"$dsh" serve --data "$dir/store" --group "$S" --arrivals "$Q" --metrics "$metrics" >"$dir/serve.log" 2>&1 &
 pid=$!
 echo "$pid" > "$dir/serve.pid"
 stop() {
@@ -133,6 +133,15 @@ in_as 2003 "echo 2,61 >> $S/cohort-data/cohort.csv" || true
 say "alice (the IAO, logged in but no member) and root (no DSH login) see no share at all"
 in_as 2001 "ls -la $S; cat $S/cohort-data/cohort.csv" || true
 in_as 0 "ls -la $S; cat $S/cohort-data/cohort.csv" || true
+say "Arrivals: bob uploads a file; it lands whole in $Q/bob, which only he sees; nothing is written there from inside"
+printf 'participant,age\n2,61\n3,47\n' > "$run_dir/new-wave.csv"; chmod 644 "$run_dir/new-wave.csv"
+as 2002 upload "$run_dir/new-wave.csv"
+as 2002 arrivals list
+in_as 2002 "ls -l $Q $Q/bob"
+in_as 2003 "ls -la $Q; ls $Q/bob" || true
+in_as 2002 "echo x > $Q/bob/mine.txt" || true
+say "bob copies the arrival into the share"
+in_as 2002 "cp $Q/bob/new-wave.csv $S/cohort-data/ && ls -l $S/cohort-data"
 say "On disk everything is ciphertext: no file name, no content"
 grep -rl "participant" "$dir/store" || echo "(grep finds no 'participant' under $dir/store)"
 
@@ -148,9 +157,9 @@ run "$dsh" user enable bob
 as 2002 share list
 say "Metrics"
 echo "(the full set: curl -s http://$metrics/metrics)"
-curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active|logins_total|lockouts_total|open_files|written_bytes_total|read_bytes_total)|^dsh_access_denied_total.*group|^dsh_fuse_operations_total.*op="(open|create)"' | grep -v ' 0$' || true
+curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active|logins_total|lockouts_total|open_files|written_bytes_total|read_bytes_total)|^dsh_access_denied_total|^dsh_fuse_operations_total.*op="(open|create)"' | grep -v ' 0$' || true
 say "The audit log"
 run "$dsh" audit show
 run "$dsh" audit verify
-say "Running. The Group drive is at $S (try: setpriv --reuid 2002 --regid 2002 --clear-groups ls -l $S/cohort-data). Press Ctrl-C to stop."
+say "Running. Group drive: $S, Arrivals: $Q (try: setpriv --reuid 2002 --regid 2002 --clear-groups ls -l $S/cohort-data $Q/bob). Press Ctrl-C to stop."
 wait "$pid"
