@@ -3,7 +3,7 @@ GO      ?= go
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X dsh/internal/version.Version=$(VERSION)
 
-.PHONY: all build test demo bench lint deps fuzz clean
+.PHONY: all build test demo bench microbench lint deps fuzz clean
 
 all: build
 
@@ -20,8 +20,17 @@ demo: build
 	scripts/deps.sh demo
 	scripts/demo.sh
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./vault/ ./audit/ ./blob/ ./kv/ ./metrics/ ./acl/
+# make bench: the table of dsh against the plain disk, go-fuse's loopback and gocryptfs
+# (BENCH_QUICK=1: tiny sizes, to check the harness). BENCH_FLAGS passes more flags.
+bench: build
+	scripts/deps.sh bench
+	$(GO) build -o bin/ceiling ./bench/ceiling
+	$(GO) build -o bin/dshbench ./bench/dshbench
+	bin/dshbench $(if $(BENCH_QUICK),-quick) $(BENCH_FLAGS)
+
+# make microbench: the Go benchmarks of the packages.
+microbench:
+	$(GO) test -run '^$$' -bench . -benchmem ./vault/ ./audit/ ./blob/ ./kv/ ./metrics/ ./acl/ ./token/ ./meta/ ./content/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
