@@ -229,8 +229,12 @@ func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader
 	if err != nil {
 		return Arrival{}, fmt.Errorf("arrivals: %w", err)
 	}
-	if e := g.recordAs(ctx, be, uid, user, "arrivals.upload", user+"/"+final, "ok", fmt.Sprintf("%d bytes", a.Size)); e != 0 {
-		return Arrival{}, fmt.Errorf("arrivals: audit log: upload recorded as failed")
+	if err := g.recordAs(ctx, be, uid, user, "arrivals.upload", user+"/"+final, "ok", fmt.Sprintf("%d bytes", a.Size)); err != nil {
+		// The file is there but unaccounted for: take it back, as if it had never arrived.
+		if ua, uerr := be.Meta.Unlink(context.WithoutCancel(ctx), root.Ino, final); uerr == nil {
+			g.reapIfUnused(context.WithoutCancel(ctx), be, ua.Ino, ua.Nlink)
+		}
+		return Arrival{}, err
 	}
 	return g.arrival(&a, final), nil
 }
@@ -281,15 +285,15 @@ func (g *Group) eachArrival(ctx context.Context, be *Backend, dir meta.Ino, fn f
 }
 
 // recordAs appends an audit record for uid/user outside a FUSE request.
-func (g *Group) recordAs(ctx context.Context, be *Backend, uid int, user, action, object, result, detail string) int {
+func (g *Group) recordAs(ctx context.Context, be *Backend, uid int, user, action, object, result, detail string) error {
 	_, err := be.Audit.Append(context.WithoutCancel(ctx), audit.Entry{
 		UID: int64(uid), User: user, Action: action, Object: string(g.label) + ":" + object, Result: result, Detail: detail,
 	}, audit.Durable)
 	if err != nil {
 		g.log.Error("arrivals: audit record not written", "action", action, "err", err)
-		return 1
+		return fmt.Errorf("arrivals: audit log: %w", err)
 	}
-	return 0
+	return nil
 }
 
 // cleanIncoming removes uploads left half-way by a daemon that stopped; nothing can be
@@ -351,8 +355,8 @@ func (g *Group) sweepExpired(ctx context.Context, be *Backend, now time.Time) (i
 		}
 		for _, name := range expired {
 			// Fail closed on the audit log: a deletion it cannot record waits for the next sweep.
-			if g.recordAs(ctx, be, -1, user, "arrivals.expire", user+"/"+name, "ok", "retention "+g.opts.Retention.String()) != 0 {
-				return n, errors.New("arrivals: audit log unavailable; expiry postponed")
+			if err := g.recordAs(ctx, be, -1, user, "arrivals.expire", user+"/"+name, "ok", "retention "+g.opts.Retention.String()); err != nil {
+				return n, fmt.Errorf("expiry postponed: %w", err)
 			}
 			a, err := be.Meta.Unlink(ctx, root.Ino, name)
 			if errors.Is(err, meta.ErrNotFound) {

@@ -35,6 +35,7 @@ type dirHandle struct {
 // Readdirent returns the next entry, nil at the end. The caller is checked again at each
 // page, so a listing in progress stops when access is revoked.
 func (d *dirHandle) Readdirent(ctx context.Context) (_ *fuse.DirEntry, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch d.off {
@@ -85,6 +86,7 @@ func (d *dirHandle) fill(ctx context.Context) (e syscall.Errno) {
 
 // Seekdir moves to an offset handed out earlier (0 is the start).
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.off, d.buf, d.eof = off, d.buf[:0], false

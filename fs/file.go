@@ -207,6 +207,7 @@ func (g *Group) reapIfUnused(ctx context.Context, be *Backend, ino meta.Ino, nli
 // Open opens a file. Writing needs the acl's write permission and the file's write bit;
 // O_TRUNC truncates through the same path as setattr.
 func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("open", time.Now(), &e)
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
 	op := acl.Read
@@ -241,6 +242,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 
 // Create makes a new file and opens it.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (_ *gofs.Inode, _ gofs.FileHandle, _ uint32, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("create", time.Now(), &e)
 	gr, e := n.changeIn(ctx, acl.Write)
 	if e != 0 {
@@ -325,6 +327,7 @@ func (h *handle) live(ctx context.Context, op acl.Op) syscall.Errno {
 
 // Read reads at off; a failed integrity check is EIO, counted and audited.
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer h.g.observe("read", time.Now(), &e)
 	if e := h.live(ctx, acl.Read); e != 0 {
 		return nil, e
@@ -344,6 +347,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadR
 
 // Write writes at off into the file's unflushed data.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (_ uint32, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer h.g.observe("write", time.Now(), &e)
 	if e := h.live(ctx, acl.Write); e != 0 {
 		return 0, e
@@ -361,6 +365,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (_ uint32, e
 // Flush runs at every close(2): the data written so far becomes durable before close
 // returns, so a closed file survives a crash.
 func (h *handle) Flush(ctx context.Context) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer h.g.observe("flush", time.Now(), &e)
 	if h.of.detached.Load() {
 		return 0 // the seal flushed it
@@ -370,6 +375,7 @@ func (h *handle) Flush(ctx context.Context) (e syscall.Errno) {
 
 // Fsync makes the data durable.
 func (h *handle) Fsync(ctx context.Context, flags uint32) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer h.g.observe("fsync", time.Now(), &e)
 	if h.of.detached.Load() {
 		return syscall.EACCES
@@ -379,6 +385,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) (e syscall.Errno) {
 
 // Release drops the handle; the last one closes the file's data.
 func (h *handle) Release(ctx context.Context) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer h.g.observe("release", time.Now(), &e)
 	h.mu.Lock()
 	if h.closed {

@@ -184,6 +184,12 @@ func (g *Group) Detach(ctx context.Context) error {
 	return err
 }
 
+// Every FUSE entry point drops the request's cancellation ("uninterruptible"): the kernel
+// interrupts a request whenever the calling process gets a signal, and Go programs get
+// preemption signals all the time; answering EINTR to a stat or an open would surface as
+// spurious failures that no program expects from a local disk. Operations are short, and
+// the metadata store finishes a transaction it has started anyway.
+
 // backend returns the attached backend, or nil while sealed.
 func (g *Group) backend() *Backend { return g.be.Load() }
 

@@ -72,6 +72,7 @@ func writable(a *meta.Attr) bool { return a.Mode&0o200 != 0 }
 
 // Lookup finds a child by name.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("lookup", time.Now(), &e)
 	gr, e := n.g.check(ctx, n.share, acl.Read)
 	if e != 0 {
@@ -90,6 +91,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *
 
 // Getattr reports attributes as the caller sees them.
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("getattr", time.Now(), &e)
 	gr, e := n.g.check(ctx, n.share, acl.Read)
 	if e != 0 {
@@ -107,6 +109,7 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 // Setattr changes mode, times or size. chown and chgrp are refused with EPERM unless they
 // change nothing, as for a non-root user on a local disk: each member is the owner.
 func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("setattr", time.Now(), &e)
 	gr, e := n.g.check(ctx, n.share, acl.Write)
 	if e != 0 {
@@ -165,6 +168,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 
 // Access answers access(2) from the acl and the mode bits, with the caller as owner.
 func (n *node) Access(ctx context.Context, mask uint32) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("access", time.Now(), &e)
 	op := acl.Read
 	if mask&2 != 0 { // W_OK
@@ -186,6 +190,7 @@ func (n *node) Access(ctx context.Context, mask uint32) (e syscall.Errno) {
 
 // Readlink returns a symlink's target.
 func (n *node) Readlink(ctx context.Context) (_ []byte, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("readlink", time.Now(), &e)
 	gr, e := n.g.check(ctx, n.share, acl.Read)
 	if e != 0 {
@@ -219,6 +224,7 @@ func (n *node) changeIn(ctx context.Context, op acl.Op) (grant, syscall.Errno) {
 
 // Mkdir makes a directory.
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("mkdir", time.Now(), &e)
 	gr, e := n.changeIn(ctx, acl.Write)
 	if e != 0 {
@@ -238,6 +244,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 
 // Symlink makes a symbolic link.
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("symlink", time.Now(), &e)
 	gr, e := n.changeIn(ctx, acl.Write)
 	if e != 0 {
@@ -256,6 +263,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 
 // Link adds a hard link within the share.
 func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("link", time.Now(), &e)
 	t, ok := target.(*node)
 	if !ok {
@@ -281,6 +289,7 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 
 // Unlink removes a name; the file goes when its last name and last open handle are gone.
 func (n *node) Unlink(ctx context.Context, name string) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("unlink", time.Now(), &e)
 	gr, e := n.changeIn(ctx, acl.Delete)
 	if e != 0 {
@@ -297,6 +306,7 @@ func (n *node) Unlink(ctx context.Context, name string) (e syscall.Errno) {
 
 // Rmdir removes an empty directory.
 func (n *node) Rmdir(ctx context.Context, name string) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("rmdir", time.Now(), &e)
 	gr, e := n.changeIn(ctx, acl.Delete)
 	if e != 0 {
@@ -312,6 +322,7 @@ func (n *node) Rmdir(ctx context.Context, name string) (e syscall.Errno) {
 // Rename moves a name within the share; across shares it is EXDEV, so mv falls back to
 // copy and delete, each checked on its own.
 func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("rename", time.Now(), &e)
 	np, ok := newParent.(*node)
 	if !ok {
@@ -350,11 +361,13 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 
 // Statfs reports the data folder's disk and the store's file count.
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	return n.g.statfs(ctx, out)
 }
 
 // OpendirHandle opens a directory for listing.
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	if _, e := n.g.check(ctx, n.share, acl.List); e != 0 {
 		return nil, 0, e
 	}

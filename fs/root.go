@@ -36,6 +36,7 @@ const rootIno = 1<<63 - 1
 
 // Getattr shows the root as the caller's own read-only folder.
 func (r *rootNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	uid, gid, _ := callerOf(ctx)
 	out.Attr = fuse.Attr{Ino: rootIno, Mode: syscall.S_IFDIR | 0o555, Nlink: 2, Owner: fuse.Owner{Uid: uint32(uid), Gid: gid}, Blksize: blockSize}
 	out.SetTimeout(0)
@@ -44,6 +45,7 @@ func (r *rootNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 
 // Access lets anyone list and enter the root; nobody writes into it.
 func (r *rootNode) Access(ctx context.Context, mask uint32) syscall.Errno {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	if mask&2 != 0 {
 		return syscall.EACCES
 	}
@@ -53,6 +55,7 @@ func (r *rootNode) Access(ctx context.Context, mask uint32) syscall.Errno {
 // Lookup finds a share the caller may open. The answer is never cached by the kernel,
 // since it differs between uids.
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer r.g.observe("lookup", time.Now(), &e)
 	share := name
 	if r.g.opts.Tree == acl.Arrivals {
@@ -75,6 +78,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 
 // OpendirHandle lists the caller's shares: those of its live session that the acl allows.
 func (r *rootNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	h := &rootList{}
 	be := r.g.backend()
 	uid, _, ok := callerOf(ctx)
@@ -114,6 +118,7 @@ func (r *rootNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHa
 
 // Statfs reports the data folder's disk.
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	return r.g.statfs(ctx, out)
 }
 
@@ -125,6 +130,7 @@ type rootList struct {
 
 // Readdirent returns the next share.
 func (l *rootList) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	if l.pos >= len(l.entries) {
 		return nil, 0
 	}
@@ -136,6 +142,7 @@ func (l *rootList) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errn
 
 // Seekdir moves to an offset handed out earlier.
 func (l *rootList) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	l.pos = int(min(off, uint64(len(l.entries))))
 	return 0
 }
@@ -163,16 +170,19 @@ func (g *Group) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 
 // Mkdir is refused at the root.
 func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	return nil, syscall.EACCES
 }
 
 // Create is refused at the root.
 func (r *rootNode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	return nil, nil, 0, syscall.EACCES
 }
 
 // Symlink is refused at the root.
 func (r *rootNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	return nil, syscall.EACCES
 }
 
@@ -184,5 +194,6 @@ func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno { retur
 
 // Rename is refused at the root.
 func (r *rootNode) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	return syscall.EACCES
 }

@@ -19,6 +19,7 @@ func kernelNamespace(name string) bool {
 
 // Getxattr reads an extended attribute (user.* only).
 func (n *node) Getxattr(ctx context.Context, name string, dest []byte) (_ uint32, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	if kernelNamespace(name) {
 		return 0, syscall.ENODATA
 	}
@@ -42,6 +43,7 @@ func (n *node) Getxattr(ctx context.Context, name string, dest []byte) (_ uint32
 
 // Setxattr sets an extended attribute (user.* only).
 func (n *node) Setxattr(ctx context.Context, name string, data []byte, flags uint32) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	if kernelNamespace(name) {
 		return syscall.EOPNOTSUPP
 	}
@@ -62,6 +64,7 @@ func (n *node) Setxattr(ctx context.Context, name string, data []byte, flags uin
 
 // Listxattr lists the names of the extended attributes.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (_ uint32, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer n.g.observe("xattr", time.Now(), &e)
 	gr, e := n.g.check(ctx, n.share, acl.Read)
 	if e != 0 {
@@ -92,6 +95,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (_ uint32, e syscall.
 
 // Removexattr removes an extended attribute.
 func (n *node) Removexattr(ctx context.Context, name string) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	if kernelNamespace(name) {
 		return syscall.EOPNOTSUPP
 	}
