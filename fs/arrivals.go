@@ -14,7 +14,6 @@ import (
 
 	"dsh/acl"
 	"dsh/audit"
-	"dsh/content"
 	"dsh/meta"
 	"dsh/vault"
 )
@@ -159,15 +158,7 @@ func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader
 			_ = g.recordAs(bg, be, uid, user, "arrivals.upload", user+"/"+name, "error", "transfer not completed")
 		}
 	}()
-	commit := func(ctx context.Context, st content.Staged) error {
-		segs := make([]meta.Segment, len(st.Segments))
-		for i, s := range st.Segments {
-			segs[i] = meta.Segment{Index: s.Index, Object: s.Object}
-		}
-		_, err := be.Meta.SetContent(ctx, staged.Ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: segs}, time.Now().UnixNano())
-		return err
-	}
-	f, err := be.Content.Open(share, key, id, wrapped, 0, nil, commit)
+	f, err := be.Content.Open(share, key, id, wrapped, 0, nil, commitTo(be, staged.Ino, id, wrapped))
 	if err != nil {
 		return Arrival{}, fmt.Errorf("arrivals: open staged file: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"dsh/acl"
 	"dsh/content"
 	"dsh/meta"
+	"dsh/vault"
 )
 
 // openFile is the live data of one inode, shared by all its open handles, so that every
@@ -142,15 +143,7 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 	for i, s := range a.Content.Segments {
 		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
 	}
-	commit := func(ctx context.Context, st content.Staged) error {
-		ms := make([]meta.Segment, len(st.Segments))
-		for i, s := range st.Segments {
-			ms[i] = meta.Segment{Index: s.Index, Object: s.Object}
-		}
-		_, err := be.Meta.SetContent(ctx, ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: ms}, time.Now().UnixNano())
-		return err
-	}
-	f, err := be.Content.Open(gr.share, gr.key, id, wrapped, a.Size, segs, commit)
+	f, err := be.Content.Open(gr.share, gr.key, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped))
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +151,19 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 		g.tree.OpenFiles.Inc()
 	}
 	return &openFile{ino: ino, share: gr.share, be: be, f: f}, nil
+}
+
+// commitTo records a flushed state of a file's data in the metadata of inode ino: the
+// moment the new objects become the file's content.
+func commitTo(be *Backend, ino meta.Ino, id vault.FileID, wrapped vault.WrappedKey) content.CommitFunc {
+	return func(ctx context.Context, st content.Staged) error {
+		ms := make([]meta.Segment, len(st.Segments))
+		for i, s := range st.Segments {
+			ms[i] = meta.Segment{Index: s.Index, Object: s.Object}
+		}
+		_, err := be.Meta.SetContent(ctx, ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: ms}, time.Now().UnixNano())
+		return err
+	}
 }
 
 // truncate sets a file's size, through its open data if it is open.
