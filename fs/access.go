@@ -32,24 +32,35 @@ func callerOf(ctx context.Context) (uid int, gid uint32, ok bool) {
 	return int(c.Uid), c.Gid, true
 }
 
+// eHidden is what check answers when the caller may not even know that the share (or
+// Arrivals folder) exists: no session, not a member, sealed. It never reaches the kernel:
+// observe turns it into ENOENT, as for a name that does not exist, and counts the
+// operation as denied; a handle that is already open gets EACCES instead (handle.live).
+// Because a non-member gets ENOENT from every operation inside a share, not only from the
+// lookup at the root, the kernel may cache the root's names: a name cached for a member
+// still shows nothing to anyone else.
+const eHidden = syscall.Errno(0x7fff)
+
 // check is the one access check of the Group tree, made on every operation: the store must
 // be unsealed, the caller must hold a live session whose keyring has the share's key, and
-// the acl must allow op on the share now. A refusal is counted by reason.
+// the acl must allow op on the share now. A refusal is counted by reason; it is eHidden, or
+// EACCES for a member asking for what its mode does not allow (a read-only member's write,
+// any write into Arrivals).
 func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, syscall.Errno) {
 	be := g.backend()
 	uid, gid, ok := callerOf(ctx)
 	switch {
 	case be == nil:
 		g.denied(metrics.ReasonSealed)
-		return grant{}, syscall.EACCES
+		return grant{}, eHidden
 	case !ok:
 		g.denied(metrics.ReasonInvalid)
-		return grant{}, syscall.EACCES
+		return grant{}, eHidden
 	}
 	ring, ok := be.Sessions.Keyring(uid)
 	if !ok {
 		g.denied(metrics.ReasonNoSession)
-		return grant{}, syscall.EACCES
+		return grant{}, eHidden
 	}
 	name, key, ok := share, (*vault.Key)(nil), false
 	if g.opts.Tree == acl.Arrivals {
@@ -61,12 +72,15 @@ func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, sysc
 	}
 	if !ok {
 		g.denied(metrics.ReasonNotMember)
-		return grant{}, syscall.EACCES
+		return grant{}, eHidden
 	}
 	d := be.ACL.Decide(uid, g.opts.Tree, name, op)
 	if !d.Allow {
 		g.denied(metrics.Reason(d.Reason))
-		return grant{}, syscall.EACCES
+		if d.Reason == acl.ReasonReadOnly || d.Reason == acl.ReasonInboundOnly {
+			return grant{}, syscall.EACCES
+		}
+		return grant{}, eHidden
 	}
 	return grant{be: be, uid: uid, gid: gid, share: share, key: key, readOnly: d.Mode != acl.ReadWrite}, 0
 }

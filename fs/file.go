@@ -323,7 +323,7 @@ var (
 func (h *handle) live(ctx context.Context, op acl.Op) syscall.Errno {
 	gr, e := h.g.check(ctx, h.n.share, op)
 	if e != 0 {
-		return e
+		return syscall.EACCES // an open handle is refused, not made to vanish
 	}
 	if gr.be != h.of.be {
 		return syscall.EACCES

@@ -204,17 +204,24 @@ func (g *Group) op(name string) *metrics.OpMetrics {
 // observe counts one operation with its result and duration. It takes the errno by
 // pointer so that `defer g.observe(op, time.Now(), &e)` sees the final result.
 func (g *Group) observe(name string, start time.Time, ep *syscall.Errno) {
+	hidden := *ep == eHidden
+	if hidden {
+		*ep = syscall.ENOENT
+	}
 	o := g.op(name)
 	if o == nil {
 		return
 	}
 	r := metrics.ResultOK
-	switch *ep {
-	case 0:
-	case syscall.EACCES, syscall.EPERM:
+	switch {
+	case hidden:
 		r = metrics.ResultDenied
-	case syscall.ENOENT, syscall.EEXIST, syscall.ENOTEMPTY, syscall.ENODATA, syscall.ENOTDIR,
-		syscall.EISDIR, syscall.EXDEV, syscall.EINVAL, syscall.ENAMETOOLONG, syscall.ERANGE:
+	case *ep == 0:
+	case *ep == syscall.EACCES || *ep == syscall.EPERM:
+		r = metrics.ResultDenied
+	case *ep == syscall.ENOENT || *ep == syscall.EEXIST || *ep == syscall.ENOTEMPTY || *ep == syscall.ENODATA ||
+		*ep == syscall.ENOTDIR || *ep == syscall.EISDIR || *ep == syscall.EXDEV || *ep == syscall.EINVAL ||
+		*ep == syscall.ENAMETOOLONG || *ep == syscall.ERANGE:
 		// The caller asked for something that is not there or not possible: an answer,
 		// not a failure of dsh.
 	default:

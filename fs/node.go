@@ -369,6 +369,9 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	if _, e := n.g.check(ctx, n.share, acl.List); e != 0 {
+		if e == eHidden {
+			e = syscall.ENOENT
+		}
 		return nil, 0, e
 	}
 	return &dirHandle{g: n.g, share: n.share, ino: n.ino}, 0, 0

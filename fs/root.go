@@ -52,8 +52,7 @@ func (r *rootNode) Access(ctx context.Context, mask uint32) syscall.Errno {
 	return 0
 }
 
-// Lookup finds a share the caller may open. The answer is never cached by the kernel,
-// since it differs between uids.
+// Lookup finds a share the caller may open; for anyone else the name does not exist.
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
 	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer r.g.observe("lookup", time.Now(), &e)
@@ -63,14 +62,16 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	gr, e := r.g.check(ctx, share, acl.Read)
 	if e != 0 {
-		return nil, syscall.ENOENT
+		return nil, eHidden // observe answers ENOENT
 	}
 	a, err := gr.be.Meta.ShareRoot(ctx, share, shareRootMode)
 	if err != nil {
 		return nil, errno(r.g.log, "lookup", err)
 	}
 	fillAttr(&a, gr, -1, &out.Attr)
-	out.SetEntryTimeout(0)
+	// The name may be cached: anyone else reaching the share through it gets ENOENT from
+	// every operation inside (see eHidden).
+	out.SetEntryTimeout(r.g.opts.EntryTimeout)
 	out.SetAttrTimeout(0)
 	return r.NewInode(ctx, &node{g: r.g, ino: a.Ino, share: share, kind: meta.KindDir},
 		gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(a.Ino)}), 0

@@ -217,7 +217,12 @@ func TestGroupEnumerationAndAccess(t *testing.T) {
 		if got := g.shOK(t, uid, "ls -a "+S); strings.Contains(got, "s1") {
 			t.Fatalf("uid %d sees the share: %q", uid, got)
 		}
+		// Right after a member looked the share up (the kernel may cache the name), it
+		// still does not exist for anyone else, whatever they try.
+		g.shOK(t, uidAlice, "stat "+S+"/s1 >/dev/null")
 		g.shFails(t, uid, "ls "+S+"/s1", "No such file or directory")
+		g.shFails(t, uid, "stat "+S+"/s1", "No such file or directory")
+		g.shFails(t, uid, "cd "+S+"/s1", "")
 		g.shFails(t, uid, "cat "+S+"/s1/x", "No such file or directory")
 	}
 
