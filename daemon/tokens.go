@@ -192,7 +192,7 @@ func (d *Daemon) Session(ctx context.Context, c control.Caller) (control.Session
 			return nil
 		}
 		for _, sh := range d.acl.SharesOf(c.UID) {
-			if _, held := ring.Key(sh.Share); held {
+			if ring.Has(sh.Share) {
 				out.Shares = append(out.Shares, control.ShareAccessView{Share: sh.Share, Project: sh.Project, Mode: string(sh.Mode)})
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"dsh/acl"
 	"dsh/audit"
 	"dsh/metrics"
+	"dsh/token"
 	"dsh/vault"
 )
 
@@ -19,8 +20,25 @@ type grant struct {
 	uid      int
 	gid      uint32
 	share    string
-	key      *vault.Key // the share's key from the caller's keyring; use at once, never keep
+	ring     *token.Keyring // the caller's keyring, which held the share's key at the check
+	arrivals bool           // the key is the keyring's Arrivals key
 	readOnly bool
+}
+
+// useKey runs fn with the folder's key under the keyring's lock, so that a revocation
+// cannot wipe the key while it is used; a key revoked since the check is EACCES.
+func (gr grant) useKey(fn func(*vault.Key) error) error {
+	var ok bool
+	var err error
+	if gr.arrivals {
+		ok, err = gr.ring.UseArrivals(fn)
+	} else {
+		ok, err = gr.ring.UseKey(gr.share, fn)
+	}
+	if !ok {
+		return syscall.EACCES
+	}
+	return err
 }
 
 // callerOf returns the uid and gid of the process behind a FUSE request.
@@ -62,13 +80,13 @@ func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, sysc
 		g.denied(metrics.ReasonNoSession)
 		return grant{}, eHidden
 	}
-	name, key, ok := share, (*vault.Key)(nil), false
-	if g.opts.Tree == acl.Arrivals {
+	name, arrivals := share, g.opts.Tree == acl.Arrivals
+	if arrivals {
 		// An Arrivals folder opens with its owner's Arrivals key; the acl decides by owner.
 		name = strings.TrimPrefix(share, arrivalsPrefix)
-		key, ok = ring.Arrivals()
+		ok = ring.HasArrivals()
 	} else {
-		key, ok = ring.Key(share)
+		ok = ring.Has(share)
 	}
 	if !ok {
 		g.denied(metrics.ReasonNotMember)
@@ -82,7 +100,7 @@ func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, sysc
 		}
 		return grant{}, eHidden
 	}
-	return grant{be: be, uid: uid, gid: gid, share: share, key: key, readOnly: d.Mode != acl.ReadWrite}, 0
+	return grant{be: be, uid: uid, gid: gid, share: share, ring: ring, arrivals: arrivals, readOnly: d.Mode != acl.ReadWrite}, 0
 }
 
 func (g *Group) denied(r metrics.Reason) {

@@ -14,7 +14,9 @@ import (
 
 	"dsh/acl"
 	"dsh/audit"
+	"dsh/content"
 	"dsh/meta"
+	"dsh/token"
 	"dsh/vault"
 )
 
@@ -65,7 +67,7 @@ var _ Ingester = (*Group)(nil)
 
 // arrivalsFolder returns uid's folder (creating its root on first use) with what it takes
 // to write there, after the same checks as a read through the mount.
-func (g *Group) arrivalsFolder(ctx context.Context, uid int) (be *Backend, user string, key *vault.Key, root meta.Attr, err error) {
+func (g *Group) arrivalsFolder(ctx context.Context, uid int) (be *Backend, user string, ring *token.Keyring, root meta.Attr, err error) {
 	if g.opts.Tree != acl.Arrivals {
 		return nil, "", nil, root, ErrNotArrivals
 	}
@@ -81,11 +83,11 @@ func (g *Group) arrivalsFolder(ctx context.Context, uid int) (be *Backend, user 
 	if !ok || !be.ACL.Decide(uid, acl.Arrivals, u.ID, acl.Read).Allow {
 		return nil, "", nil, root, ErrNoSession
 	}
-	if key, ok = ring.Arrivals(); !ok {
+	if !ring.HasArrivals() {
 		return nil, "", nil, root, ErrNoSession
 	}
 	root, err = be.Meta.ShareRoot(ctx, arrivalsPrefix+u.ID, shareRootMode)
-	return be, u.ID, key, root, err
+	return be, u.ID, ring, root, err
 }
 
 // checkName refuses names that are not a single path element a desktop could show.
@@ -121,9 +123,17 @@ func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader
 	if err := checkName(name); err != nil {
 		return Arrival{}, err
 	}
-	be, user, key, root, err := g.arrivalsFolder(ctx, uid)
+	be, user, ring, root, err := g.arrivalsFolder(ctx, uid)
 	if err != nil {
 		return Arrival{}, err
+	}
+	// The key is used under the keyring's lock; a logout or seal meanwhile ends the upload.
+	useKey := func(fn func(*vault.Key) error) error {
+		ok, err := ring.UseArrivals(fn)
+		if !ok {
+			return ErrNoSession
+		}
+		return err
 	}
 	share := arrivalsPrefix + user
 	inc, err := be.Meta.Lookup(ctx, root.Ino, incomingDir)
@@ -139,7 +149,12 @@ func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader
 	var rnd [12]byte
 	rand.Read(rnd[:])
 	tmp := hex.EncodeToString(rnd[:])
-	id, wrapped, err := be.Content.NewFile(share, key)
+	var id vault.FileID
+	var wrapped vault.WrappedKey
+	err = useKey(func(k *vault.Key) (err error) {
+		id, wrapped, err = be.Content.NewFile(share, k)
+		return err
+	})
 	if err != nil {
 		return Arrival{}, fmt.Errorf("arrivals: new file: %w", err)
 	}
@@ -158,7 +173,11 @@ func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader
 			_ = g.recordAs(bg, be, uid, user, "arrivals.upload", user+"/"+name, "error", "transfer not completed")
 		}
 	}()
-	f, err := be.Content.Open(share, key, id, wrapped, 0, nil, commitTo(be, staged.Ino, id, wrapped))
+	var f *content.File
+	err = useKey(func(k *vault.Key) (err error) {
+		f, err = be.Content.Open(share, k, id, wrapped, 0, nil, commitTo(be, staged.Ino, id, wrapped))
+		return err
+	})
 	if err != nil {
 		return Arrival{}, fmt.Errorf("arrivals: open staged file: %w", err)
 	}

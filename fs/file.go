@@ -143,7 +143,11 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 	for i, s := range a.Content.Segments {
 		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
 	}
-	f, err := be.Content.Open(gr.share, gr.key, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped))
+	var f *content.File
+	err := gr.useKey(func(k *vault.Key) (err error) {
+		f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +259,12 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		n.g.recordDenied(ctx, "fs.create", n.child(name))
 		return nil, nil, 0, e
 	}
-	id, wrapped, err := gr.be.Content.NewFile(gr.share, gr.key)
+	var id vault.FileID
+	var wrapped vault.WrappedKey
+	err := gr.useKey(func(k *vault.Key) (err error) {
+		id, wrapped, err = gr.be.Content.NewFile(gr.share, k)
+		return err
+	})
 	if err != nil {
 		return nil, nil, 0, errno(n.g.log, "create", err)
 	}

@@ -94,7 +94,7 @@ func (r *rootNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHa
 	if r.g.opts.Tree == acl.Arrivals {
 		// The caller's own folder, named by its user ID, and nothing else.
 		u, ok := be.ACL.UserByUID(uid)
-		if _, keyOK := ring.Arrivals(); !ok || !keyOK || !be.ACL.Decide(uid, acl.Arrivals, u.ID, acl.List).Allow {
+		if !ok || !ring.HasArrivals() || !be.ACL.Decide(uid, acl.Arrivals, u.ID, acl.List).Allow {
 			return h, 0, 0
 		}
 		a, err := be.Meta.ShareRoot(ctx, arrivalsPrefix+u.ID, shareRootMode)
@@ -105,7 +105,7 @@ func (r *rootNode) OpendirHandle(ctx context.Context, flags uint32) (gofs.FileHa
 		return h, 0, 0
 	}
 	for _, sh := range be.ACL.SharesOf(uid) {
-		if _, ok := ring.Key(sh.Share); !ok {
+		if !ring.Has(sh.Share) {
 			continue
 		}
 		a, err := be.Meta.ShareRoot(ctx, sh.Share, shareRootMode)

@@ -39,23 +39,24 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	dshBin = filepath.Join(root, "bin", "dsh")
-	build := exec.Command("go", "build", "-o", dshBin, "./cmd/dsh")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build bin/dsh:", err)
-		os.Exit(1)
-	}
 	// The tests run the binary as other uids too, and the checkout may sit in a folder they
-	// cannot enter (CI clones into a 0700 temporary folder): run a copy from a folder
-	// everyone can reach.
+	// cannot enter (CI clones into a 0700 temporary folder): build it into a folder everyone
+	// can reach. With DSH_E2E_RACE=1 it is built with the race detector, so that the
+	// daemon's concurrency under real FUSE load is checked too (a report fails the test);
+	// that run takes about ten minutes here, so make test leaves it to be asked for.
 	binDir, err := os.MkdirTemp("", "dsh-e2e-bin-")
 	if err == nil {
 		err = os.Chmod(binDir, 0o755)
 	}
 	if err == nil {
-		err = copyFile(dshBin, filepath.Join(binDir, "dsh"), 0o755)
+		args := []string{"build", "-o", filepath.Join(binDir, "dsh")}
+		if os.Getenv("DSH_E2E_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		build := exec.Command("go", append(args, "./cmd/dsh")...)
+		build.Dir = root
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		err = build.Run()
 	}
 	if err == nil {
 		probe := exec.Command("go", "build", "-o", filepath.Join(binDir, "fsprobe"), "./tests/fsprobe")
@@ -65,7 +66,7 @@ func TestMain(m *testing.M) {
 		fsprobeBin = filepath.Join(binDir, "fsprobe")
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "copy bin/dsh:", err)
+		fmt.Fprintln(os.Stderr, "build the binaries under test:", err)
 		os.Exit(1)
 	}
 	dshBin = filepath.Join(binDir, "dsh")
@@ -203,6 +204,12 @@ func (e *env) start(unsealed bool, extra ...string) {
 	e.mu.Lock()
 	e.cmd, e.log, e.done = cmd, log, done
 	e.mu.Unlock()
+	// Runs after the daemon stopped (cleanups run last-registered first).
+	e.t.Cleanup(func() {
+		if out := log.String(); strings.Contains(out, "WARNING: DATA RACE") {
+			e.t.Errorf("the race detector reported a data race in the daemon:\n%s", out)
+		}
+	})
 	e.t.Cleanup(func() { e.stopIfRunning() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -37,6 +37,44 @@ func (r *Keyring) Key(share string) (*vault.Key, bool) {
 	return k, ok
 }
 
+// Has reports whether the session holds the key of share, without touching the key.
+func (r *Keyring) Has(share string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.shares[share]
+	return ok && !r.closed && r.now().Before(r.expires)
+}
+
+// HasArrivals reports whether the session holds its Arrivals key.
+func (r *Keyring) HasArrivals() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.arrivals != nil && !r.closed && r.now().Before(r.expires)
+}
+
+// UseKey calls fn with the key of share while holding the keyring's read lock, so that a
+// revocation, logout or seal cannot wipe the key while fn uses it; ok is false when the
+// session does not hold the key. fn must be short and must not keep the pointer.
+func (r *Keyring) UseKey(share string, fn func(*vault.Key) error) (ok bool, err error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	k, ok := r.shares[share]
+	if !ok || r.closed || !r.now().Before(r.expires) {
+		return false, nil
+	}
+	return true, fn(k)
+}
+
+// UseArrivals is UseKey for the user's Arrivals key.
+func (r *Keyring) UseArrivals(fn func(*vault.Key) error) (ok bool, err error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.arrivals == nil || r.closed || !r.now().Before(r.expires) {
+		return false, nil
+	}
+	return true, fn(r.arrivals)
+}
+
 // Arrivals returns the key of the user's Arrivals folder, on the same terms as Key.
 func (r *Keyring) Arrivals() (*vault.Key, bool) {
 	r.mu.RLock()

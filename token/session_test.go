@@ -208,3 +208,41 @@ func TestLoginCatchesUpWithChanges(t *testing.T) {
 		t.Fatal("session of a user disabled during login")
 	}
 }
+
+// UseKey holds the keyring's lock while the key is used: a revocation or logout racing
+// with it waits, and the race detector sees no access to a key being wiped.
+func TestUseKeyRacesWithRevocation(t *testing.T) {
+	e := newEnv(t)
+	r := loggedIn(t, e)
+	want := shareKey("proj-a")
+	if ok, err := r.UseKey("proj-a", func(k *vault.Key) error {
+		if !k.Equal(&want) {
+			t.Error("UseKey gave the wrong key")
+		}
+		return nil
+	}); !ok || err != nil {
+		t.Fatalf("UseKey: %v %v", ok, err)
+	}
+	if !r.Has("proj-b") || r.Has("proj-c") || !r.HasArrivals() {
+		t.Fatal("Has/HasArrivals disagree with the keyring")
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 1000; i++ {
+			r.UseKey("proj-b", func(k *vault.Key) error { _ = k.Derive("x"); return nil })
+			r.UseArrivals(func(k *vault.Key) error { _ = k.Derive("x"); return nil })
+		}
+	}()
+	e.keys.set(aliceUID, "proj-a")
+	e.svc.Sessions().RevokeShare("alice", "proj-b")
+	e.svc.Sessions().Logout(ctx, aliceUID)
+	wg.Wait()
+	if ok, _ := r.UseKey("proj-a", func(*vault.Key) error { return nil }); ok {
+		t.Fatal("UseKey after logout")
+	}
+	if ok, _ := r.UseArrivals(func(*vault.Key) error { return nil }); ok || r.HasArrivals() {
+		t.Fatal("UseArrivals after logout")
+	}
+}
