@@ -473,11 +473,18 @@ func TestGroupRevocation(t *testing.T) {
 }
 
 func TestGroupSessionExpiry(t *testing.T) {
-	g := newGroupEnv(t, "--session-ttl", "6s")
+	// Long enough for the setup to finish inside it even on a race-built daemon.
+	const ttl = 12 * time.Second
+	g := newGroupEnv(t, "--session-ttl", ttl.String())
 	S := g.S + "/s1"
+	spare := g.alice.spare(t, 1)[0]
+	spare.login(t).ok(t) // a fresh session, so the wait below is one lifetime from now
 	g.shOK(t, uidAlice, "echo x > "+S+"/f.txt")
 	h := g.hold(t, uidAlice, S+"/f.txt", false)
-	time.Sleep(6500 * time.Millisecond)
+	if got := h.do("read"); got != "ok x" {
+		t.Fatalf("read inside the session: %q", got)
+	}
+	time.Sleep(ttl + 500*time.Millisecond)
 	if got := h.do("read"); got != "err EACCES" {
 		t.Fatalf("read after the session expired: %q", got)
 	}
