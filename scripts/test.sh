@@ -22,7 +22,7 @@ if [ "${CI:-}" = true ] && [ ! -c /dev/fuse ]; then
   echo "CI=true but /dev/fuse is missing: the end-to-end tests need FUSE"; fail=1
 fi
 
-go test -race -count=1 -timeout 20m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+\S+_test\.go:[0-9]+:)' | grep -v '^=== RUN'
+go test -race -count=1 -timeout 40m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+\S+_test\.go:[0-9]+:)' | grep -v '^=== RUN'
 rc=${PIPESTATUS[0]}
 if [ "$rc" -ne 0 ]; then
   fail=1
