@@ -113,11 +113,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if in != nil {
 		ct = "application/json"
 	}
-	return c.send(ctx, c.http, method, path, query, body, ct, out)
+	return c.send(ctx, c.http, method, path, query, body, -1, ct, out)
 }
 
-// send sends one request with body (may be nil) of content type ct through hc.
-func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, query url.Values, body io.Reader, ct string, out any) error {
+// send sends one request with body (may be nil, of length size when size ≥ 0) of content
+// type ct through hc.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, query url.Values, body io.Reader, size int64, ct string, out any) error {
 	u := "http://dsh" + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -128,6 +129,9 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
+	}
+	if size >= 0 && body != nil {
+		req.ContentLength = size
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -204,10 +208,7 @@ func (c *Client) AuditShow(ctx context.Context, since time.Time) ([]AuditRecord,
 func (c *Client) Upload(ctx context.Context, name string, body io.Reader, size int64) (ArrivalView, error) {
 	var out ArrivalView
 	q := url.Values{UploadNameParam: {name}}
-	if size >= 0 {
-		body = &sizedReader{Reader: body, n: size}
-	}
-	err := c.send(ctx, c.stream, http.MethodPost, PathUpload, q, body, "application/octet-stream", &out)
+	err := c.send(ctx, c.stream, http.MethodPost, PathUpload, q, body, size, "application/octet-stream", &out)
 	return out, err
 }
 
@@ -217,11 +218,3 @@ func (c *Client) ListArrivals(ctx context.Context) ([]ArrivalView, error) {
 	err := c.do(ctx, http.MethodGet, PathArrivals, nil, nil, &out)
 	return out.Arrivals, err
 }
-
-// sizedReader carries a known length, which net/http sends as Content-Length.
-type sizedReader struct {
-	io.Reader
-	n int64
-}
-
-func (r *sizedReader) Len() int { return int(r.n) }

@@ -44,20 +44,27 @@ func (d *Daemon) withACL(ctx context.Context, c control.Caller, fn func(s *acl.S
 }
 
 // aclError gives acl's errors the control kinds that become HTTP statuses.
-func aclError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, acl.ErrInvalid):
-		return control.WithKind(control.ErrInvalid, err)
-	case errors.Is(err, acl.ErrNotFound):
-		return control.WithKind(control.ErrNotFound, err)
-	case errors.Is(err, acl.ErrExists):
-		return control.WithKind(control.ErrConflict, err)
-	case errors.Is(err, acl.ErrForbidden):
-		return control.WithKind(control.ErrForbidden, err)
-	case errors.Is(err, acl.ErrAudit), errors.Is(err, acl.ErrClosed):
-		return control.WithKind(control.ErrUnavailable, err)
+func aclError(err error) error { return withKind(err, aclKinds) }
+
+var aclKinds = []kind{
+	{acl.ErrInvalid, control.ErrInvalid},
+	{acl.ErrNotFound, control.ErrNotFound},
+	{acl.ErrExists, control.ErrConflict},
+	{acl.ErrForbidden, control.ErrForbidden},
+	{acl.ErrAudit, control.ErrUnavailable},
+	{acl.ErrClosed, control.ErrUnavailable},
+}
+
+// kind maps a package's error to the control kind that becomes its HTTP status.
+type kind struct{ from, to error }
+
+// withKind gives err the control kind of the first entry of table it matches; err is
+// returned unchanged when none does (an internal error, answered 500).
+func withKind(err error, table []kind) error {
+	for _, k := range table {
+		if errors.Is(err, k.from) {
+			return control.WithKind(k.to, err)
+		}
 	}
 	return err
 }

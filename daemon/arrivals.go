@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -17,17 +16,11 @@ func arrivalView(a dshfs.Arrival) control.ArrivalView {
 
 // arrivalsError gives the ingest path's errors their control kinds.
 func arrivalsError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, dshfs.ErrNoSession):
-		return control.WithKind(control.ErrForbidden, err)
-	case errors.Is(err, dshfs.ErrBadName):
-		return control.WithKind(control.ErrInvalid, err)
-	case errors.Is(err, dshfs.ErrSealed):
-		return control.WithKind(control.ErrUnavailable, err)
-	}
-	return err
+	return withKind(err, []kind{
+		{dshfs.ErrNoSession, control.ErrForbidden},
+		{dshfs.ErrBadName, control.ErrInvalid},
+		{dshfs.ErrSealed, control.ErrUnavailable},
+	})
 }
 
 // ingester returns the Arrivals tree, or an error when this daemon serves none.

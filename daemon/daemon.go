@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"dsh/acl"
@@ -66,10 +65,6 @@ type Daemon struct {
 	wrap   *keyWrapper
 	tok    *token.Service
 	sealer *token.KeySealer
-
-	// sessions is the token service's live sessions while unsealed, read without mu by
-	// the filesystem on every operation.
-	sessions atomic.Pointer[token.Sessions]
 
 	// group and arrivals are the mounted S: and Q: trees, nil when not configured.
 	group    *dshfs.Group
@@ -233,7 +228,6 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		return err
 	}
 	d.parts, d.acl, d.wrap, d.tok, d.sealer = p, a, wrap, tok, sealer
-	d.sessions.Store(tok.Sessions())
 	for _, t := range []*dshfs.Group{d.group, d.arrivals} {
 		if t == nil {
 			continue
@@ -269,7 +263,6 @@ func (d *Daemon) seal(uid int, action string) error {
 			}
 		}
 	}
-	d.sessions.Store(nil)
 	d.tok.Sessions().EndAll(context.Background())
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {
 		d.log.Error("seal: audit record not written", "err", err)

@@ -46,16 +46,6 @@ func (k shareKeys) ArrivalsKey(ctx context.Context, user string) (vault.Key, err
 	return k.s.ArrivalsKey(ctx, user)
 }
 
-// Keyring returns the keyring of uid's live session, if any: the one call through which
-// the filesystem learns what a caller may decrypt. It takes no daemon lock.
-func (d *Daemon) Keyring(uid int) (*token.Keyring, bool) {
-	s := d.sessions.Load()
-	if s == nil {
-		return nil, false
-	}
-	return s.Keyring(uid)
-}
-
 // sweepSessions wipes expired sessions' keys every interval until ctx ends, so that keys
 // of a session nobody uses any more do not stay in memory until someone asks.
 func (d *Daemon) sweepSessions(ctx context.Context, every time.Duration) {
@@ -98,25 +88,24 @@ func (d *Daemon) withTokens(ctx context.Context, fn func(ctx context.Context, t 
 // and a message that starts at what the user needs to know ("wrong user ID, password, PIN
 // or code", "account is locked until ...") rather than at the package's call chain.
 func tokenError(err error) error {
-	if err == nil {
-		return nil
-	}
-	for _, k := range []struct{ tok, ctl error }{
-		{token.ErrInvalid, control.ErrInvalid},
-		{token.ErrLocked, control.ErrLocked},
-		{token.ErrUnauthorized, control.ErrUnauthorized},
-		{token.ErrForbidden, control.ErrForbidden},
-		{token.ErrNotFound, control.ErrNotFound},
-	} {
-		if errors.Is(err, k.tok) {
+	for _, k := range tokenKinds {
+		if errors.Is(err, k.from) {
 			msg := err.Error()
-			if i := strings.Index(msg, k.tok.Error()); i > 0 {
+			if i := strings.Index(msg, k.from.Error()); i > 0 {
 				msg = msg[i:]
 			}
-			return control.WithKind(k.ctl, errors.New(msg))
+			return control.WithKind(k.to, errors.New(msg))
 		}
 	}
 	return err
+}
+
+var tokenKinds = []kind{
+	{token.ErrInvalid, control.ErrInvalid},
+	{token.ErrLocked, control.ErrLocked},
+	{token.ErrUnauthorized, control.ErrUnauthorized},
+	{token.ErrForbidden, control.ErrForbidden},
+	{token.ErrNotFound, control.ErrNotFound},
 }
 
 // EnrolmentCode issues a fresh enrolment code for an existing account (operator only).

@@ -130,6 +130,21 @@ func (g *Group) record(ctx context.Context, be *Backend, action, object, result,
 	return 0
 }
 
+// change makes an allowed namespace change the way DESIGN.md asks: its audit record is
+// written first (no record, no change), and if the change then fails, a second record
+// says so, so the log never shows a change that did not happen as if it had.
+func (g *Group) change(ctx context.Context, be *Backend, action, object, detail, op string, fn func() error) syscall.Errno {
+	if e := g.record(ctx, be, action, object, "ok", detail); e != 0 {
+		return e
+	}
+	if err := fn(); err != nil {
+		e := errno(g.log, op, err)
+		_ = g.record(ctx, be, action, object, "error", e.Error())
+		return e
+	}
+	return 0
+}
+
 // recordDenied audits a refused open, create or delete. The refusal stands whether or not
 // the record lands.
 func (g *Group) recordDenied(ctx context.Context, action, object string) {

@@ -118,6 +118,22 @@ func candidate(name string, n int) string {
 // ingestBufs are the 1 MiB buffers uploads stream through.
 var ingestBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
+// fill reads into buf until it is full or the reader fails, and returns the reader's error
+// unchanged. Unlike io.ReadFull it keeps a clean end (io.EOF) apart from a transfer cut off
+// half-way (io.ErrUnexpectedEOF from an HTTP body whose client went away), which must never
+// be published as a whole file.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
 // Ingest implements Ingester.
 func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader) (Arrival, error) {
 	if err := checkName(name); err != nil {
@@ -190,7 +206,7 @@ func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader
 		if err := ctx.Err(); err != nil {
 			return Arrival{}, fmt.Errorf("arrivals: upload interrupted: %w", err)
 		}
-		n, rerr := io.ReadFull(body, buf)
+		n, rerr := fill(body, buf)
 		if n > 0 {
 			if _, err := f.WriteAt(ctx, buf[:n], off); err != nil {
 				return Arrival{}, fmt.Errorf("arrivals: write: %w", err)
@@ -200,7 +216,7 @@ func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader
 				g.tree.WrittenBytes.Add(float64(n))
 			}
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {

@@ -268,11 +268,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, errno(n.g.log, "create", err)
 	}
-	a, err := gr.be.Meta.Create(ctx, n.ino, name, meta.KindFile, mode&0o7777, "", meta.Content{FileID: id, Key: wrapped})
-	if err != nil {
-		return nil, nil, 0, errno(n.g.log, "create", err)
-	}
-	if e := n.g.record(ctx, gr.be, "fs.create", n.child(name), "ok", ""); e != 0 {
+	var a meta.Attr
+	if e := n.g.change(ctx, gr.be, "fs.create", n.child(name), "", "create", func() (err error) {
+		a, err = gr.be.Meta.Create(ctx, n.ino, name, meta.KindFile, mode&0o7777, "", meta.Content{FileID: id, Key: wrapped})
+		return err
+	}); e != 0 {
 		return nil, nil, 0, e
 	}
 	ch := n.newChild(ctx, &a)

@@ -71,7 +71,6 @@ type Group struct {
 	met   *metrics.Metrics
 	label metrics.Tree
 	tree  *metrics.TreeMetrics
-	opsMu sync.Mutex
 	ops   map[string]*metrics.OpMetrics
 
 	files fileTable

@@ -31,15 +31,6 @@ func (g *Group) collect(ctx context.Context, be *Backend, attached time.Time) {
 	}
 }
 
-// CollectNow runs one garbage collection pass; for tests and the operator.
-func (g *Group) CollectNow(ctx context.Context) error {
-	be := g.backend()
-	if be == nil {
-		return nil
-	}
-	return g.collectGarbage(ctx, be)
-}
-
 // collectGarbage deletes the objects on the metadata's garbage list, in batches.
 func (g *Group) collectGarbage(ctx context.Context, be *Backend) error {
 	for {

@@ -231,11 +231,11 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		n.g.recordDenied(ctx, "fs.mkdir", n.child(name))
 		return nil, e
 	}
-	a, err := gr.be.Meta.Create(ctx, n.ino, name, meta.KindDir, mode&0o7777, "", meta.Content{})
-	if err != nil {
-		return nil, errno(n.g.log, "mkdir", err)
-	}
-	if e := n.g.record(ctx, gr.be, "fs.mkdir", n.child(name), "ok", ""); e != 0 {
+	var a meta.Attr
+	if e := n.g.change(ctx, gr.be, "fs.mkdir", n.child(name), "", "mkdir", func() (err error) {
+		a, err = gr.be.Meta.Create(ctx, n.ino, name, meta.KindDir, mode&0o7777, "", meta.Content{})
+		return err
+	}); e != 0 {
 		return nil, e
 	}
 	n.entry(&a, gr, out)
@@ -250,11 +250,11 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if e != 0 {
 		return nil, e
 	}
-	a, err := gr.be.Meta.Create(ctx, n.ino, name, meta.KindSymlink, 0o777, target, meta.Content{})
-	if err != nil {
-		return nil, errno(n.g.log, "symlink", err)
-	}
-	if e := n.g.record(ctx, gr.be, "fs.create", n.child(name), "ok", "symlink"); e != 0 {
+	var a meta.Attr
+	if e := n.g.change(ctx, gr.be, "fs.create", n.child(name), "symlink", "symlink", func() (err error) {
+		a, err = gr.be.Meta.Create(ctx, n.ino, name, meta.KindSymlink, 0o777, target, meta.Content{})
+		return err
+	}); e != 0 {
 		return nil, e
 	}
 	n.entry(&a, gr, out)
@@ -276,11 +276,11 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if e != 0 {
 		return nil, e
 	}
-	a, err := gr.be.Meta.Link(ctx, t.ino, n.ino, name)
-	if err != nil {
-		return nil, errno(n.g.log, "link", err)
-	}
-	if e := n.g.record(ctx, gr.be, "fs.link", n.child(name), "ok", ""); e != 0 {
+	var a meta.Attr
+	if e := n.g.change(ctx, gr.be, "fs.link", n.child(name), "", "link", func() (err error) {
+		a, err = gr.be.Meta.Link(ctx, t.ino, n.ino, name)
+		return err
+	}); e != 0 {
 		return nil, e
 	}
 	n.entry(&a, gr, out)
@@ -296,12 +296,15 @@ func (n *node) Unlink(ctx context.Context, name string) (e syscall.Errno) {
 		n.g.recordDenied(ctx, "fs.delete", n.child(name))
 		return e
 	}
-	a, err := gr.be.Meta.Unlink(ctx, n.ino, name)
-	if err != nil {
-		return errno(n.g.log, "unlink", err)
+	var a meta.Attr
+	if e := n.g.change(ctx, gr.be, "fs.delete", n.child(name), "", "unlink", func() (err error) {
+		a, err = gr.be.Meta.Unlink(ctx, n.ino, name)
+		return err
+	}); e != 0 {
+		return e
 	}
 	n.g.reapIfUnused(ctx, gr.be, a.Ino, a.Nlink)
-	return n.g.record(ctx, gr.be, "fs.delete", n.child(name), "ok", "")
+	return 0
 }
 
 // Rmdir removes an empty directory.
@@ -313,10 +316,9 @@ func (n *node) Rmdir(ctx context.Context, name string) (e syscall.Errno) {
 		n.g.recordDenied(ctx, "fs.delete", n.child(name))
 		return e
 	}
-	if err := gr.be.Meta.Rmdir(ctx, n.ino, name); err != nil {
-		return errno(n.g.log, "rmdir", err)
-	}
-	return n.g.record(ctx, gr.be, "fs.delete", n.child(name), "ok", "directory")
+	return n.g.change(ctx, gr.be, "fs.delete", n.child(name), "directory", "rmdir", func() error {
+		return gr.be.Meta.Rmdir(ctx, n.ino, name)
+	})
 }
 
 // Rename moves a name within the share; across shares it is EXDEV, so mv falls back to
@@ -349,14 +351,17 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if flags&^3 != 0 {
 		return syscall.EINVAL
 	}
-	orphans, err := gr.be.Meta.Rename(ctx, n.ino, name, np.ino, newName, mf)
-	if err != nil {
-		return errno(n.g.log, "rename", err)
+	var orphans []meta.Ino
+	if e := n.g.change(ctx, gr.be, "fs.rename", n.child(name), "to "+np.child(newName), "rename", func() (err error) {
+		orphans, err = gr.be.Meta.Rename(ctx, n.ino, name, np.ino, newName, mf)
+		return err
+	}); e != 0 {
+		return e
 	}
 	for _, ino := range orphans {
 		n.g.reapIfUnused(ctx, gr.be, ino, 0)
 	}
-	return n.g.record(ctx, gr.be, "fs.rename", n.child(name), "ok", "to "+np.child(newName))
+	return 0
 }
 
 // Statfs reports the data folder's disk and the store's file count.

@@ -135,6 +135,14 @@ func TestArrivalsInterruptedUpload(t *testing.T) {
 		t.Fatalf("arrivals list shows a killed upload: %q", got)
 	}
 
+	// A body cut off before its declared length is not a file, however the cut looks.
+	if got := a.probe(t, uidAlice, "shortupload", a.socket, "short.bin"); strings.Contains(got, " 200 ") {
+		t.Fatalf("a truncated upload was accepted: %s", got)
+	}
+	if got := a.shOK(t, uidAlice, "ls -A "+a.Q+"/alice"); got != "" {
+		t.Fatalf("a truncated upload left %q visible", got)
+	}
+
 	// The daemon is killed half-way.
 	spare := a.alice.spare(t, 1)[0]
 	cmd = exec.Command(dshBin, "--socket", a.socket, "upload", big)

@@ -266,9 +266,15 @@ func TestGroupEnumerationAndAccess(t *testing.T) {
 		t.Fatalf("script output %q", got)
 	}
 
+	// A change that is allowed but then fails is audited as failed too.
+	g.shOK(t, uidAlice, "mkdir "+S+"/s1/d2 && touch "+S+"/s1/d2/f")
+	g.shFails(t, uidAlice, "rmdir "+S+"/s1/d2", "Directory not empty")
+
 	// Every open, create and delete is audited, allowed or denied.
 	audit := g.dsh(0, "", "audit", "show").ok(t).stdout
 	for _, re := range []string{
+		`uid=2101 user=alice fs.delete "group:s1/d2" ok (directory)`,
+		`uid=2101 user=alice fs.delete "group:s1/d2" error (directory not empty)`,
 		`uid=2101 user=alice fs.create "group:s1/a.txt" ok`,
 		`uid=2201 user=erin fs.open "group:s1/a.txt" ok`,
 		`uid=2202 user=ro fs.open "group:s1/a.txt" denied`,

@@ -32,7 +32,7 @@ func BenchmarkKeyringKey(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if r, ok := s.Keyring(aliceUID); ok {
-				r.Key("proj-a")
+				r.key("proj-a")
 			}
 		}
 	})

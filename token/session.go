@@ -24,19 +24,6 @@ type Keyring struct {
 	closed   bool
 }
 
-// Key returns the key of share while the session lasts. It takes only this keyring's read
-// lock and allocates nothing, as the filesystem calls it on every open. The key is owned by
-// the keyring: use it at once and do not keep the pointer, since a revocation zeroes it.
-func (r *Keyring) Key(share string) (*vault.Key, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.closed || !r.now().Before(r.expires) {
-		return nil, false
-	}
-	k, ok := r.shares[share]
-	return k, ok
-}
-
 // Has reports whether the session holds the key of share, without touching the key.
 func (r *Keyring) Has(share string) bool {
 	r.mu.RLock()
@@ -73,16 +60,6 @@ func (r *Keyring) UseArrivals(fn func(*vault.Key) error) (ok bool, err error) {
 		return false, nil
 	}
 	return true, fn(r.arrivals)
-}
-
-// Arrivals returns the key of the user's Arrivals folder, on the same terms as Key.
-func (r *Keyring) Arrivals() (*vault.Key, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.closed || !r.now().Before(r.expires) || r.arrivals == nil {
-		return nil, false
-	}
-	return r.arrivals, true
 }
 
 // wipeAll zeroes every key and closes the keyring; lookups fail from then on.

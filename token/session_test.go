@@ -25,7 +25,7 @@ func loggedIn(t *testing.T, e *env) *Keyring {
 
 func wantKey(t *testing.T, r *Keyring, share string) *vault.Key {
 	t.Helper()
-	k, ok := r.Key(share)
+	k, ok := r.key(share)
 	want := shareKey(share)
 	if !ok || !k.Equal(&want) {
 		t.Fatalf("key of %s missing or wrong", share)
@@ -38,10 +38,10 @@ func TestKeyringHoldsSharesAtLogin(t *testing.T) {
 	r := loggedIn(t, e)
 	wantKey(t, r, "proj-a")
 	wantKey(t, r, "proj-b")
-	if _, ok := r.Key("proj-c"); ok {
+	if _, ok := r.key("proj-c"); ok {
 		t.Fatal("key of a share alice is not in")
 	}
-	a, ok := r.Arrivals()
+	a, ok := r.arrivalsKey()
 	want := shareKey("arrivals/alice")
 	if !ok || !a.Equal(&want) {
 		t.Fatal("Arrivals key missing")
@@ -63,7 +63,7 @@ func TestGrantRevokeShare(t *testing.T) {
 	wantKey(t, r, "proj-c")
 	k := wantKey(t, r, "proj-a")
 	s.RevokeShare("alice", "proj-a")
-	if _, ok := r.Key("proj-a"); ok {
+	if _, ok := r.key("proj-a"); ok {
 		t.Fatal("revoked share still in the keyring")
 	}
 	if !k.IsZero() {
@@ -97,11 +97,11 @@ func TestSessionEndsWipe(t *testing.T) {
 			e := newEnv(t)
 			r := loggedIn(t, e)
 			k := wantKey(t, r, "proj-a")
-			a, _ := r.Arrivals()
+			a, _ := r.arrivalsKey()
 			if err := end(e); err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := r.Key("proj-b"); ok {
+			if _, ok := r.key("proj-b"); ok {
 				t.Fatal("old keyring still answers")
 			}
 			if !k.IsZero() || !a.IsZero() {
@@ -123,7 +123,7 @@ func TestExpiredKeyringRefusesWithoutSweep(t *testing.T) {
 	e := newEnv(t)
 	r := loggedIn(t, e)
 	e.clk.add(DefaultSessionTTL)
-	if _, ok := r.Key("proj-a"); ok {
+	if _, ok := r.key("proj-a"); ok {
 		t.Fatal("expired keyring gave a key")
 	}
 	if _, ok := e.svc.Sessions().Keyring(aliceUID); ok {
@@ -142,7 +142,7 @@ func TestKeyringConcurrent(t *testing.T) {
 			defer wg.Done()
 			for j := 0; j < 500; j++ {
 				if kr, ok := s.Keyring(aliceUID); ok {
-					kr.Key("proj-b")
+					kr.key("proj-b")
 				}
 			}
 		}()
@@ -163,7 +163,7 @@ func TestKeyringKeyDoesNotAllocate(t *testing.T) {
 	s := e.svc.Sessions()
 	n := testing.AllocsPerRun(100, func() {
 		kr, _ := s.Keyring(aliceUID)
-		kr.Key("proj-a")
+		kr.key("proj-a")
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per lookup", n)
@@ -177,7 +177,7 @@ func TestGrantAfterRemovalIgnored(t *testing.T) {
 	if err := e.svc.Sessions().GrantShare(ctx, "alice", "proj-c"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := r.Key("proj-c"); ok {
+	if _, ok := r.key("proj-c"); ok {
 		t.Fatal("key granted for a share alice is not a member of")
 	}
 }
@@ -195,7 +195,7 @@ func TestLoginCatchesUpWithChanges(t *testing.T) {
 	if !ok {
 		t.Fatal("no keyring after login")
 	}
-	if _, ok := r.Key("proj-a"); ok {
+	if _, ok := r.key("proj-a"); ok {
 		t.Fatal("key of a share removed during login survived")
 	}
 	wantKey(t, r, "proj-c")

@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -35,6 +37,8 @@ func main() {
 		os.Exit(2)
 	}
 	switch os.Args[1] {
+	case "shortupload":
+		shortUpload(os.Args[2], os.Args[3])
 	case "openloop":
 		openLoop(os.Args[2], os.Args[3])
 	case "hold":
@@ -121,4 +125,21 @@ func openLoop(path, count string) {
 		unix.Close(fd)
 	}
 	result(nil, fmt.Sprintf("%.1f us/open", float64(time.Since(start).Microseconds())/float64(n)))
+}
+
+// shortUpload sends an upload whose body stops half-way through its declared length, as a
+// client that dies mid-transfer does, and prints the daemon's answer (if any).
+func shortUpload(socket, name string) {
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		result(err, "")
+		return
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/arrivals/upload?name=%s HTTP/1.1\r\nHost: dsh\r\nContent-Type: application/octet-stream\r\nContent-Length: 200000\r\n\r\n", name)
+	c.Write(make([]byte, 100000))
+	c.(*net.UnixConn).CloseWrite()
+	b, _ := io.ReadAll(c)
+	line, _, _ := strings.Cut(string(b), "\r\n")
+	result(nil, line)
 }
