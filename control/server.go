@@ -157,7 +157,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := rt.h(r.Context(), c, r)
 	if err != nil {
-		status := statusFor(err)
+		status := StatusFor(err)
 		if status == http.StatusInternalServerError {
 			s.log.Error("control request failed", "path", r.URL.Path, "uid", c.UID, "err", err)
 		}
@@ -174,8 +174,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// statusFor is the one place where error kinds become HTTP statuses.
-func statusFor(err error) int {
+// StatusFor is the one place where error kinds become HTTP statuses.
+func StatusFor(err error) int {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):

@@ -7,6 +7,7 @@ import (
 
 	"dsh/control"
 	dshfs "dsh/fs"
+	"dsh/portal"
 )
 
 // arrivalView is an arrival as the control socket shows it.
@@ -20,6 +21,9 @@ func arrivalsError(err error) error {
 		{dshfs.ErrNoSession, control.ErrForbidden},
 		{dshfs.ErrBadName, control.ErrInvalid},
 		{dshfs.ErrSealed, control.ErrUnavailable},
+		{dshfs.ErrOffset, control.ErrConflict},
+		{dshfs.ErrTooLarge, control.ErrInvalid},
+		{dshfs.ErrUploadClosed, control.ErrNotFound},
 	})
 }
 
@@ -55,4 +59,33 @@ func (d *Daemon) ListArrivals(ctx context.Context, c control.Caller) ([]control.
 		out = append(out, arrivalView(a))
 	}
 	return out, arrivalsError(err)
+}
+
+// BeginUpload starts a resumable upload of size bytes into the caller's Arrivals (the
+// portal's tus transfers); it is finished or aborted through the Upload it returns.
+func (d *Daemon) BeginUpload(ctx context.Context, c control.Caller, name string, size int64) (portal.Upload, error) {
+	if _, err := d.ingester(); err != nil {
+		return nil, err
+	}
+	if size < 0 {
+		return nil, fmt.Errorf("%w: a resumable upload needs its length", control.ErrInvalid)
+	}
+	up, err := d.arrivals.BeginUpload(ctx, c.UID, name, size)
+	if err != nil {
+		return nil, arrivalsError(err)
+	}
+	return portalUpload{up}, nil
+}
+
+// portalUpload gives an fs upload the control kinds of its errors and views.
+type portalUpload struct{ *dshfs.Upload }
+
+func (u portalUpload) Write(ctx context.Context, off int64, r io.Reader) (int64, error) {
+	n, err := u.Upload.Write(ctx, off, r)
+	return n, arrivalsError(err)
+}
+
+func (u portalUpload) Finish(ctx context.Context) (control.ArrivalView, error) {
+	a, err := u.Upload.Finish(ctx)
+	return arrivalView(a), arrivalsError(err)
 }

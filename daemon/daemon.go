@@ -19,6 +19,7 @@ import (
 	dshfs "dsh/fs"
 	"dsh/meta"
 	"dsh/metrics"
+	"dsh/portal"
 	"dsh/store"
 	"dsh/token"
 	"dsh/vault"
@@ -43,7 +44,12 @@ type Config struct {
 	// ArrivalsRetention is how long an arrival is kept; 0 means 720h.
 	ArrivalsRetention time.Duration
 	Log               *slog.Logger
-	// Ready, when set, is called once the socket and metrics endpoint are listening.
+	// PortalAddr, when set, is where the HTTPS portal listens.
+	PortalAddr string
+	// TLSCert and TLSKey are the portal's certificate and key files; empty means the
+	// store's self-signed certificate.
+	TLSCert, TLSKey string
+	// Ready, when set, is called once the socket, metrics endpoint and portal are listening.
 	Ready func(socket, metricsAddr string)
 }
 
@@ -69,6 +75,10 @@ type Daemon struct {
 	// group and arrivals are the mounted S: and Q: trees, nil when not configured.
 	group    *dshfs.Group
 	arrivals *dshfs.Group
+
+	// portal is the HTTPS site, nil when not configured.
+	portal     *portal.Server
+	portalAddr string
 }
 
 // New takes the data folder and prepares the daemon; Run starts it.
@@ -136,6 +146,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ttl = token.DefaultSessionTTL
 	}
 	go d.sweepSessions(sweepCtx, sweepInterval(ttl))
+	var portalDone <-chan error
+	if d.cfg.PortalAddr != "" {
+		if portalDone, err = d.startPortal(sweepCtx); err != nil {
+			d.shutdown(srv)
+			return err
+		}
+	}
 
 	if len(d.cfg.Passphrase) > 0 {
 		err := d.unseal(d.cfg.Passphrase, -1)
@@ -145,7 +162,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return fmt.Errorf("unseal at start with the passphrase file: %w; not starting", err)
 		}
 	}
-	d.log.Info("dsh serving", "socket", d.cfg.Socket, "metrics", "http://"+ms.Addr()+"/metrics", "sealed", d.sealed())
+	d.log.Info("dsh serving", "socket", d.cfg.Socket, "metrics", "http://"+ms.Addr()+"/metrics", "portal", d.portalURL(), "sealed", d.sealed())
 	if d.cfg.Ready != nil {
 		d.cfg.Ready(d.cfg.Socket, ms.Addr())
 	}
@@ -156,6 +173,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.shutdown(srv)
 			return err
 		}
+	case err := <-portalDone:
+		d.shutdown(srv)
+		return err
+	}
+	stopSweep()
+	if portalDone != nil {
+		<-portalDone
 	}
 	return d.shutdown(srv)
 }
@@ -238,6 +262,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			d.log.Error("a filesystem tree could not start; it stays empty", "err", err)
 		}
 	}
+	d.usePortalCert(context.Background())
 	d.metrics.VaultSealed.Set(0)
 	d.log.Info("store unsealed", "uid", uid)
 	return nil
@@ -263,6 +288,7 @@ func (d *Daemon) seal(uid int, action string) error {
 			}
 		}
 	}
+	d.dropPortalCert()
 	d.tok.Sessions().EndAll(context.Background())
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {
 		d.log.Error("seal: audit record not written", "err", err)

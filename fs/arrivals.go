@@ -2,8 +2,6 @@ package fs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,10 +12,8 @@ import (
 
 	"dsh/acl"
 	"dsh/audit"
-	"dsh/content"
 	"dsh/meta"
 	"dsh/token"
-	"dsh/vault"
 )
 
 // DefaultRetention is how long a file stays in Arrivals: 30 days.
@@ -134,135 +130,26 @@ func fill(r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
-// Ingest implements Ingester.
+// Ingest implements Ingester: an Upload of unknown size written in one piece and
+// finished, or aborted on any error. A body that ends in anything but a clean io.EOF is
+// never published.
 func (g *Group) Ingest(ctx context.Context, uid int, name string, body io.Reader) (Arrival, error) {
-	if err := checkName(name); err != nil {
-		return Arrival{}, err
-	}
-	be, user, ring, root, err := g.arrivalsFolder(ctx, uid)
+	u, err := g.BeginUpload(ctx, uid, name, -1)
 	if err != nil {
 		return Arrival{}, err
 	}
-	// The key is used under the keyring's lock; a logout or seal meanwhile ends the upload.
-	useKey := func(fn func(*vault.Key) error) error {
-		ok, err := ring.UseArrivals(fn)
-		if !ok {
-			return ErrNoSession
-		}
-		return err
-	}
-	share := arrivalsPrefix + user
-	inc, err := be.Meta.Lookup(ctx, root.Ino, incomingDir)
-	if errors.Is(err, meta.ErrNotFound) {
-		inc, err = be.Meta.Create(ctx, root.Ino, incomingDir, meta.KindDir, 0o700, "", meta.Content{})
-		if errors.Is(err, meta.ErrExists) {
-			inc, err = be.Meta.Lookup(ctx, root.Ino, incomingDir)
-		}
-	}
-	if err != nil {
-		return Arrival{}, fmt.Errorf("arrivals: staging folder: %w", err)
-	}
-	var rnd [12]byte
-	rand.Read(rnd[:])
-	tmp := hex.EncodeToString(rnd[:])
-	var id vault.FileID
-	var wrapped vault.WrappedKey
-	err = useKey(func(k *vault.Key) (err error) {
-		id, wrapped, err = be.Content.NewFile(share, k)
-		return err
-	})
-	if err != nil {
-		return Arrival{}, fmt.Errorf("arrivals: new file: %w", err)
-	}
-	staged, err := be.Meta.Create(ctx, inc.Ino, tmp, meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
-	if err != nil {
-		return Arrival{}, fmt.Errorf("arrivals: stage upload: %w", err)
-	}
-	// From here on a failure removes the staged file; its objects go to the collector.
-	done := false
-	defer func() {
-		if !done {
-			bg := context.WithoutCancel(ctx)
-			if _, err := be.Meta.Unlink(bg, inc.Ino, tmp); err == nil {
-				_ = be.Meta.Reap(bg, staged.Ino)
-			}
-			_ = g.recordAs(bg, be, uid, user, "arrivals.upload", user+"/"+name, "error", "transfer not completed")
-		}
-	}()
-	var f *content.File
-	err = useKey(func(k *vault.Key) (err error) {
-		f, err = be.Content.Open(share, k, id, wrapped, 0, nil, commitTo(be, staged.Ino, id, wrapped))
-		return err
-	})
-	if err != nil {
-		return Arrival{}, fmt.Errorf("arrivals: open staged file: %w", err)
-	}
-	defer f.Close()
-	bp := ingestBufs.Get().(*[]byte)
-	defer ingestBufs.Put(bp)
-	buf := *bp
-	var off int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return Arrival{}, fmt.Errorf("arrivals: upload interrupted: %w", err)
-		}
-		n, rerr := fill(body, buf)
-		if n > 0 {
-			if _, err := f.WriteAt(ctx, buf[:n], off); err != nil {
-				return Arrival{}, fmt.Errorf("arrivals: write: %w", err)
-			}
-			off += int64(n)
-			if g.tree != nil {
-				g.tree.WrittenBytes.Add(float64(n))
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return Arrival{}, fmt.Errorf("arrivals: upload interrupted: %w", rerr)
-		}
-	}
-	if err := f.Flush(ctx); err != nil {
-		return Arrival{}, fmt.Errorf("arrivals: make the upload durable: %w", err)
-	}
-	if f.Size() == 0 {
-		// An empty file has no objects; its metadata still needs its arrival time.
-		if _, err := be.Meta.SetContent(ctx, staged.Ino, 0, meta.Content{FileID: id, Key: wrapped}, time.Now().UnixNano()); err != nil {
-			return Arrival{}, fmt.Errorf("arrivals: record empty upload: %w", err)
-		}
-	}
-	// Publish under the first free name: one rename, never over an existing file.
-	final := ""
-	for i := 0; i < 1000 && final == ""; i++ {
-		c := candidate(name, i)
-		if len(c) > 255 {
-			break
-		}
-		_, err := be.Meta.Rename(ctx, inc.Ino, tmp, root.Ino, c, meta.RenameNoReplace)
-		switch {
-		case err == nil:
-			final = c
-		case !errors.Is(err, meta.ErrExists):
-			return Arrival{}, fmt.Errorf("arrivals: publish upload: %w", err)
-		}
-	}
-	if final == "" {
-		return Arrival{}, fmt.Errorf("%w: no free name for %q", ErrBadName, name)
-	}
-	done = true
-	a, err := be.Meta.GetAttr(ctx, staged.Ino)
-	if err != nil {
-		return Arrival{}, fmt.Errorf("arrivals: %w", err)
-	}
-	if err := g.recordAs(ctx, be, uid, user, "arrivals.upload", user+"/"+final, "ok", fmt.Sprintf("%d bytes", a.Size)); err != nil {
-		// The file is there but unaccounted for: take it back, as if it had never arrived.
-		if ua, uerr := be.Meta.Unlink(context.WithoutCancel(ctx), root.Ino, final); uerr == nil {
-			g.reapIfUnused(context.WithoutCancel(ctx), be, ua.Ino, ua.Nlink)
-		}
+	if _, err := u.Write(ctx, 0, body); err != nil {
+		_ = u.Abort(ctx)
 		return Arrival{}, err
 	}
-	return g.arrival(&a, final), nil
+	a, err := u.Finish(ctx)
+	if err != nil {
+		// Nothing to do once Finish has published (the upload is then closed); before,
+		// the staged file goes.
+		_ = u.Abort(ctx)
+		return Arrival{}, err
+	}
+	return a, nil
 }
 
 func (g *Group) arrival(a *meta.Attr, name string) Arrival {

@@ -74,6 +74,8 @@ type Group struct {
 	ops   map[string]*metrics.OpMetrics
 
 	files fileTable
+	// uploads are the open contents of resumable uploads into Arrivals (upload.go).
+	uploads uploadFiles
 
 	// gcStop ends the collector of the attached backend.
 	gcMu   sync.Mutex
@@ -160,7 +162,8 @@ func (g *Group) Attach(ctx context.Context, be *Backend) error {
 	return nil
 }
 
-// Detach stops serving: open files are flushed and closed, and from then on every
+// Detach stops serving: open files are flushed and closed, uploads in progress are closed
+// (they fail with ErrSealed from then on), and from then on every
 // operation fails (handles with EACCES) and the root is empty. It returns the first
 // error met while flushing; data that could not be flushed is logged, never silently lost.
 func (g *Group) Detach(ctx context.Context) error {
@@ -176,6 +179,7 @@ func (g *Group) Detach(ctx context.Context) error {
 	if be == nil {
 		return nil
 	}
+	g.uploads.closeAll()
 	n, err := g.files.closeAll(ctx, g.log)
 	if g.tree != nil {
 		g.tree.OpenFiles.Sub(float64(n))

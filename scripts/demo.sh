@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 top=$PWD
 dir="$top/demo"
 metrics="${DEMO_METRICS:-127.0.0.1:9464}"
+portal="${DEMO_PORTAL:-127.0.0.1:8443}"
 if [ "$(id -u)" -ne 0 ]; then
   echo "make demo runs as root: it acts as several users (setpriv) and, later, mounts FUSE" >&2
   exit 1
@@ -49,7 +50,7 @@ fi
 mkdir -p "$S" "$Q"
 
 say "Start the daemon (sealed) with the Group drive on $S and Arrivals on $Q; its log is $dir/serve.log"
-"$dsh" serve --data "$dir/store" --group "$S" --arrivals "$Q" --metrics "$metrics" >"$dir/serve.log" 2>&1 &
+"$dsh" serve --data "$dir/store" --group "$S" --arrivals "$Q" --metrics "$metrics" --portal "$portal" >"$dir/serve.log" 2>&1 &
 pid=$!
 echo "$pid" > "$dir/serve.pid"
 stop() {
@@ -161,5 +162,14 @@ curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active|
 say "The audit log"
 run "$dsh" audit show
 run "$dsh" audit verify
+say "The web portal: https://$portal/ (File Transfer, Security & Tokens, Share Manager)"
+echo "Its certificate is self-signed (made at init): $dir/store/portal-cert.pem; accept it in the browser or import it."
+echo "Sign in as alice (IAO of project cohort) or bob (member of cohort-data):"
+echo "  user ID:  alice   (or bob)"
+echo "  password: $pw"
+echo "  PIN:      $pin"
+echo "  code:     oathtool --totp -b ${secret[alice]}   (bob: oathtool --totp -b ${secret[bob]})"
+echo "A code works once: wait for the next 30-second step before reusing oathtool. Signing in starts"
+echo "that user's dsh session, as dsh login does; signing out ends it."
 say "Running. Group drive: $S, Arrivals: $Q (try: setpriv --reuid 2002 --regid 2002 --clear-groups ls -l $S/cohort-data $Q/bob). Press Ctrl-C to stop."
 wait "$pid"

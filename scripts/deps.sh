@@ -7,7 +7,7 @@ need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
 need fusermount3 fuse3
 need oathtool oathtool
 case "${1:-test}" in
-  test) need promtool prometheus; need curl curl; need git git; need sqlite3 sqlite3; need rsync rsync; need gocryptfs gocryptfs ;;
+  test) need promtool prometheus; need curl curl; need git git; need sqlite3 sqlite3; need rsync rsync; need gocryptfs gocryptfs; need chromium chromium ;;
   demo) need curl curl ;;
   bench) need gocryptfs gocryptfs ;;
 esac

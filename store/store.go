@@ -33,8 +33,9 @@ var ErrLocked = errors.New("data folder is in use by another dsh serve")
 
 // Init creates a new store in dir: a random root key sealed under passphrase, an encrypted
 // Badger database, the blob folders and an audit log whose first record is the init itself.
-// It refuses a folder that already holds a store or anything else.
-func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger) error {
+// It refuses a folder that already holds a store or anything else. Each setup function
+// runs on the open parts before they are closed (the portal's certificate is made so).
+func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger, setup ...func(p *Parts) error) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -74,6 +75,12 @@ func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger) 
 	if _, err := p.Audit.Append(context.Background(), audit.Entry{UID: int64(os.Getuid()), Action: "store.init", Object: dir, Result: "ok"}, audit.Durable); err != nil {
 		p.Close()
 		return fmt.Errorf("init %s: write first audit record: %w", dir, err)
+	}
+	for _, fn := range setup {
+		if err := fn(p); err != nil {
+			p.Close()
+			return fmt.Errorf("init %s: %w", dir, err)
+		}
 	}
 	return p.Close()
 }

@@ -41,7 +41,7 @@ func TestInitCreatesSealedStoreAndRefusesAgain(t *testing.T) {
 
 	// A data folder others may enter is refused, for serve and for a new init.
 	os.Chmod(e.data, 0o755)
-	out, err := exec.CommandContext(ctxT(t), dshBin, "--socket", e.socket, "serve", "--data", e.data, "--metrics", "127.0.0.1:0").CombinedOutput()
+	out, err := exec.CommandContext(ctxT(t), dshBin, "--socket", e.socket, "serve", "--data", e.data, "--metrics", "127.0.0.1:0", "--portal", "127.0.0.1:0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "open to other users") {
 		t.Fatalf("serve on a 0755 data folder: %v %s", err, out)
 	}
@@ -123,14 +123,14 @@ func TestSealUnsealCycle(t *testing.T) {
 func TestSecondServeRefused(t *testing.T) {
 	e := newEnv(t)
 	e.start(true)
-	cmd := exec.CommandContext(ctxT(t), dshBin, "--socket", filepath.Join(e.dir, "other.sock"), "serve", "--data", e.data, "--metrics", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctxT(t), dshBin, "--socket", filepath.Join(e.dir, "other.sock"), "serve", "--data", e.data, "--metrics", "127.0.0.1:0", "--portal", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "in use by another dsh serve") {
 		t.Fatalf("second serve: %v %s", err, out)
 	}
 	// A second daemon on another store but the same socket is refused too.
 	e2 := newEnv(t)
-	cmd = exec.CommandContext(ctxT(t), dshBin, "--socket", e.socket, "serve", "--data", e2.data, "--metrics", "127.0.0.1:0")
+	cmd = exec.CommandContext(ctxT(t), dshBin, "--socket", e.socket, "serve", "--data", e2.data, "--metrics", "127.0.0.1:0", "--portal", "127.0.0.1:0")
 	out, err = cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "another dsh daemon is listening") {
 		t.Fatalf("serve on a live socket: %v %s", err, out)
@@ -202,7 +202,7 @@ func TestAuditVerifyOnlineOfflineAndTamper(t *testing.T) {
 		t.Fatalf("verify does not name the bad record: %q", r.stderr)
 	}
 	// A daemon refuses to run on a tampered log rather than append to it.
-	cmd := exec.CommandContext(ctxT(t), dshBin, "--socket", e.socket, "serve", "--data", e.data, "--metrics", "127.0.0.1:0", "--unseal-passphrase-file", e.passFile)
+	cmd := exec.CommandContext(ctxT(t), dshBin, "--socket", e.socket, "serve", "--data", e.data, "--metrics", "127.0.0.1:0", "--portal", "127.0.0.1:0", "--unseal-passphrase-file", e.passFile)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "audit") {
 		t.Fatalf("serve on a tampered audit log: %v %s", err, out)

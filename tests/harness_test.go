@@ -88,6 +88,8 @@ type env struct {
 	log     *syncBuffer
 	done    chan error
 	metrics string
+	// portal is the address of the daemon's HTTPS portal.
+	portal string
 }
 
 type syncBuffer struct {
@@ -181,12 +183,15 @@ func (e *env) dsh(uid int, stdin string, args ...string) result {
 	return result{args: args, stdout: out.String(), stderr: errb.String(), code: code}
 }
 
-var metricsLine = regexp.MustCompile(`metrics=http://([0-9.:]+)/metrics`)
+var (
+	metricsLine = regexp.MustCompile(`metrics=http://([0-9.:]+)/metrics`)
+	portalLine  = regexp.MustCompile(`portal=https://([0-9.:]+)/`)
+)
 
 // start runs `dsh serve`; unsealed says whether to pass the passphrase file.
 func (e *env) start(unsealed bool, extra ...string) {
 	e.t.Helper()
-	args := []string{"--socket", e.socket, "serve", "--data", e.data, "--metrics", "127.0.0.1:0"}
+	args := []string{"--socket", e.socket, "serve", "--data", e.data, "--metrics", "127.0.0.1:0", "--portal", "127.0.0.1:0"}
 	if unsealed {
 		args = append(args, "--unseal-passphrase-file", e.passFile)
 	}
@@ -215,6 +220,9 @@ func (e *env) start(unsealed bool, extra ...string) {
 	for {
 		if m := metricsLine.FindStringSubmatch(log.String()); m != nil {
 			e.metrics = m[1]
+			if p := portalLine.FindStringSubmatch(log.String()); p != nil {
+				e.portal = p[1]
+			}
 			break
 		}
 		select {

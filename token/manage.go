@@ -217,17 +217,65 @@ func (s *Service) ChangePassword(ctx context.Context, peerUID int, current, pin 
 	if err := checkPassword(newPassword); err != nil {
 		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: change password: %w", err))
 	}
-	f := factors{password: current, pin: pin, code: code}
+	h, err := newHash(newPassword, s.opts.PasswordKDF)
+	if err != nil {
+		return fmt.Errorf("token: change password: %w", err)
+	}
+	return s.changeCredentials(ctx, peerUID, factors{password: current, pin: pin, code: code}, action, "change password", func(rec *userRecord) {
+		rec.Password = h
+	})
+}
+
+// SetQuestions replaces the three security questions (and answers) of the user of peerUID
+// after checking password, PIN and TOTP code, as ChangePassword does: the answers are a
+// way to an emergency code, so changing them needs every factor.
+func (s *Service) SetQuestions(ctx context.Context, peerUID int, password, pin []byte, code string, qs [3]Question) error {
+	const action = "token.questions"
+	if err := checkQuestions(qs); err != nil {
+		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: set security questions: %w", err))
+	}
+	var hashed [3]question
+	for i, q := range qs {
+		h, err := newHash(q.Answer, s.opts.ShortKDF)
+		if err != nil {
+			return fmt.Errorf("token: set security questions: %w", err)
+		}
+		hashed[i] = question{Question: q.Question, Answer: h}
+	}
+	return s.changeCredentials(ctx, peerUID, factors{password: password, pin: pin, code: code}, action, "set security questions", func(rec *userRecord) {
+		rec.Questions = hashed
+	})
+}
+
+// Questions returns the texts of the security questions of the user of peerUID's session.
+func (s *Service) Questions(ctx context.Context, uid int) ([3]string, error) {
+	var out [3]string
+	user, err := s.sessionUser(ctx, uid, "token.questions.list")
+	if err != nil {
+		return out, err
+	}
+	rec, _, found, err := s.loadUser(ctx, user)
+	if err != nil {
+		return out, fmt.Errorf("token: security questions: %w", err)
+	}
+	if !found {
+		return out, fmt.Errorf("token: security questions of %q: %w", user, ErrNotFound)
+	}
+	for i, q := range rec.Questions {
+		out[i] = q.Question
+	}
+	return out, nil
+}
+
+// changeCredentials authenticates all three factors (spending the code) and then applies
+// change to the user's record, audited as action; what names the step in errors.
+func (s *Service) changeCredentials(ctx context.Context, peerUID int, f factors, action, what string, change func(*userRecord)) error {
 	if err := f.check(); err != nil {
-		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: change password: %w", err))
+		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: %s: %w", what, err))
 	}
 	a, err := s.authenticate(ctx, peerUID, "", f, action)
 	if err != nil {
 		return err
-	}
-	h, err := newHash(newPassword, s.opts.PasswordKDF)
-	if err != nil {
-		return fmt.Errorf("token: change password: %w", err)
 	}
 	err = s.st.Update(ctx, func(tx kv.Txn) error {
 		var cur userRecord
@@ -236,11 +284,11 @@ func (s *Service) ChangePassword(ctx context.Context, peerUID int, current, pin 
 		} else if !found {
 			return fmt.Errorf("credentials of %q: %w", a.user, ErrNotFound)
 		}
-		cur.Password = h
+		change(&cur)
 		return putJSON(tx, userKey(a.user), &cur)
 	})
 	if err != nil {
-		return s.refuse(ctx, peerUID, a.user, action, reasonError, fmt.Errorf("token: change password: %w", err))
+		return s.refuse(ctx, peerUID, a.user, action, reasonError, fmt.Errorf("token: %s: %w", what, err))
 	}
 	return s.record(ctx, peerUID, a.user, action, "", "ok", "", audit.Durable)
 }

@@ -111,3 +111,48 @@ func TestChangePassword(t *testing.T) {
 		t.Fatalf("new password: %v", err)
 	}
 }
+
+func TestSetQuestions(t *testing.T) {
+	e := newEnv(t)
+	secret := e.enrol(t, "alice", aliceUID)
+	newQs := [3]Question{
+		{Question: "Favourite river?", Answer: []byte("Tyne")},
+		{Question: "First car?", Answer: []byte("Mini")},
+		{Question: "Grandmother's name?", Answer: []byte("Edith")},
+	}
+	bad := newQs
+	bad[1].Answer = nil
+	if err := e.svc.SetQuestions(ctx, aliceUID, []byte(alicePW), []byte(alicePIN), e.codeAt(t, secret, 0), bad); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty answer: err = %v", err)
+	}
+	if err := e.svc.SetQuestions(ctx, aliceUID, []byte("wrong password!"), []byte(alicePIN), e.codeAt(t, secret, 0), newQs); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("wrong password: err = %v", err)
+	}
+	code := e.codeAt(t, secret, 0)
+	if err := e.svc.SetQuestions(ctx, aliceUID, []byte(alicePW), []byte(alicePIN), code, newQs); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.SetQuestions(ctx, aliceUID, []byte(alicePW), []byte(alicePIN), code, newQs); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("replayed code: err = %v", err)
+	}
+	if !e.aud.has("token.questions", "ok", "") {
+		t.Fatal("questions change not audited")
+	}
+	if _, _, err := e.svc.RequestICE(ctx, aliceUID, "alice", []byte(alicePW), answers(aliceQs)); !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("old answers still accepted: err = %v", err)
+	}
+	if _, _, err := e.svc.RequestICE(ctx, aliceUID, "alice", []byte(alicePW), answers(newQs)); err != nil {
+		t.Fatalf("new answers: %v", err)
+	}
+	if _, err := e.svc.Questions(ctx, aliceUID); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("questions without a session: err = %v", err)
+	}
+	e.clk.add(30 * time.Second)
+	if err := e.login(secret, 0); err != nil {
+		t.Fatal(err)
+	}
+	qs, err := e.svc.Questions(ctx, aliceUID)
+	if err != nil || qs[0] != "Favourite river?" || qs[2] != "Grandmother's name?" {
+		t.Fatalf("questions = %q, %v", qs, err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"dsh/daemon"
 	dshfs "dsh/fs"
+	"dsh/portal"
 	"dsh/store"
 	"dsh/token"
 	"dsh/vault"
@@ -39,10 +40,19 @@ func newInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := store.Init(abs, pass, vault.DefaultKDF, logger()); err != nil {
+			certFile := filepath.Join(abs, portal.CertFile)
+			portalCert := func(p *store.Parts) error {
+				_, certPEM, _, err := portal.StoredCert(context.Background(), p.KV, portal.DefaultHosts())
+				if err != nil {
+					return err
+				}
+				return portal.WriteCertFile(certFile, certPEM)
+			}
+			if err := store.Init(abs, pass, vault.DefaultKDF, logger(), portalCert); err != nil {
 				return err
 			}
 			fmt.Printf("initialised a sealed dsh store in %s\n", abs)
+			fmt.Printf("the portal's self-signed certificate (for browsers to trust): %s\n", certFile)
 			return nil
 		},
 	}
@@ -52,7 +62,7 @@ func newInitCmd() *cobra.Command {
 }
 
 func newServeCmd(g *globals) *cobra.Command {
-	var data, passFile, metricsAddr, groupDir, arrivalsDir string
+	var data, passFile, metricsAddr, groupDir, arrivalsDir, portalAddr, tlsCert, tlsKey string
 	var retention time.Duration
 	var pprof bool
 	var auth token.Options
@@ -71,7 +81,11 @@ func newServeCmd(g *globals) *cobra.Command {
 			if auth.SessionTTL <= 0 || auth.Lockout <= 0 || auth.ICEValidity <= 0 || auth.MaxFailures <= 0 {
 				return usagef("--session-ttl, --lockout-duration, --ice-validity and --lockout-threshold must be positive")
 			}
-			cfg := daemon.Config{DataDir: abs, Socket: g.socket, MetricsAddr: metricsAddr, Pprof: pprof, Log: logger(), Auth: auth}
+			if (tlsCert == "") != (tlsKey == "") {
+				return usagef("--tls-cert and --tls-key go together")
+			}
+			cfg := daemon.Config{DataDir: abs, Socket: g.socket, MetricsAddr: metricsAddr, Pprof: pprof, Log: logger(), Auth: auth,
+				PortalAddr: portalAddr, TLSCert: tlsCert, TLSKey: tlsKey}
 			if groupDir != "" {
 				if cfg.GroupDir, err = filepath.Abs(groupDir); err != nil {
 					return err
@@ -112,6 +126,9 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&arrivalsDir, "arrivals", "", "mount the Arrivals (Q:) tree here")
 	c.Flags().DurationVar(&retention, "arrivals-retention", dshfs.DefaultRetention, "how long a file stays in Arrivals after it arrived")
 	c.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint")
+	c.Flags().StringVar(&portalAddr, "portal", "127.0.0.1:8443", "address of the HTTPS portal (\"\" for none)")
+	c.Flags().StringVar(&tlsCert, "tls-cert", "", "the portal's certificate (PEM); default: the store's self-signed one")
+	c.Flags().StringVar(&tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	c.Flags().BoolVar(&pprof, "pprof", false, "also serve /debug/pprof on the metrics address")
 	c.Flags().DurationVar(&auth.SessionTTL, "session-ttl", token.DefaultSessionTTL, "lifetime of a login session")
 	c.Flags().IntVar(&auth.MaxFailures, "lockout-threshold", token.DefaultMaxFailures, "failed logins in a row that lock an account")

@@ -1,0 +1,163 @@
+package portal
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Cookie names. The __Host- prefix makes the browser refuse them unless they are Secure,
+// set by this host itself and scoped to the whole site, so a neighbour cannot plant one.
+const (
+	sessionCookie = "__Host-dsh-session"
+	// preCookie carries the CSRF token of the forms shown before sign-in (sign-in, ICE).
+	preCookie = "__Host-dsh-pre"
+)
+
+// Lifetimes of a portal sign-in: it ends after IdleTimeout without a request, after
+// MaxLifetime in any case, and whenever the dsh session it is bound to ends.
+const (
+	IdleTimeout = 15 * time.Minute
+	MaxLifetime = time.Hour
+)
+
+// flash is a one-shot message shown on the next page after a form was handled.
+type flash struct {
+	OK  bool
+	Msg string
+}
+
+// websession is one browser's sign-in. The browser holds a random token; the server keeps
+// only its SHA-256, so a memory dump of the map does not give working cookies.
+type websession struct {
+	user    string
+	uid     int
+	csrf    string
+	created time.Time
+	// bound is the expiry of the dsh session the sign-in started: a later logout, or a
+	// login elsewhere that replaced it, ends this sign-in too.
+	bound time.Time
+
+	mu    sync.Mutex
+	seen  time.Time
+	flash *flash
+}
+
+// takeFlash returns the pending message and clears it.
+func (s *websession) takeFlash() *flash {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.flash
+	s.flash = nil
+	return f
+}
+
+func (s *websession) setFlash(ok bool, msg string) {
+	s.mu.Lock()
+	s.flash = &flash{OK: ok, Msg: msg}
+	s.mu.Unlock()
+}
+
+// sessions are the signed-in browsers, keyed by the hash of their cookie.
+type sessions struct {
+	mu  sync.Mutex
+	m   map[[32]byte]*websession
+	now func() time.Time
+}
+
+func newSessions(now func() time.Time) *sessions {
+	return &sessions{m: make(map[[32]byte]*websession), now: now}
+}
+
+// randomToken returns 32 random bytes, base64url-encoded.
+func randomToken() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// start records a new sign-in and returns the cookie value for it.
+func (ss *sessions) start(user string, uid int, bound time.Time) (string, *websession) {
+	tok := randomToken()
+	now := ss.now()
+	s := &websession{user: user, uid: uid, csrf: randomToken(), created: now, seen: now, bound: bound}
+	ss.mu.Lock()
+	ss.m[sha256.Sum256([]byte(tok))] = s
+	ss.mu.Unlock()
+	return tok, s
+}
+
+// lookup returns the live sign-in of a cookie value and marks it used.
+func (ss *sessions) lookup(tok string) (*websession, bool) {
+	if tok == "" {
+		return nil, false
+	}
+	h := sha256.Sum256([]byte(tok))
+	now := ss.now()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.m[h]
+	if !ok {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxLifetime || !now.Before(s.bound) {
+		delete(ss.m, h)
+		return nil, false
+	}
+	s.seen = now
+	return s, true
+}
+
+// end forgets the sign-in of a cookie value.
+func (ss *sessions) end(tok string) {
+	h := sha256.Sum256([]byte(tok))
+	ss.mu.Lock()
+	delete(ss.m, h)
+	ss.mu.Unlock()
+}
+
+// endUser forgets every sign-in of user (their dsh session ended).
+func (ss *sessions) endUser(user string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for h, s := range ss.m {
+		if s.user == user {
+			delete(ss.m, h)
+		}
+	}
+}
+
+// sweep forgets expired sign-ins, so abandoned ones do not pile up.
+func (ss *sessions) sweep() {
+	now := ss.now()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for h, s := range ss.m {
+		s.mu.Lock()
+		dead := now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxLifetime || !now.Before(s.bound)
+		s.mu.Unlock()
+		if dead {
+			delete(ss.m, h)
+		}
+	}
+}
+
+// sameToken compares two CSRF tokens in constant time; an empty one never matches.
+func sameToken(a, b string) bool {
+	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// setCookie sets a Secure, HttpOnly, SameSite=Strict cookie for the whole site; maxAge 0
+// makes it a browser-session cookie, a negative one deletes it.
+func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	})
+}

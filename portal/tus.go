@@ -1,0 +1,280 @@
+package portal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	tusd "github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
+	xslog "golang.org/x/exp/slog"
+
+	"dsh/control"
+)
+
+// Limits on uploads in progress, so that abandoned transfers cannot pile up: each holds a
+// staged file and up to a few MiB of buffers.
+const (
+	maxUploadsPerUser = 16
+	// uploadIdle is how long an unfinished upload waits for its client to come back.
+	uploadIdle = 24 * time.Hour
+)
+
+// tusBase is where the tus endpoint lives.
+const tusBase = "/files/tus/"
+
+type ctxKey struct{}
+
+// staged is one upload in progress and whose it is.
+type staged struct {
+	owner *uploads
+	id    string
+	uid   int
+	up    Upload
+	meta  tusd.MetaData
+	mu    sync.Mutex
+	seen  time.Time
+	ended bool
+}
+
+// uploads are the transfers in progress, by tus upload ID.
+type uploads struct {
+	svc Service
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]*staged
+}
+
+func newUploads(svc Service, now func() time.Time) *uploads {
+	return &uploads{svc: svc, now: now, m: make(map[string]*staged)}
+}
+
+// newTus builds the tus protocol handler over the uploads (tusd: creation, HEAD for the
+// offset, PATCH to append, DELETE to give up).
+func (s *Server) newTus() (http.Handler, error) {
+	comp := tusd.NewStoreComposer()
+	comp.UseCore(s.uploads)
+	comp.UseTerminater(s.uploads)
+	comp.UseLocker(memorylocker.New())
+	h, err := tusd.NewHandler(tusd.Config{
+		StoreComposer:   comp,
+		BasePath:        tusBase,
+		DisableDownload: true,
+		Cors:            &tusd.CorsConfig{Disable: true},
+		// tusd logs every request at info; only its errors are worth the daemon's log.
+		Logger:             xslog.New(xslog.NewTextHandler(os.Stderr, &xslog.HandlerOptions{Level: xslog.LevelError})),
+		NetworkTimeout:     2 * time.Minute,
+		AcquireLockTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("portal: tus handler: %w", err)
+	}
+	return http.StripPrefix(tusBase[:len(tusBase)-1], h), nil
+}
+
+// tusAuth lets a tus request through only with a sign-in, and, for the requests that
+// change something, the sign-in's CSRF token in the X-CSRF-Token header.
+func (s *Server) tusAuth(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.sealed() {
+			http.Error(w, "dsh is sealed", http.StatusServiceUnavailable)
+			return
+		}
+		ws, ok := s.current(r)
+		if !ok {
+			http.Error(w, "your sign-in has ended; sign in again and pick the file again to resume", http.StatusUnauthorized)
+			return
+		}
+		if r.Method != http.MethodHead && r.Method != http.MethodGet && r.Method != http.MethodOptions && !sameToken(r.Header.Get("X-CSRF-Token"), ws.csrf) {
+			http.Error(w, "missing or wrong CSRF token", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ws)))
+	})
+}
+
+func signedInFrom(ctx context.Context) (*websession, bool) {
+	ws, ok := ctx.Value(ctxKey{}).(*websession)
+	return ws, ok
+}
+
+// tusError makes err an answer the tus client shows: the daemon's status and message.
+func tusError(err error) error {
+	status := control.StatusFor(err)
+	if status == http.StatusInternalServerError {
+		return err
+	}
+	return tusd.NewError("ERR_DSH", err.Error(), status)
+}
+
+// NewUpload implements tusd.DataStore: a new staged file in the caller's Arrivals.
+func (u *uploads) NewUpload(ctx context.Context, info tusd.FileInfo) (tusd.Upload, error) {
+	ws, ok := signedInFrom(ctx)
+	if !ok {
+		return nil, tusd.NewError("ERR_AUTH", "not signed in", http.StatusUnauthorized)
+	}
+	if info.SizeIsDeferred || info.Size < 0 {
+		return nil, tusd.NewError("ERR_SIZE", "the upload must declare its length", http.StatusBadRequest)
+	}
+	name := info.MetaData["filename"]
+	u.mu.Lock()
+	n := 0
+	for _, st := range u.m {
+		if st.uid == ws.uid {
+			n++
+		}
+	}
+	u.mu.Unlock()
+	if n >= maxUploadsPerUser {
+		return nil, tusd.NewError("ERR_TOO_MANY", fmt.Sprintf("you have %d unfinished uploads; finish or cancel one first", n), http.StatusTooManyRequests)
+	}
+	up, err := u.svc.BeginUpload(ctx, caller(ws), name, info.Size)
+	if err != nil {
+		return nil, tusError(err)
+	}
+	var rnd [16]byte
+	rand.Read(rnd[:])
+	st := &staged{owner: u, id: hex.EncodeToString(rnd[:]), uid: ws.uid, up: up, meta: tusd.MetaData{"filename": name}, seen: u.now()}
+	u.mu.Lock()
+	u.m[st.id] = st
+	u.mu.Unlock()
+	return st, nil
+}
+
+// GetUpload implements tusd.DataStore. An upload of another user is "not found", exactly
+// like one that does not exist.
+func (u *uploads) GetUpload(ctx context.Context, id string) (tusd.Upload, error) {
+	ws, ok := signedInFrom(ctx)
+	u.mu.Lock()
+	st, found := u.m[id]
+	u.mu.Unlock()
+	if !ok || !found || st.uid != ws.uid {
+		return nil, tusd.ErrNotFound
+	}
+	return st, nil
+}
+
+// AsTerminatableUpload implements tusd.TerminaterDataStore.
+func (u *uploads) AsTerminatableUpload(up tusd.Upload) tusd.TerminatableUpload {
+	return terminator{u, up.(*staged)}
+}
+
+type terminator struct {
+	u  *uploads
+	st *staged
+}
+
+// Terminate gives up an upload: the staged file goes.
+func (t terminator) Terminate(ctx context.Context) error {
+	return t.u.end(ctx, t.st, true)
+}
+
+// end forgets an upload; abort also removes its staged file.
+func (u *uploads) end(ctx context.Context, st *staged, abort bool) error {
+	u.mu.Lock()
+	delete(u.m, st.id)
+	u.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		return nil
+	}
+	st.ended = true
+	if abort {
+		return st.up.Abort(context.WithoutCancel(ctx))
+	}
+	return nil
+}
+
+// abortUser gives up every upload of uid (sign-out).
+func (u *uploads) abortUser(ctx context.Context, uid int) {
+	for _, st := range u.list(func(st *staged) bool { return st.uid == uid }) {
+		_ = u.end(ctx, st, true)
+	}
+}
+
+// abortAll gives up every upload (the portal is stopping; the staged files would be
+// removed at the next unseal anyway).
+func (u *uploads) abortAll(ctx context.Context) {
+	for _, st := range u.list(func(*staged) bool { return true }) {
+		_ = u.end(ctx, st, true)
+	}
+}
+
+// sweep gives up uploads whose client has not come back for uploadIdle.
+func (u *uploads) sweep(ctx context.Context) {
+	now := u.now()
+	for _, st := range u.list(func(st *staged) bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return now.Sub(st.seen) > uploadIdle
+	}) {
+		_ = u.end(ctx, st, true)
+	}
+}
+
+func (u *uploads) list(keep func(*staged) bool) []*staged {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []*staged
+	for _, st := range u.m {
+		if keep(st) {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// WriteChunk implements tusd.Upload. tusd holds the upload's lock around it.
+func (st *staged) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	st.mu.Lock()
+	if st.ended {
+		st.mu.Unlock()
+		return 0, tusd.ErrNotFound
+	}
+	st.seen = time.Now()
+	st.mu.Unlock()
+	// When the client goes away mid-chunk, what arrived is kept and the client resumes
+	// from the new offset (HEAD answers it from Offset).
+	n, err := st.up.Write(ctx, offset, src)
+	if err != nil {
+		return n, tusError(err)
+	}
+	return n, nil
+}
+
+// GetInfo implements tusd.Upload.
+func (st *staged) GetInfo(ctx context.Context) (tusd.FileInfo, error) {
+	return tusd.FileInfo{ID: st.id, Size: st.up.Size(), Offset: st.up.Offset(), MetaData: st.meta}, nil
+}
+
+// GetReader implements tusd.Upload; downloads are switched off.
+func (st *staged) GetReader(ctx context.Context) (io.ReadCloser, error) {
+	return nil, tusd.ErrNotImplemented
+}
+
+// FinishUpload implements tusd.Upload: the file appears in Arrivals now. A file that
+// cannot be published is removed, and the client told: it has to start again.
+func (st *staged) FinishUpload(ctx context.Context) error {
+	ctx = context.WithoutCancel(ctx)
+	st.owner.mu.Lock()
+	delete(st.owner.m, st.id)
+	st.owner.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		return tusd.ErrNotFound
+	}
+	st.ended = true
+	if _, err := st.up.Finish(ctx); err != nil {
+		_ = st.up.Abort(ctx)
+		return tusError(err)
+	}
+	return nil
+}
