@@ -104,23 +104,28 @@ func StoredCert(ctx context.Context, st kv.Store, hosts []string) (cert tls.Cert
 		if err != nil {
 			return tls.Certificate{}, nil, false, err
 		}
-		stored = append(c, k...)
+		fresh := append(c, k...)
 		clear(k)
 		err = st.Update(ctx, func(tx kv.Txn) error {
 			// A racing unseal cannot happen (the daemon holds the folder's lock), but an
 			// existing value is kept rather than overwritten all the same.
-			if _, err := tx.Get(certKey); err == nil {
+			v, err := tx.Get(certKey)
+			if err == nil {
+				stored, created = v, false
 				return nil
 			} else if !errors.Is(err, kv.ErrNotFound) {
 				return err
 			}
-			return tx.Set(certKey, stored)
+			stored, created = fresh, true
+			return tx.Set(certKey, fresh)
 		})
+		if !created {
+			clear(fresh)
+		}
 		if err != nil {
 			clear(stored)
 			return tls.Certificate{}, nil, false, fmt.Errorf("store portal certificate: %w", err)
 		}
-		created = true
 	}
 	defer clear(stored)
 	certPEM, keyPEM := splitPEM(stored)

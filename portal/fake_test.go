@@ -266,10 +266,11 @@ func (f *fakeService) Session(ctx context.Context, c control.Caller) (control.Se
 	f.record("Session", c)
 	u, _ := f.userOf(c.UID)
 	s, ok := f.sessions[c.UID]
-	if !ok || !s.active {
+	if !ok {
 		return control.SessionView{UID: c.UID}, nil
 	}
-	return control.SessionView{Active: true, UID: c.UID, User: u.name, Expires: s.expires}, nil
+	// An inactive session keeps its user and expiry, so that only Active tells.
+	return control.SessionView{Active: s.active, UID: c.UID, User: u.name, Expires: s.expires}, nil
 }
 
 // EnrolmentCode implements control.Tokens; the portal has no use for it.

@@ -195,6 +195,10 @@ type iceData struct {
 }
 
 func (s *Server) icePage(w http.ResponseWriter, r *http.Request) {
+	if s.sealed() {
+		s.fail(w, r, nil, http.StatusServiceUnavailable, "dsh is sealed: the operator must unseal the store before an emergency code can be issued.")
+		return
+	}
 	s.render(w, r, "ice", page{Title: "Emergency code (ICE)", CSRF: preToken(w, r), Data: iceData{}})
 }
 
@@ -425,14 +429,14 @@ func (f secretFields) wipe() {
 
 // humanSize writes a byte count as people read it.
 func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
+	if n < 1024 {
 		return fmt.Sprintf("%d B", n)
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
+	f, exp := float64(n)/1024, 0
+	// 1023.95 and up would print as "1024.0": move on to the next unit instead.
+	for f >= 1023.95 && exp < 5 {
+		f /= 1024
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return fmt.Sprintf("%.1f %ciB", f, "KMGTPE"[exp])
 }

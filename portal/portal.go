@@ -14,13 +14,14 @@ import (
 	"fmt"
 	"html/template"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"dsh/control"
 )
@@ -112,7 +113,7 @@ func New(svc Service, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("portal: fallback certificate: %w", err)
 	}
 	s.fallback = &fb
-	s.uploads = newUploads(svc, opts.Now)
+	s.uploads = newUploads(svc, opts.Log, opts.Now)
 	if s.tus, err = s.newTus(); err != nil {
 		return nil, err
 	}
@@ -223,7 +224,8 @@ func sameOrigin(r *http.Request) bool {
 
 func (s *Server) routes() {
 	m := s.mux
-	m.Handle("GET /static/", http.FileServerFS(mustSub(staticFS, ".")))
+	// The embedded tree's paths start with static/, as the URLs do.
+	m.Handle("GET /static/", http.FileServerFS(staticFS))
 	m.HandleFunc("GET /{$}", s.home)
 	m.HandleFunc("GET /signin", s.signinPage)
 	m.HandleFunc("POST /signin", s.signin)
@@ -242,14 +244,6 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /shares/create", s.signedIn(s.createShare))
 	m.HandleFunc("POST /shares/add", s.signedIn(s.addMember))
 	m.HandleFunc("POST /shares/remove", s.signedIn(s.removeMember))
-}
-
-func mustSub(f fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(f, dir)
-	if err != nil {
-		panic(err) // the embedded tree is fixed at build time
-	}
-	return sub
 }
 
 // sealed reports whether the store is sealed (no certificate of its own is loaded).
@@ -323,8 +317,8 @@ func (s *Server) message(r *http.Request, err error) (int, string) {
 	for _, k := range []error{control.ErrInvalid, control.ErrUnauthorized, control.ErrForbidden, control.ErrNotFound, control.ErrConflict, control.ErrUnavailable, control.ErrLocked} {
 		msg = strings.TrimPrefix(msg, k.Error()+": ")
 	}
-	if msg != "" {
-		msg = strings.ToUpper(msg[:1]) + msg[1:]
+	if r, n := utf8.DecodeRuneInString(msg); r != utf8.RuneError {
+		msg = string(unicode.ToUpper(r)) + msg[n:]
 	}
 	return status, msg
 }

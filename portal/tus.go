@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"sync"
@@ -46,13 +47,14 @@ type staged struct {
 // uploads are the transfers in progress, by tus upload ID.
 type uploads struct {
 	svc Service
+	log *slog.Logger
 	now func() time.Time
 	mu  sync.Mutex
 	m   map[string]*staged
 }
 
-func newUploads(svc Service, now func() time.Time) *uploads {
-	return &uploads{svc: svc, now: now, m: make(map[string]*staged)}
+func newUploads(svc Service, log *slog.Logger, now func() time.Time) *uploads {
+	return &uploads{svc: svc, log: log, now: now, m: make(map[string]*staged)}
 }
 
 // newTus builds the tus protocol handler over the uploads (tusd: creation, HEAD for the
@@ -91,6 +93,11 @@ func (s *Server) tusAuth(h http.Handler) http.Handler {
 			http.Error(w, "your sign-in has ended; sign in again and pick the file again to resume", http.StatusUnauthorized)
 			return
 		}
+		if r.Method == http.MethodPost && r.Header.Get("Upload-Defer-Length") != "" {
+			// tusd would answer 501; the length is simply required here.
+			http.Error(w, "the upload must declare its length (Upload-Length)", http.StatusBadRequest)
+			return
+		}
 		if r.Method != http.MethodHead && r.Method != http.MethodGet && r.Method != http.MethodOptions && !sameToken(r.Header.Get("X-CSRF-Token"), ws.csrf) {
 			http.Error(w, "missing or wrong CSRF token", http.StatusForbidden)
 			return
@@ -104,11 +111,14 @@ func signedInFrom(ctx context.Context) (*websession, bool) {
 	return ws, ok
 }
 
-// tusError makes err an answer the tus client shows: the daemon's status and message.
-func tusError(err error) error {
+// tusError makes err an answer the tus client shows: the daemon's status and message, or
+// for an internal error (which may name paths or causes a user has no business seeing)
+// a plain sentence, with the details in the daemon's log.
+func (u *uploads) tusError(err error) error {
 	status := control.StatusFor(err)
 	if status == http.StatusInternalServerError {
-		return err
+		u.log.Error("portal: upload failed", "err", err)
+		return tusd.NewError("ERR_INTERNAL", "something went wrong on the server; the operator can find the details in the daemon's log", status)
 	}
 	return tusd.NewError("ERR_DSH", err.Error(), status)
 }
@@ -136,7 +146,7 @@ func (u *uploads) NewUpload(ctx context.Context, info tusd.FileInfo) (tusd.Uploa
 	}
 	up, err := u.svc.BeginUpload(ctx, caller(ws), name, info.Size)
 	if err != nil {
-		return nil, tusError(err)
+		return nil, u.tusError(err)
 	}
 	var rnd [16]byte
 	rand.Read(rnd[:])
@@ -238,13 +248,13 @@ func (st *staged) WriteChunk(ctx context.Context, offset int64, src io.Reader) (
 		st.mu.Unlock()
 		return 0, tusd.ErrNotFound
 	}
-	st.seen = time.Now()
+	st.seen = st.owner.now()
 	st.mu.Unlock()
 	// When the client goes away mid-chunk, what arrived is kept and the client resumes
 	// from the new offset (HEAD answers it from Offset).
 	n, err := st.up.Write(ctx, offset, src)
 	if err != nil {
-		return n, tusError(err)
+		return n, st.owner.tusError(err)
 	}
 	return n, nil
 }
@@ -274,7 +284,7 @@ func (st *staged) FinishUpload(ctx context.Context) error {
 	st.ended = true
 	if _, err := st.up.Finish(ctx); err != nil {
 		_ = st.up.Abort(ctx)
-		return tusError(err)
+		return st.owner.tusError(err)
 	}
 	return nil
 }

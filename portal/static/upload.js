@@ -63,8 +63,11 @@
       },
       onSuccess: function () {
         r.bar.value = 100;
-        r.status.textContent = 'Done: ' + file.name + ' is in your Arrivals.';
+        var msg = 'Done: ' + file.name + ' is in your Arrivals.';
+        if (resumedFrom > 0) { msg += ' (The transfer resumed at ' + resumedFrom + ' bytes.)'; }
+        r.status.textContent = msg;
         r.li.setAttribute('data-state', 'done');
+        refreshList();
       }
     });
     upload.findPreviousUploads().then(function (previous) {
@@ -73,6 +76,19 @@
       }
       upload.start();
     });
+  }
+
+  // refreshList shows the new arrival in the list below without reloading the page (which
+  // would clear the progress of other uploads).
+  function refreshList() {
+    fetch(location.pathname, { credentials: 'same-origin' }).then(function (res) {
+      return res.ok ? res.text() : null;
+    }).then(function (html) {
+      if (!html) { return; }
+      var fresh = new DOMParser().parseFromString(html, 'text/html').getElementById('arrivals-section');
+      var cur = document.getElementById('arrivals-section');
+      if (fresh && cur) { cur.replaceWith(fresh); }
+    }).catch(function () {});
   }
 
   input.addEventListener('change', function () {
