@@ -16,6 +16,7 @@ const (
 	PathTokenSetPIN   = "/v1/tokens/set-pin"
 	PathICE           = "/v1/ice"
 	PathPasswd        = "/v1/passwd"
+	PathQuestions     = "/v1/questions"
 )
 
 // Secrets travel in these request bodies as JSON strings over the local socket only; the
@@ -114,4 +115,13 @@ type PasswdRequest struct {
 	PIN     string `json:"pin"`
 	Code    string `json:"code"`
 	New     string `json:"new"`
+}
+
+// QuestionsRequest is the body of POST /v1/questions: new security questions, confirmed
+// with password, PIN and a code.
+type QuestionsRequest struct {
+	Password  string              `json:"password"`
+	PIN       string              `json:"pin"`
+	Code      string              `json:"code"`
+	Questions [3]SecurityQuestion `json:"questions"`
 }

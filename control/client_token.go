@@ -74,3 +74,8 @@ func (c *Client) RequestICE(ctx context.Context, req ICERequest) (ICEResponse, e
 func (c *Client) ChangePassword(ctx context.Context, req PasswdRequest) error {
 	return c.do(ctx, http.MethodPost, PathPasswd, nil, req, nil)
 }
+
+// SetQuestions replaces the caller's security questions.
+func (c *Client) SetQuestions(ctx context.Context, req QuestionsRequest) error {
+	return c.do(ctx, http.MethodPost, PathQuestions, nil, req, nil)
+}

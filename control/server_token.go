@@ -19,6 +19,7 @@ type Tokens interface {
 	SetPIN(ctx context.Context, c Caller, id string, pin []byte) error
 	RequestICE(ctx context.Context, c Caller, user string, password []byte, answers [3][]byte) (ICEResponse, error)
 	ChangePassword(ctx context.Context, c Caller, current, pin []byte, code string, newPassword []byte) error
+	SetQuestions(ctx context.Context, c Caller, password, pin []byte, code string, qs [3]Question) error
 }
 
 // Question is a security question with its answer as the daemon receives it.
@@ -101,5 +102,14 @@ func (s *Server) tokenRoutes(d Tokens) {
 		var sec secrets
 		defer sec.wipe()
 		return nil, d.ChangePassword(ctx, c, sec.b(req.Current), sec.b(req.PIN), req.Code, sec.b(req.New))
+	})
+	post(s, PathQuestions, func(ctx context.Context, c Caller, req QuestionsRequest) (any, error) {
+		var sec secrets
+		defer sec.wipe()
+		var qs [3]Question
+		for i, q := range req.Questions {
+			qs[i] = Question{Question: q.Question, Answer: sec.b(q.Answer)}
+		}
+		return nil, d.SetQuestions(ctx, c, sec.b(req.Password), sec.b(req.PIN), req.Code, qs)
 	})
 }

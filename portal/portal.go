@@ -34,9 +34,6 @@ type Service interface {
 	control.Arrivals
 	// UIDOf returns the uid of a user ID; ok is false for an unknown ID.
 	UIDOf(user string) (uid int, ok bool)
-	// SetQuestions replaces the caller's security questions after checking password,
-	// PIN and code.
-	SetQuestions(ctx context.Context, c control.Caller, password, pin []byte, code string, qs [3]control.Question) error
 	// Questions returns the texts of the caller's security questions.
 	Questions(ctx context.Context, c control.Caller) ([3]string, error)
 	// BeginUpload starts a resumable upload of size bytes into the caller's Arrivals.

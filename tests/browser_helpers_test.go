@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -208,4 +210,27 @@ func (b *browser) throttle(upload float64) {
 	if err != nil {
 		b.t.Fatalf("throttle: %v", err)
 	}
+}
+
+// phone makes the page a 390-pixel-wide mobile viewport (on) or the desktop window again.
+func (b *browser) phone(on bool) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	var err error
+	if on {
+		_, err = chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 390, Height: 844, DeviceScaleFactor: 1, Mobile: true})
+	} else {
+		_, err = chromedp.Call(ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{})
+	}
+	if err != nil {
+		b.t.Fatalf("viewport: %v", err)
+	}
+}
+
+// overflows reports whether the page is wider than its viewport (a small screen would
+// have to scroll sideways).
+func (b *browser) overflows() bool {
+	b.t.Helper()
+	return eval[bool](b, `document.documentElement.scrollWidth > window.innerWidth + 1`)
 }

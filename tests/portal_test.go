@@ -252,6 +252,17 @@ func TestPortalShareManager(t *testing.T) {
 	}
 	b.shot("shares")
 
+	// Readable on a small screen: no page needs sideways scrolling on a phone.
+	b.phone(true)
+	for _, page := range []string{"/files", "/security", "/shares"} {
+		b.open(page)
+		if b.overflows() {
+			t.Errorf("%s is wider than a 390-pixel phone screen", page)
+		}
+		b.shot("phone" + strings.ReplaceAll(page, "/", "-"))
+	}
+	b.phone(false)
+
 	// A member who manages nothing sees no project, and cannot post to the manager's forms.
 	mb := a.newBrowser(t, "alice")
 	mb.signin("alice", testPassword, testPIN, a.alice.nextCode(t))

@@ -229,8 +229,16 @@ func TestLockoutAndICE(t *testing.T) {
 	time.Sleep(3500 * time.Millisecond)
 	e.dsh(uidBob, testPassword+"\n", "login", "--emergency-code", m[1]).fails(t, 2, "wrong")
 
+	// New security questions (password, PIN and a fresh code): the old answers stop working.
+	newQs := "Favourite river?\tTyne\nFirst car?\tMini\nGrandmother's name?\tEdith\n"
+	qNew := e.questionsFile(t, uidBob, "q-bob-new", newQs)
+	e.dsh(uidBob, testPassword+"\n9999\n", "questions", "--code", totpAt(t, fresh.secret, time.Now()), "--questions-file", qNew).fails(t, 2, "wrong user ID, password, PIN or code")
+	e.dsh(uidBob, testPassword+"\n1111\n", "questions", "--code", fresh.nextCode(t), "--questions-file", qNew).ok(t)
+	e.dsh(uidBob, testPassword+"\n", "ice", "--user", "bob", "--questions-file", q).fails(t, 2, "wrong")
+	e.dsh(uidBob, testPassword+"\n", "ice", "--user", "bob", "--questions-file", qNew).ok(t)
+
 	audit := e.dsh(0, "", "audit", "show").ok(t).stdout
-	for _, want := range []string{"token.lockout", "token.ice.issue", "token.login.ice"} {
+	for _, want := range []string{"token.lockout", "token.ice.issue", "token.login.ice", "token.questions"} {
 		if !strings.Contains(audit, want) {
 			t.Fatalf("audit log has no %s:\n%s", want, audit)
 		}

@@ -341,3 +341,37 @@ func newPasswdCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&code, "code", "", "the 6-digit code of your soft token")
 	return c
 }
+
+func newQuestionsCmd(g *globals) *cobra.Command {
+	var code, file string
+	c := &cobra.Command{
+		Use:   "questions --code NNNNNN --questions-file F",
+		Short: "Replace your three security questions (< password, PIN)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code == "" || file == "" {
+				return usagef("questions needs --code (a code of your soft token) and --questions-file")
+			}
+			qs, err := readQuestions(file)
+			if err != nil {
+				return err
+			}
+			r := newSecretReader()
+			req := control.QuestionsRequest{Code: code, Questions: qs}
+			if req.Password, err = readOne(r, "password"); err != nil {
+				return err
+			}
+			if req.PIN, err = readOne(r, "PIN"); err != nil {
+				return err
+			}
+			if err := g.client().SetQuestions(cmd.Context(), req); err != nil {
+				return err
+			}
+			fmt.Println("security questions replaced")
+			return nil
+		},
+	}
+	c.Flags().StringVar(&code, "code", "", "the 6-digit code of your soft token")
+	c.Flags().StringVar(&file, "questions-file", "", "three lines \"question<TAB>answer\"")
+	return c
+}

@@ -85,6 +85,7 @@ func newRoot() *cobra.Command {
 		newTokenCmd(g),
 		newICECmd(g),
 		newPasswdCmd(g),
+		newQuestionsCmd(g),
 		newUploadCmd(g),
 		newArrivalsCmd(g),
 	)
