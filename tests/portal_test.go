@@ -1,9 +1,13 @@
 package tests
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
+	"encoding/pem"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -214,6 +218,7 @@ func TestPortalTokensICELockoutCSRF(t *testing.T) {
 // the member's access on the S mount follows at once; a new share can be created.
 func TestPortalShareManager(t *testing.T) {
 	a := newArrivalsEnv(t)
+	checkPortalCert(t, a.env)
 	s1 := filepath.Join(a.S, "s1")
 	// bob is logged in (dsh login) but no member: he does not even see s1.
 	a.shFails(t, uidBob, "ls "+s1, "No such file or directory")
@@ -281,5 +286,41 @@ func TestPortalShareManager(t *testing.T) {
 	}
 	if out := a.iao.as("share", "members", "s1").ok(t).stdout; strings.Contains(out, "dave") {
 		t.Fatalf("a plain member added dave: %q", out)
+	}
+}
+
+// checkPortalCert: the portal serves the certificate made at init, whose public half is in
+// the data folder; its private key is nowhere on disk in plaintext.
+func checkPortalCert(t *testing.T, e *env) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", e.portal, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("TLS to the portal: %v", err)
+	}
+	served := conn.ConnectionState().PeerCertificates[0].Raw
+	conn.Close()
+	b, err := os.ReadFile(filepath.Join(e.data, "portal-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || !bytes.Equal(blk.Bytes, served) {
+		t.Fatal("the portal serves another certificate than DATA/portal-cert.pem")
+	}
+	err = filepath.WalkDir(e.data, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(data, []byte("PRIVATE KEY")) {
+			t.Errorf("%s holds a PEM private key in plaintext", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
