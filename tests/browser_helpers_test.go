@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,7 +21,11 @@ import (
 // reader to look at (not committed: tests/output is ignored).
 const shotsDir = "output/screenshots"
 
-var shotSeq atomic.Int64
+var (
+	shotSeq atomic.Int64
+	// shotsReset empties the folder once per test run, so it shows this run's pages only.
+	shotsReset sync.Once
+)
 
 // browser is one headless Chromium with a profile of its own, as one person's browser:
 // its cookies are its own.
@@ -166,6 +171,7 @@ func (b *browser) shot(name string) {
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
+	shotsReset.Do(func() { os.RemoveAll(shotsDir) })
 	if err := os.MkdirAll(shotsDir, 0o755); err != nil {
 		b.t.Fatal(err)
 	}
