@@ -126,10 +126,6 @@ type signinData struct {
 }
 
 func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
-	if s.sealed() {
-		s.fail(w, r, nil, http.StatusServiceUnavailable, "dsh is sealed: the operator must unseal the store (dsh operator unseal) before anyone can sign in.")
-		return
-	}
 	if _, ok := s.current(r); ok {
 		http.Redirect(w, r, "/files", http.StatusSeeOther)
 		return
@@ -138,10 +134,6 @@ func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
-	if s.sealed() {
-		s.fail(w, r, nil, http.StatusServiceUnavailable, "dsh is sealed: the operator must unseal the store (dsh operator unseal) before anyone can sign in.")
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	user := strings.TrimSpace(r.PostFormValue("user"))
 	data := signinData{User: user, ICE: r.PostFormValue("emergency") != "" || r.PostFormValue("method") == "ice"}
@@ -195,18 +187,10 @@ type iceData struct {
 }
 
 func (s *Server) icePage(w http.ResponseWriter, r *http.Request) {
-	if s.sealed() {
-		s.fail(w, r, nil, http.StatusServiceUnavailable, "dsh is sealed: the operator must unseal the store before an emergency code can be issued.")
-		return
-	}
 	s.render(w, r, "ice", page{Title: "Emergency code (ICE)", CSRF: preToken(w, r), Data: iceData{}})
 }
 
 func (s *Server) ice(w http.ResponseWriter, r *http.Request) {
-	if s.sealed() {
-		s.fail(w, r, nil, http.StatusServiceUnavailable, "dsh is sealed: the operator must unseal the store before an emergency code can be issued.")
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	user := strings.TrimSpace(r.PostFormValue("user"))
 	again := func(status int, msg string) {

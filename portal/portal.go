@@ -224,10 +224,10 @@ func (s *Server) routes() {
 	// The embedded tree's paths start with static/, as the URLs do.
 	m.Handle("GET /static/", http.FileServerFS(staticFS))
 	m.HandleFunc("GET /{$}", s.home)
-	m.HandleFunc("GET /signin", s.signinPage)
-	m.HandleFunc("POST /signin", s.signin)
-	m.HandleFunc("GET /ice", s.icePage)
-	m.HandleFunc("POST /ice", s.ice)
+	m.HandleFunc("GET /signin", s.unsealed(s.signinPage))
+	m.HandleFunc("POST /signin", s.unsealed(s.signin))
+	m.HandleFunc("GET /ice", s.unsealed(s.icePage))
+	m.HandleFunc("POST /ice", s.unsealed(s.ice))
 	m.HandleFunc("POST /signout", s.signedIn(s.signout))
 	m.HandleFunc("GET /files", s.signedIn(s.filesPage))
 	m.Handle("/files/tus/", s.tusAuth(s.tus))
@@ -246,6 +246,20 @@ func (s *Server) routes() {
 // sealed reports whether the store is sealed (no certificate of its own is loaded).
 func (s *Server) sealed() bool { return s.cert.Load() == nil }
 
+// sealedMessage is every page's answer while the store is sealed.
+const sealedMessage = "dsh is sealed: the operator must unseal the store (dsh operator unseal) before anyone can sign in."
+
+// unsealed wraps a page that needs no sign-in but the unsealed store.
+func (s *Server) unsealed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.sealed() {
+			s.fail(w, r, nil, http.StatusServiceUnavailable, sealedMessage)
+			return
+		}
+		h(w, r)
+	}
+}
+
 // caller is the signed-in user as the daemon sees a control-socket caller.
 func caller(ws *websession) control.Caller { return control.Caller{UID: ws.uid, GID: -1} }
 
@@ -254,7 +268,7 @@ func caller(ws *websession) control.Caller { return control.Caller{UID: ws.uid, 
 func (s *Server) signedIn(h func(http.ResponseWriter, *http.Request, *websession)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.sealed() {
-			s.fail(w, r, nil, http.StatusServiceUnavailable, "dsh is sealed: the operator must unseal the store (dsh operator unseal) before anyone can sign in.")
+			s.fail(w, r, nil, http.StatusServiceUnavailable, sealedMessage)
 			return
 		}
 		ws, ok := s.current(r)
