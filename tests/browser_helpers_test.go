@@ -49,6 +49,8 @@ func (e *env) newBrowser(t *testing.T, name string) *browser {
 		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
 		// The portal's certificate is self-signed; the tests check TLS is used, not who signed it.
 		chromedp.IgnoreCertErrors, chromedp.WindowSize(1100, 900),
+		// Containers often have a small /dev/shm; Chromium then crashes without this.
+		chromedp.Flag("disable-dev-shm-usage", true),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
