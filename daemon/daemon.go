@@ -82,6 +82,15 @@ type Daemon struct {
 }
 
 // New takes the data folder and prepares the daemon; Run starts it.
+// groupEntryTimeout is how long the kernel may keep a name of the Group tree without
+// asking again. Names there change only through the mount itself (the daemon never adds,
+// moves or removes a name of a share on its own; shares are never deleted), so the
+// kernel's name cache never goes stale, and a cached name shows nothing to a uid that may
+// not see it: every operation on the inode checks the caller (ENOENT for a non-member).
+// Attributes are never cached. A stat is then one round trip (getattr) instead of two.
+// Arrivals keeps a short timeout: its sweeper and uploads change names by themselves.
+const groupEntryTimeout = time.Hour
+
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -110,7 +119,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer ms.Close()
 	if d.cfg.GroupDir != "" {
-		d.group = dshfs.New(dshfs.Options{DataDir: d.cfg.DataDir, EntryTimeout: time.Second, Log: d.log, Metrics: d.metrics})
+		d.group = dshfs.New(dshfs.Options{DataDir: d.cfg.DataDir, EntryTimeout: groupEntryTimeout, Log: d.log, Metrics: d.metrics})
 		if err := d.group.Mount(d.cfg.GroupDir); err != nil {
 			return err
 		}
@@ -252,11 +261,13 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		return err
 	}
 	d.parts, d.acl, d.wrap, d.tok, d.sealer = p, a, wrap, tok, sealer
+	// One namespace store for both trees: it caches inodes, so it must make every change.
+	ns := meta.New(p.KV, meta.Options{})
 	for _, t := range []*dshfs.Group{d.group, d.arrivals} {
 		if t == nil {
 			continue
 		}
-		be := &dshfs.Backend{Meta: meta.New(p.KV, meta.Options{}), Content: content.New(p.Blobs, content.Options{}),
+		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{}),
 			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: p.Audit}
 		if err := t.Attach(context.Background(), be); err != nil {
 			d.log.Error("a filesystem tree could not start; it stays empty", "err", err)

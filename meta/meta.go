@@ -208,6 +208,10 @@ type Store struct {
 		mu          sync.Mutex
 		next, limit Ino // [next, limit) is reserved in kv and not yet handed out
 	}
+
+	// cache holds recently read inodes, roots the share roots (cache.go).
+	cache attrCache
+	roots rootCache
 }
 
 // stripeCount is also the number of usage counter shards: a mutation keeps its usage delta in
@@ -219,7 +223,8 @@ const stripeCount = 64
 const inoBatch = 1024
 
 // New returns the namespace kept in st. The caller keeps ownership of st and closes it
-// after the last call.
+// after the last call. Only one Store may work on st at a time: each keeps a cache of the
+// inodes it has read, which stays right only if it makes every change itself.
 func New(st kv.Store, opts Options) *Store {
 	now := opts.Now
 	if now == nil {

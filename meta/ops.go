@@ -16,8 +16,18 @@ func (s *Store) ShareRoot(ctx context.Context, share string, mode uint32) (Attr,
 	if err := checkName(share); err != nil {
 		return Attr{}, fmt.Errorf("meta: share root: %w", err)
 	}
-	// Every mount asks; after the first, a read is enough.
+	// Every lookup at the mount's root asks; a root never changes once made.
+	if ino, ok := s.roots.m.Load(share); ok {
+		a, err := s.GetAttr(ctx, ino.(Ino))
+		if err != nil {
+			return Attr{}, fmt.Errorf("meta: share root: %w", err)
+		}
+		return a, nil
+	}
 	a, found, err := s.viewRoot(ctx, share)
+	if found {
+		s.roots.m.Store(share, a.Ino)
+	}
 	if err != nil || found {
 		return a, err
 	}
@@ -63,6 +73,7 @@ func (s *Store) ShareRoot(ctx context.Context, share string, mode uint32) (Attr,
 	if err != nil {
 		return Attr{}, fmt.Errorf("meta: share root: %w", err)
 	}
+	s.roots.m.Store(share, a.Ino)
 	return a, nil
 }
 
@@ -110,6 +121,13 @@ func (s *Store) Lookup(ctx context.Context, parent Ino, name string) (Attr, erro
 			}
 			return fmt.Errorf("no such name: %w", ErrNotFound)
 		}
+		// A cached inode is at least as new as this snapshot. One read here is not
+		// cached: the cache's rule wants the shard's generation from before the read
+		// transaction started, and the inode was not known then.
+		if c, ok, _ := s.cache.get(e.ino); ok {
+			a = c
+			return nil
+		}
 		n, err := loadInode(tx, e.ino)
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("entry names missing inode %d: %w", e.ino, errCorrupt)
@@ -126,9 +144,13 @@ func (s *Store) Lookup(ctx context.Context, parent Ino, name string) (Attr, erro
 	return a, nil
 }
 
-// GetAttr returns the attributes of ino.
+// GetAttr returns the attributes of ino. Content.Segments of the result may be shared
+// with other callers and must not be modified.
 func (s *Store) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
-	var a Attr
+	a, ok, gen := s.cache.get(ino)
+	if ok {
+		return a, nil
+	}
 	err := s.db.View(ctx, func(tx kv.Txn) error {
 		n, err := loadInode(tx, ino)
 		if err != nil {
@@ -140,6 +162,7 @@ func (s *Store) GetAttr(ctx context.Context, ino Ino) (Attr, error) {
 	if err != nil {
 		return Attr{}, fmt.Errorf("meta: getattr: %w", err)
 	}
+	s.cache.put(a, gen)
 	return a, nil
 }
 

@@ -28,13 +28,25 @@ type op struct {
 func (s *Store) update(ctx context.Context, lockInos []Ino, shardIno Ino, fn func(*op) error) error {
 	unlock := s.lock(lockInos...)
 	defer unlock()
-	return s.db.Update(ctx, func(tx kv.Txn) error {
+	var last *op
+	err := s.db.Update(ctx, func(tx kv.Txn) error {
 		o := &op{tx: tx, now: s.now().UnixNano(), nodes: make(map[Ino]*inode, 4), shard: stripe(shardIno)}
+		last = o
 		if err := fn(o); err != nil {
 			return err
 		}
 		return o.flush()
 	})
+	// Only the last attempt can have committed (the others lost a conflict). Its inodes
+	// are forgotten whatever the outcome: a failed commit may still have been applied.
+	if last != nil {
+		for ino, n := range last.nodes {
+			if n.dirty || n.deleted {
+				s.cache.invalidate(ino)
+			}
+		}
+	}
+	return err
 }
 
 // loadInode reads the record of ino; an absent one wraps ErrNotFound.
