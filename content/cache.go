@@ -10,10 +10,17 @@ import (
 	"dsh/vault"
 )
 
-// cacheSlots bounds the objects a File keeps open: enough for a sequential reader, a
-// writer filling partial chunks and a flush reading old segments at once, few enough that
-// thousands of open files do not exhaust file descriptors.
-const cacheSlots = 8
+// A File keeps up to minSlots objects open whatever else is open: enough for a sequential
+// reader, a writer filling partial chunks and a flush reading old segments at once. It may
+// keep up to cacheSlots (a random reader of a file of that many segments then opens each
+// object once, instead of reopening one and checking its last chunk on most reads) while
+// the Store's Files together keep fewer than extraObjects open beyond their first
+// minSlots, so that thousands of open files do not exhaust file descriptors.
+const (
+	minSlots     = 8
+	cacheSlots   = 64
+	extraObjects = 2048
+)
 
 // openObject is an object opened for reading, with its header and length checked.
 type openObject struct {
@@ -61,15 +68,23 @@ func (f *File) acquire(ctx context.Context, e segState) (*openObject, error) {
 		o.obj.Close()
 		return old, nil
 	}
-	victim := 0
+	free, lru, held := -1, -1, 0
 	for i, s := range c.slots {
-		if s == nil {
-			victim = i
-			break
+		switch {
+		case s == nil:
+			if free < 0 {
+				free = i
+			}
+		default:
+			held++
+			if lru < 0 || s.used < c.slots[lru].used {
+				lru = i
+			}
 		}
-		if s.used < c.slots[victim].used {
-			victim = i
-		}
+	}
+	victim := free
+	if free < 0 || (held >= minSlots && f.store.extraOpen.Load() >= extraObjects) {
+		victim = lru
 	}
 	var closeNow *openObject
 	if v := c.slots[victim]; v != nil {
@@ -77,6 +92,8 @@ func (f *File) acquire(ctx context.Context, e segState) (*openObject, error) {
 		if v.refs == 0 {
 			closeNow = v
 		}
+	} else if held >= minSlots {
+		f.store.extraOpen.Add(1)
 	}
 	c.tick++
 	o.refs, o.used = 1, c.tick
@@ -122,11 +139,21 @@ func (f *File) evict(drop func(blob.ID) bool) {
 	var closeNow [cacheSlots]*openObject
 	n := 0
 	c.mu.Lock()
+	held := 0
+	for _, o := range c.slots {
+		if o != nil {
+			held++
+		}
+	}
 	for i, o := range c.slots {
 		if o == nil || (drop != nil && !drop(o.seg.obj)) {
 			continue
 		}
 		c.slots[i] = nil
+		if held > minSlots {
+			f.store.extraOpen.Add(-1)
+		}
+		held--
 		o.gone = true
 		if o.refs == 0 {
 			closeNow[n] = o

@@ -118,6 +118,8 @@ type Store struct {
 	// most there ever were: tests check the memory bound with them.
 	buffers     atomic.Int64
 	peakBuffers atomic.Int64
+	// extraOpen counts the objects the Files keep open beyond minSlots each (cache.go).
+	extraOpen atomic.Int64
 }
 
 // New returns a Store keeping objects in blobs.
