@@ -45,8 +45,8 @@ var (
 // that needs to stop a Write blocked on a stalled client ends it through the Write's
 // context or by failing its reader. Offset, Size, Name and UID never wait.
 //
-// An Upload that is neither finished nor aborted keeps its staged file, and its open
-// content, until the store is sealed: a transport must Abort the uploads it gives up on.
+// An Upload that is neither finished nor aborted keeps its staged file until the store is
+// sealed: a transport must Abort the uploads it gives up on.
 type Upload struct {
 	g       *Group
 	be      *Backend
@@ -67,9 +67,8 @@ type Upload struct {
 	off atomic.Int64
 
 	mu sync.Mutex
-	// f is the staged file's open content, kept from one Write to the next. It is nil
-	// after a session ended or a store failure (the unflushed rest is then dropped);
-	// the next Write reopens it from what the metadata recorded.
+	// f is the staged file's open content while a Write runs; between writes it is nil
+	// (closed, with its key), and a Write reopens it from what the metadata recorded.
 	f     *content.File
 	state uploadState
 }
@@ -342,6 +341,10 @@ func (u *Upload) Write(ctx context.Context, off int64, r io.Reader) (int64, erro
 	if storeErr != nil || sessErr != nil {
 		u.resync(ctx)
 	}
+	// Between two writes (a client that went away may take hours to come back, or never)
+	// the staged file is not held open: its key leaves memory with it, as every file's
+	// does at logout, and the next Write reopens it from what the metadata recorded.
+	u.dropFile()
 	n := u.off.Load() - start
 	switch {
 	case sessErr != nil:
