@@ -238,6 +238,7 @@ func (l *Log) Stats() Stats {
 // one write (and at most one fsync) by the writer goroutine. If ctx ends while waiting,
 // Append returns its error, but the record may still be written: it then records an attempt.
 func (l *Log) Append(ctx context.Context, e Entry, d Durability) (Record, error) {
+	addVia(ctx, &e)
 	if err := e.validate(); err != nil {
 		return Record{}, fmt.Errorf("audit %s: %w", e.Action, err)
 	}

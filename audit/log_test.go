@@ -396,3 +396,23 @@ func TestNoPlaintextOnDisk(t *testing.T) {
 		t.Fatalf("read back %d: %v", n, err)
 	}
 }
+
+func TestAppendNamesTheChannel(t *testing.T) {
+	l := openLog(t, t.TempDir(), testKey(t, 1), Options{})
+	ctx := WithVia(context.Background(), "portal 192.0.2.7")
+	r, err := l.Append(ctx, Entry{Action: "token.login.token", Result: "denied", Detail: "bad credentials"}, Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Detail != "bad credentials; via portal 192.0.2.7" {
+		t.Fatalf("detail = %q", r.Detail)
+	}
+	r, err = l.Append(ctx, Entry{Action: "share.add", Result: "ok"}, Durable)
+	if err != nil || r.Detail != "via portal 192.0.2.7" {
+		t.Fatalf("detail = %q, %v", r.Detail, err)
+	}
+	r, err = l.Append(context.Background(), Entry{Action: "share.add", Result: "ok"}, Durable)
+	if err != nil || r.Detail != "" {
+		t.Fatalf("a record without a channel: detail = %q, %v", r.Detail, err)
+	}
+}

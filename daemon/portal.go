@@ -42,7 +42,11 @@ func (d *Daemon) startPortal(ctx context.Context) (<-chan error, error) {
 // store older than the portal) and writes its public half next to the data. Called with
 // d.mu held for writing, at unseal.
 func (d *Daemon) usePortalCert(ctx context.Context) {
-	if d.portal == nil || d.cfg.TLSCert != "" {
+	if d.portal == nil {
+		return
+	}
+	defer d.portal.SetSealed(false)
+	if d.cfg.TLSCert != "" {
 		return
 	}
 	c, certPEM, _, err := portal.StoredCert(ctx, d.parts.KV, portal.DefaultHosts())
@@ -56,9 +60,14 @@ func (d *Daemon) usePortalCert(ctx context.Context) {
 	d.portal.SetCertificate(&c)
 }
 
-// dropPortalCert makes the portal say "sealed" (called at seal).
+// dropPortalCert makes the portal say "sealed" (called at seal): its sign-ins end and its
+// uploads in progress are forgotten.
 func (d *Daemon) dropPortalCert() {
-	if d.portal != nil && d.cfg.TLSCert == "" {
+	if d.portal == nil {
+		return
+	}
+	d.portal.SetSealed(true)
+	if d.cfg.TLSCert == "" {
 		d.portal.SetCertificate(nil)
 	}
 }

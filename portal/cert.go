@@ -47,10 +47,12 @@ func NewSelfSigned(hosts []string, now time.Time) (certPEM, keyPEM []byte, err e
 		Subject:               pkix.Name{CommonName: "dsh portal", Organization: []string{"dsh"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(certValidity),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true,
+		// Not a CA: browsers are told to trust this certificate, and its key (in the
+		// daemon's memory) must not be able to vouch for any other site.
+		IsCA: false,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

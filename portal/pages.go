@@ -152,8 +152,12 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		uid = -1
 	}
 	c := control.Caller{UID: uid, GID: -1}
-	sv, err := s.svc.Login(r.Context(), c, user, sec["password"], sec["pin"],
-		strings.TrimSpace(r.PostFormValue("code")), strings.TrimSpace(r.PostFormValue("emergency")))
+	var sv control.SessionView
+	err := s.checkCredentials(r.Context(), func() (err error) {
+		sv, err = s.svc.Login(r.Context(), c, user, sec["password"], sec["pin"],
+			strings.TrimSpace(r.PostFormValue("code")), strings.TrimSpace(r.PostFormValue("emergency")))
+		return err
+	})
 	if err != nil {
 		status, msg := s.message(r, err)
 		again(status, msg)
@@ -164,15 +168,38 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/files", http.StatusSeeOther)
 }
 
-func (s *Server) signout(w http.ResponseWriter, r *http.Request, ws *websession) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
-		s.sessions.end(c.Value)
+// signout ends the sign-in and the dsh session it started. It works for a sign-in that
+// has timed out too (the page was left open): the dsh session it started may still be
+// open, and the user asked for it to end.
+func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	c, err := r.Cookie(sessionCookie)
+	var ws *websession
+	if err == nil {
+		ws, _ = s.sessions.peek(c.Value)
 	}
+	if ws == nil {
+		setCookie(w, sessionCookie, "", -1)
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		return
+	}
+	if !sameToken(r.PostFormValue("csrf"), ws.csrf) {
+		s.fail(w, r, nil, http.StatusForbidden, "This form has expired or did not come from this site. Reload the page and try again.")
+		return
+	}
+	s.sessions.end(c.Value)
 	s.sessions.endUser(ws.user)
 	setCookie(w, sessionCookie, "", -1)
+	// The dsh session goes first, so the drives close at once even while an upload is
+	// being cut off; a session that is no longer the one this sign-in started (a later
+	// dsh login) is left alone.
+	var lerr error
+	if sv, err := s.svc.Session(r.Context(), caller(ws)); err == nil && sv.Active && sv.User == ws.user && sv.Expires.Equal(ws.bound) {
+		lerr = s.svc.Logout(r.Context(), caller(ws))
+	}
 	s.uploads.abortUser(r.Context(), ws.uid)
-	if err := s.svc.Logout(r.Context(), caller(ws)); err != nil && control.StatusFor(err) != http.StatusNotFound {
-		_, msg := s.message(r, err)
+	if lerr != nil && control.StatusFor(lerr) != http.StatusNotFound {
+		_, msg := s.message(r, lerr)
 		s.fail(w, r, nil, http.StatusInternalServerError, "Signed out of the portal, but the dsh session may still be open: "+msg)
 		return
 	}
@@ -206,8 +233,12 @@ func (s *Server) ice(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		uid = -1
 	}
-	res, err := s.svc.RequestICE(r.Context(), control.Caller{UID: uid, GID: -1}, user, sec["password"],
-		[3][]byte{sec["answer1"], sec["answer2"], sec["answer3"]})
+	var res control.ICEResponse
+	err := s.checkCredentials(r.Context(), func() (err error) {
+		res, err = s.svc.RequestICE(r.Context(), control.Caller{UID: uid, GID: -1}, user, sec["password"],
+			[3][]byte{sec["answer1"], sec["answer2"], sec["answer3"]})
+		return err
+	})
 	if err != nil {
 		status, msg := s.message(r, err)
 		again(status, msg)
@@ -260,7 +291,9 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, ws *webs
 	if !bytes.Equal(sec["new"], sec["new2"]) {
 		err = control.WithKind(control.ErrInvalid, fmt.Errorf("the two new passwords differ"))
 	} else {
-		err = s.svc.ChangePassword(r.Context(), caller(ws), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), sec["new"])
+		err = s.checkCredentials(r.Context(), func() error {
+			return s.svc.ChangePassword(r.Context(), caller(ws), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), sec["new"])
+		})
 	}
 	s.done(w, r, ws, "/security", err, "Your password has been changed.")
 }
@@ -272,7 +305,9 @@ func (s *Server) setQuestions(w http.ResponseWriter, r *http.Request, ws *webses
 	for i := range qs {
 		qs[i] = control.Question{Question: strings.TrimSpace(r.PostFormValue(fmt.Sprintf("question%d", i+1))), Answer: sec[fmt.Sprintf("answer%d", i+1)]}
 	}
-	err := s.svc.SetQuestions(r.Context(), caller(ws), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), qs)
+	err := s.checkCredentials(r.Context(), func() error {
+		return s.svc.SetQuestions(r.Context(), caller(ws), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), qs)
+	})
 	s.done(w, r, ws, "/security", err, "Your security questions have been changed.")
 }
 
@@ -290,7 +325,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ws *websess
 		s.done(w, r, ws, "/security", control.WithKind(control.ErrInvalid, fmt.Errorf("the two PINs differ")), "")
 		return
 	}
-	tc, err := s.svc.CreateToken(r.Context(), caller(ws), sec["pin"])
+	var tc control.TokenCreated
+	err := s.checkCredentials(r.Context(), func() (err error) {
+		tc, err = s.svc.CreateToken(r.Context(), caller(ws), sec["pin"])
+		return err
+	})
 	if err != nil {
 		s.done(w, r, ws, "/security", err, "")
 		return
@@ -312,7 +351,7 @@ func (s *Server) setPIN(w http.ResponseWriter, r *http.Request, ws *websession) 
 	if !bytes.Equal(sec["pin"], sec["pin2"]) {
 		err = control.WithKind(control.ErrInvalid, fmt.Errorf("the two PINs differ"))
 	} else {
-		err = s.svc.SetPIN(r.Context(), caller(ws), id, sec["pin"])
+		err = s.checkCredentials(r.Context(), func() error { return s.svc.SetPIN(r.Context(), caller(ws), id, sec["pin"]) })
 	}
 	s.done(w, r, ws, "/security", err, fmt.Sprintf("Token %s has a new PIN.", id))
 }

@@ -17,12 +17,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"dsh/audit"
 	"dsh/control"
 )
 
@@ -82,10 +84,15 @@ type Server struct {
 	mux      *http.ServeMux
 	tus      http.Handler
 
-	// cert is the certificate served; nil while none is loaded (a sealed store), when
-	// fallback is served and every page says the store is sealed.
+	// cert is the certificate served; nil while none is loaded (a sealed store without
+	// --tls-cert), when fallback is served.
 	cert     atomic.Pointer[tls.Certificate]
 	fallback *tls.Certificate
+	// open is false while the store is sealed: every page then says so.
+	open atomic.Bool
+	// checking bounds the credential checks running at once: each hashes with Argon2id
+	// (64 MiB), and the daemon that runs them also serves the mounts.
+	checking chan struct{}
 }
 
 // New builds the portal over svc.
@@ -96,7 +103,8 @@ func New(svc Service, opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{svc: svc, log: opts.Log, now: opts.Now, sessions: newSessions(opts.Now), mux: http.NewServeMux()}
+	s := &Server{svc: svc, log: opts.Log, now: opts.Now, sessions: newSessions(opts.Now), mux: http.NewServeMux(),
+		checking: make(chan struct{}, max(1, runtime.NumCPU()))}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -120,6 +128,17 @@ func New(svc Service, opts Options) (*Server, error) {
 
 // SetCertificate sets the certificate the portal serves; nil goes back to the fallback.
 func (s *Server) SetCertificate(c *tls.Certificate) { s.cert.Store(c) }
+
+// SetSealed tells the portal whether the store is sealed. Sealing ends every sign-in (the
+// dsh sessions end with it) and forgets the uploads in progress, whose staged files are
+// removed at the next unseal: their clients are told to start again.
+func (s *Server) SetSealed(sealed bool) {
+	s.open.Store(!sealed)
+	if sealed {
+		s.sessions.endAll()
+		s.uploads.forgetAll()
+	}
+}
 
 // TLSConfig is the TLS configuration to serve the portal with.
 func (s *Server) TLSConfig() *tls.Config {
@@ -155,9 +174,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		err := hs.Shutdown(sctx)
+		// Shutdown does not wait for hijacked or stalled uploads to end; Close cuts them,
+		// so the aborts below need not wait for a slow client.
+		cerr := hs.Close()
 		s.uploads.abortAll(context.WithoutCancel(ctx))
 		if errors.Is(err, context.DeadlineExceeded) {
-			return hs.Close()
+			return cerr
 		}
 		return err
 	}
@@ -178,6 +200,9 @@ func (s *Server) housekeeping(ctx context.Context) {
 	}
 }
 
+// bodyTimeout is how long a request other than an upload may take to arrive.
+const bodyTimeout = 30 * time.Second
+
 // securityHeaders are sent with every answer. The policy allows scripts, styles and
 // requests only from the portal itself, and images also as data: URLs (the QR code).
 var securityHeaders = map[string]string{
@@ -196,6 +221,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range securityHeaders {
 		w.Header().Set(k, v)
 	}
+	if !strings.HasPrefix(r.URL.Path, tusBase) {
+		// Only an upload's body may take long; tusd bounds each read of it. Any other
+		// request that trickles in is cut off.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+	}
+	// Every audit record this request leads to names the portal and the client address.
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	r = r.WithContext(audit.WithVia(r.Context(), "portal "+host))
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !sameOrigin(r) {
 		s.log.Warn("portal: cross-site request refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"), "fetch_site", r.Header.Get("Sec-Fetch-Site"), "host", r.Host)
 		s.fail(w, r, nil, http.StatusForbidden, "This request came from another site and was refused.")
@@ -228,7 +264,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /signin", s.unsealed(s.signin))
 	m.HandleFunc("GET /ice", s.unsealed(s.icePage))
 	m.HandleFunc("POST /ice", s.unsealed(s.ice))
-	m.HandleFunc("POST /signout", s.signedIn(s.signout))
+	m.HandleFunc("POST /signout", s.signout)
 	m.HandleFunc("GET /files", s.signedIn(s.filesPage))
 	m.Handle("/files/tus/", s.tusAuth(s.tus))
 	m.HandleFunc("GET /security", s.signedIn(s.securityPage))
@@ -244,7 +280,23 @@ func (s *Server) routes() {
 }
 
 // sealed reports whether the store is sealed (no certificate of its own is loaded).
-func (s *Server) sealed() bool { return s.cert.Load() == nil }
+func (s *Server) sealed() bool { return !s.open.Load() }
+
+// checkCredentials runs fn, a call that checks a password or PIN, when fewer than one per
+// CPU are running; a browser waits up to 10 s for its turn, then is asked to try again.
+func (s *Server) checkCredentials(ctx context.Context, fn func() error) error {
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case s.checking <- struct{}{}:
+	case <-t.C:
+		return control.WithKind(control.ErrUnavailable, errors.New("the portal is busy checking other sign-ins; try again in a moment"))
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.checking }()
+	return fn()
+}
 
 // sealedMessage is every page's answer while the store is sealed.
 const sealedMessage = "dsh is sealed: the operator must unseal the store (dsh operator unseal) before anyone can sign in."

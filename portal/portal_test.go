@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -78,6 +79,7 @@ func newEnv(t *testing.T, unsealed bool) *env {
 			t.Fatalf("X509KeyPair: %v", err)
 		}
 		srv.SetCertificate(&e.cert)
+		srv.SetSealed(false)
 	}
 	e.ts = httptest.NewUnstartedServer(srv)
 	e.ts.TLS = srv.TLSConfig()
@@ -326,15 +328,15 @@ func TestSealed(t *testing.T) {
 		}
 	}
 
-	// Unsealing (a certificate of its own) opens the sign-in.
-	e.srv.SetCertificate(&tls.Certificate{})
+	// Unsealing opens the sign-in.
+	e.srv.SetSealed(false)
 	r = b.get("/signin")
 	wantStatus(t, "GET /signin once unsealed", r, http.StatusOK)
 	if !strings.Contains(r.body, `id="signin-token"`) {
 		t.Errorf("no sign-in form once unsealed:\n%s", r.body)
 	}
-	// And SetCertificate(nil) seals it again.
-	e.srv.SetCertificate(nil)
+	// And sealing closes it again.
+	e.srv.SetSealed(true)
 	wantStatus(t, "GET /signin sealed again", b.get("/signin"), http.StatusServiceUnavailable)
 }
 
@@ -929,10 +931,37 @@ func TestSweepSessions(t *testing.T) {
 	if n := count(); n != 2 {
 		t.Fatalf("%d sign-ins after a sweep, want 2", n)
 	}
+	// Timed out, they are kept (dead) for their sign-out until the dsh session is over.
 	e.clock.Advance(IdleTimeout + time.Second)
 	e.srv.sessions.sweep()
+	if n := count(); n != 2 {
+		t.Errorf("%d sign-ins after the idle timeout and a sweep, want 2 kept for sign-out", n)
+	}
+	e.clock.Advance(9 * time.Hour)
+	e.srv.sessions.sweep()
 	if n := count(); n != 0 {
-		t.Errorf("%d sign-ins after the idle timeout and a sweep, want 0", n)
+		t.Errorf("%d sign-ins after their dsh sessions ended and a sweep, want 0", n)
+	}
+}
+
+// A sign-in that timed out can still be signed out of, and that ends the dsh session it
+// started (the page was left open; the drives must not stay open for hours).
+func TestSignoutAfterTimeout(t *testing.T) {
+	e := newEnv(t, true)
+	b := e.browser()
+	b.signIn("alice", fakeCode)
+	csrf := csrfOf(t, b.get("/files").body)
+	e.clock.Advance(IdleTimeout + time.Second)
+	wantRedirect(t, "GET /files after the idle timeout", b.get("/files"), "/signin")
+	r := b.post("/signout", url.Values{"csrf": {"wrong"}}, nil)
+	wantStatus(t, "sign-out with a wrong token", r, http.StatusForbidden)
+	if n := e.fake.count("Logout"); n != 0 {
+		t.Fatalf("Logout called %d times for a forged sign-out", n)
+	}
+	r = b.post("/signout", url.Values{"csrf": {csrf}}, nil)
+	wantRedirect(t, "sign-out after the timeout", r, "/signin")
+	if n := e.fake.count("Logout"); n != 1 {
+		t.Fatalf("Logout called %d times, want 1", n)
 	}
 }
 
@@ -1531,5 +1560,62 @@ func TestWriteCertFile(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temporary file left: %v", err)
+	}
+}
+
+// A sign-out does not wait for an upload whose client stalls mid-chunk: the dsh session
+// ends and the transfer is cut off at once.
+func TestSignoutDuringStalledUpload(t *testing.T) {
+	e := newEnv(t, true)
+	alice := e.browser()
+	csrf := alice.signIn("alice", fakeCode)
+	loc := tusCreate(t, alice, csrf, "big.bin", 1<<20)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	patched := make(chan result, 1)
+	go func() {
+		patched <- alice.do(http.MethodPatch, loc, pr, tusHeaders(csrf, "Upload-Offset", "0", "Content-Type", "application/offset+octet-stream"))
+	}()
+	if _, err := pw.Write([]byte("the first bytes")); err != nil {
+		t.Fatal(err)
+	}
+	// The PATCH is now inside Write, waiting for more bytes that never come.
+	done := make(chan result, 1)
+	go func() { done <- alice.post("/signout", url.Values{"csrf": {csrf}}, nil) }()
+	select {
+	case r := <-done:
+		wantRedirect(t, "sign-out during a stalled upload", r, "/signin")
+	case <-time.After(15 * time.Second):
+		t.Fatal("sign-out waited for a stalled upload")
+	}
+	if n := e.fake.count("Logout"); n != 1 {
+		t.Fatalf("Logout called %d times, want 1", n)
+	}
+	if _, _, aborted := e.fake.allUploads()[0].state(); !aborted {
+		t.Fatal("the stalled upload was not aborted")
+	}
+	select {
+	case <-patched:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the stalled PATCH was not cut off")
+	}
+}
+
+// The generated certificate is a server certificate, not a CA that could sign others.
+func TestSelfSignedIsNoCA(t *testing.T) {
+	certPEM, _, err := NewSelfSigned([]string{"localhost", "127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(certPEM)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IsCA || c.KeyUsage&x509.KeyUsageCertSign != 0 {
+		t.Fatalf("IsCA %v, key usage %b: the portal's certificate could sign others", c.IsCA, c.KeyUsage)
+	}
+	if err := c.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatal(err)
 	}
 }

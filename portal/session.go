@@ -44,6 +44,7 @@ type websession struct {
 
 	mu    sync.Mutex
 	seen  time.Time
+	dead  bool // timed out: good for its sign-out only
 	flash *flash
 }
 
@@ -91,7 +92,8 @@ func (ss *sessions) start(user string, uid int, bound time.Time) (string, *webse
 	return tok, s
 }
 
-// lookup returns the live sign-in of a cookie value and marks it used.
+// lookup returns the live sign-in of a cookie value and marks it used. A timed-out
+// sign-in is kept (see peek) but never live again.
 func (ss *sessions) lookup(tok string) (*websession, bool) {
 	if tok == "" {
 		return nil, false
@@ -106,12 +108,47 @@ func (ss *sessions) lookup(tok string) (*websession, bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxLifetime || !now.Before(s.bound) {
+	if !now.Before(s.bound) {
 		delete(ss.m, h)
+		return nil, false
+	}
+	if s.timedOut(now) {
 		return nil, false
 	}
 	s.seen = now
 	return s, true
+}
+
+// timedOut reports whether the sign-in ended by its own timeouts, for good (a clock set
+// back does not revive it); s.mu must be held.
+func (s *websession) timedOut(now time.Time) bool {
+	if now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxLifetime {
+		s.dead = true
+	}
+	return s.dead
+}
+
+// peek returns the sign-in of a cookie value even when it has timed out, as long as the
+// dsh session it started may still be open: signing out must still end that session.
+func (ss *sessions) peek(tok string) (*websession, bool) {
+	if tok == "" {
+		return nil, false
+	}
+	h := sha256.Sum256([]byte(tok))
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.m[h]
+	if !ok || !ss.now().Before(s.bound) {
+		return nil, false
+	}
+	return s, true
+}
+
+// endAll forgets every sign-in (the store was sealed).
+func (ss *sessions) endAll() {
+	ss.mu.Lock()
+	clear(ss.m)
+	ss.mu.Unlock()
 }
 
 // end forgets the sign-in of a cookie value.
@@ -133,16 +170,14 @@ func (ss *sessions) endUser(user string) {
 	}
 }
 
-// sweep forgets expired sign-ins, so abandoned ones do not pile up.
+// sweep forgets sign-ins whose dsh session is over, so abandoned ones do not pile up
+// (a timed-out one stays until then, for its sign-out).
 func (ss *sessions) sweep() {
 	now := ss.now()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for h, s := range ss.m {
-		s.mu.Lock()
-		dead := now.Sub(s.seen) > IdleTimeout || now.Sub(s.created) > MaxLifetime || !now.Before(s.bound)
-		s.mu.Unlock()
-		if dead {
+		if !now.Before(s.bound) {
 			delete(ss.m, h)
 		}
 	}

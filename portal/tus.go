@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,11 @@ import (
 // staged file and up to a few MiB of buffers.
 const (
 	maxUploadsPerUser = 16
+	// maxUploads caps the uploads in progress of all users together.
+	maxUploads = 256
+	// maxWriting is how many chunks are written at once: each write may buffer up to
+	// content.MaxDirty (32 MiB) before it flushes, and the daemon's memory budget is 256 MiB.
+	maxWriting = 4
 	// uploadIdle is how long an unfinished upload waits for its client to come back.
 	uploadIdle = 24 * time.Hour
 )
@@ -49,12 +55,22 @@ type uploads struct {
 	svc Service
 	log *slog.Logger
 	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]*staged
+	// locker is tusd's lock per upload; taking it stops the request that holds it (tusd
+	// closes that request's body), which is how a sign-out ends a transfer in flight.
+	locker *memorylocker.MemoryLocker
+	// writing bounds the chunks being written at once.
+	writing chan struct{}
+
+	mu sync.Mutex
+	m  map[string]*staged
+	// pending counts, per uid, the uploads being created: a slot is taken before the
+	// (slow) creation, so parallel requests cannot all pass the limit.
+	pending map[int]int
 }
 
 func newUploads(svc Service, log *slog.Logger, now func() time.Time) *uploads {
-	return &uploads{svc: svc, log: log, now: now, m: make(map[string]*staged)}
+	return &uploads{svc: svc, log: log, now: now, locker: memorylocker.New(), writing: make(chan struct{}, maxWriting),
+		m: make(map[string]*staged), pending: make(map[int]int)}
 }
 
 // newTus builds the tus protocol handler over the uploads (tusd: creation, HEAD for the
@@ -63,7 +79,7 @@ func (s *Server) newTus() (http.Handler, error) {
 	comp := tusd.NewStoreComposer()
 	comp.UseCore(s.uploads)
 	comp.UseTerminater(s.uploads)
-	comp.UseLocker(memorylocker.New())
+	comp.UseLocker(s.uploads.locker)
 	h, err := tusd.NewHandler(tusd.Config{
 		StoreComposer:   comp,
 		BasePath:        tusBase,
@@ -102,6 +118,12 @@ func (s *Server) tusAuth(h http.Handler) http.Handler {
 			http.Error(w, "missing or wrong CSRF token", http.StatusForbidden)
 			return
 		}
+		// Another user's upload is refused before tusd takes its lock, which would stop
+		// the owner's transfer in flight.
+		if id := strings.TrimPrefix(r.URL.Path, tusBase); id != "" && !s.uploads.owns(id, ws.uid) {
+			http.Error(w, "no such upload", http.StatusNotFound)
+			return
+		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ws)))
 	})
 }
@@ -133,18 +155,16 @@ func (u *uploads) NewUpload(ctx context.Context, info tusd.FileInfo) (tusd.Uploa
 		return nil, tusd.NewError("ERR_SIZE", "the upload must declare its length", http.StatusBadRequest)
 	}
 	name := info.MetaData["filename"]
-	u.mu.Lock()
-	n := 0
-	for _, st := range u.m {
-		if st.uid == ws.uid {
-			n++
-		}
-	}
-	u.mu.Unlock()
-	if n >= maxUploadsPerUser {
-		return nil, tusd.NewError("ERR_TOO_MANY", fmt.Sprintf("you have %d unfinished uploads; finish or cancel one first", n), http.StatusTooManyRequests)
+	if err := u.reserve(ws.uid); err != nil {
+		return nil, err
 	}
 	up, err := u.svc.BeginUpload(ctx, caller(ws), name, info.Size)
+	u.mu.Lock()
+	u.pending[ws.uid]--
+	if u.pending[ws.uid] == 0 {
+		delete(u.pending, ws.uid)
+	}
+	u.mu.Unlock()
 	if err != nil {
 		return nil, u.tusError(err)
 	}
@@ -155,6 +175,38 @@ func (u *uploads) NewUpload(ctx context.Context, info tusd.FileInfo) (tusd.Uploa
 	u.m[st.id] = st
 	u.mu.Unlock()
 	return st, nil
+}
+
+// reserve takes a slot for a new upload of uid, within the per-user and overall limits.
+func (u *uploads) reserve(uid int) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := u.pending[uid]
+	for _, st := range u.m {
+		if st.uid == uid {
+			n++
+		}
+	}
+	if n >= maxUploadsPerUser {
+		return tusd.NewError("ERR_TOO_MANY", fmt.Sprintf("you have %d unfinished uploads; finish or cancel one first", n), http.StatusTooManyRequests)
+	}
+	total := len(u.m)
+	for _, p := range u.pending {
+		total += p
+	}
+	if total >= maxUploads {
+		return tusd.NewError("ERR_BUSY", "the portal has too many uploads in progress; try again later", http.StatusServiceUnavailable)
+	}
+	u.pending[uid]++
+	return nil
+}
+
+// owns reports whether id is an upload of uid.
+func (u *uploads) owns(id string, uid int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st, ok := u.m[id]
+	return ok && st.uid == uid
 }
 
 // GetUpload implements tusd.DataStore. An upload of another user is "not found", exactly
@@ -180,32 +232,46 @@ type terminator struct {
 	st *staged
 }
 
-// Terminate gives up an upload: the staged file goes.
+// Terminate gives up an upload: the staged file goes. tusd already holds its lock.
 func (t terminator) Terminate(ctx context.Context) error {
-	return t.u.end(ctx, t.st, true)
+	if err := t.u.end(ctx, t.st, true, false); err != nil {
+		return t.u.tusError(err)
+	}
+	return nil
 }
 
-// end forgets an upload; abort also removes its staged file.
-func (u *uploads) end(ctx context.Context, st *staged, abort bool) error {
+// end forgets an upload; abort also removes its staged file. interrupt first stops a
+// transfer in flight (by taking its tusd lock), so that the abort need not wait for a
+// slow or stalled client.
+func (u *uploads) end(ctx context.Context, st *staged, abort, interrupt bool) error {
 	u.mu.Lock()
 	delete(u.m, st.id)
 	u.mu.Unlock()
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.ended {
+	done := st.ended
+	st.ended = true
+	st.mu.Unlock()
+	if done || !abort {
 		return nil
 	}
-	st.ended = true
-	if abort {
-		return st.up.Abort(context.WithoutCancel(ctx))
+	ctx = context.WithoutCancel(ctx)
+	if interrupt {
+		if lk, err := u.locker.NewLock(st.id); err == nil {
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := lk.Lock(lctx, func() {})
+			cancel()
+			if err == nil {
+				defer lk.Unlock()
+			}
+		}
 	}
-	return nil
+	return st.up.Abort(ctx)
 }
 
 // abortUser gives up every upload of uid (sign-out).
 func (u *uploads) abortUser(ctx context.Context, uid int) {
 	for _, st := range u.list(func(st *staged) bool { return st.uid == uid }) {
-		_ = u.end(ctx, st, true)
+		_ = u.end(ctx, st, true, true)
 	}
 }
 
@@ -213,7 +279,16 @@ func (u *uploads) abortUser(ctx context.Context, uid int) {
 // removed at the next unseal anyway).
 func (u *uploads) abortAll(ctx context.Context) {
 	for _, st := range u.list(func(*staged) bool { return true }) {
-		_ = u.end(ctx, st, true)
+		_ = u.end(ctx, st, true, true)
+	}
+}
+
+// forgetAll drops every upload without touching its staged file: the store was sealed,
+// the files are unreachable now and are removed at the next unseal. A client that comes
+// back is told its upload is gone and starts again.
+func (u *uploads) forgetAll() {
+	for _, st := range u.list(func(*staged) bool { return true }) {
+		_ = u.end(context.Background(), st, false, false)
 	}
 }
 
@@ -225,7 +300,7 @@ func (u *uploads) sweep(ctx context.Context) {
 		defer st.mu.Unlock()
 		return now.Sub(st.seen) > uploadIdle
 	}) {
-		_ = u.end(ctx, st, true)
+		_ = u.end(ctx, st, true, true)
 	}
 }
 
@@ -250,6 +325,12 @@ func (st *staged) WriteChunk(ctx context.Context, offset int64, src io.Reader) (
 	}
 	st.seen = st.owner.now()
 	st.mu.Unlock()
+	select {
+	case st.owner.writing <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-st.owner.writing }()
 	// When the client goes away mid-chunk, what arrived is kept and the client resumes
 	// from the new offset (HEAD answers it from Offset).
 	n, err := st.up.Write(ctx, offset, src)

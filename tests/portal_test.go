@@ -75,8 +75,8 @@ func TestPortalSignInUpload(t *testing.T) {
 	if f := other.flash(); !strings.Contains(strings.ToLower(f), wrongCredentials) || other.signedIn() {
 		t.Fatalf("replayed code: flash %q, signed in %v", f, other.signedIn())
 	}
-	if !strings.Contains(a.dsh(0, "", "audit", "show").ok(t).stdout, "code replayed") {
-		t.Fatal("the replayed code is not in the audit log")
+	if audit := a.dsh(0, "", "audit", "show").ok(t).stdout; !strings.Contains(audit, "code replayed; via portal 127.0.0.1") {
+		t.Fatalf("the replayed code is not in the audit log as a portal sign-in:\n%s", audit)
 	}
 
 	// Upload: the file appears whole on the Q mount, with the same bytes.

@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -157,6 +158,9 @@ type authenticated struct {
 func (s *Service) authenticate(ctx context.Context, peerUID int, userID string, f factors, action string) (authenticated, error) {
 	user, reason, err := s.resolve(peerUID, userID)
 	if err != nil {
+		if reason == reasonUnknownUser {
+			s.checkDecoy(f.password)
+		}
 		return authenticated{}, s.refuse(ctx, peerUID, user, action, reason, fmt.Errorf("token: %s: %w", action, err))
 	}
 	rec, toks, found, err := s.loadUser(ctx, user)
@@ -164,6 +168,7 @@ func (s *Service) authenticate(ctx context.Context, peerUID int, userID string, 
 		return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonError, fmt.Errorf("token: %s: %w", action, err))
 	}
 	if !found {
+		s.checkDecoy(f.password)
 		return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonNotEnrolled, fmt.Errorf("token: %s: %w", action, ErrUnauthorized))
 	}
 	now := s.now()
@@ -323,4 +328,14 @@ func (s *Service) login(ctx context.Context, peerUID int, userID string, f facto
 	}
 	s.countLogin(m, metrics.ResultOK)
 	return expires, nil
+}
+
+// checkDecoy spends on password the time a real password check takes.
+func (s *Service) checkDecoy(password []byte) {
+	s.decoyOnce.Do(func() {
+		var salt [16]byte
+		rand.Read(salt[:])
+		s.decoy, _ = newHash(salt[:], s.opts.PasswordKDF)
+	})
+	_ = s.decoy.matches(password)
 }

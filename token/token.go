@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"dsh/audit"
@@ -173,6 +174,11 @@ type Service struct {
 	met      *metrics.Metrics
 	opts     Options
 	sessions *Sessions
+
+	// decoy is a password hash checked when the user is unknown or not enrolled, so a
+	// refusal takes as long as a wrong password and timing does not tell which IDs exist.
+	decoyOnce sync.Once
+	decoy     hashed
 }
 
 // New returns a Service over its dependencies.
