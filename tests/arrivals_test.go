@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +18,8 @@ type arrivalsEnv struct {
 	*groupEnv
 	Q   string
 	bob *person
+	// uploadMark is the Arrivals tree's written bytes when the test last looked.
+	uploadMark float64
 }
 
 func newArrivalsEnv(t *testing.T, extra ...string) *arrivalsEnv {
@@ -119,12 +122,13 @@ func TestArrivalsInterruptedUpload(t *testing.T) {
 	before := countObjects(t, a.data)
 
 	// The client is killed half-way.
+	a.markUploads(t)
 	cmd := exec.Command(dshBin, "--socket", a.socket, "upload", big)
 	cmd.SysProcAttr = credential(uidAlice)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond)
+	a.waitUploading(t, 16<<20)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	time.Sleep(300 * time.Millisecond)
@@ -145,12 +149,13 @@ func TestArrivalsInterruptedUpload(t *testing.T) {
 
 	// The daemon is killed half-way.
 	spare := a.alice.spare(t, 1)[0]
+	a.markUploads(t)
 	cmd = exec.Command(dshBin, "--socket", a.socket, "upload", big)
 	cmd.SysProcAttr = credential(uidAlice)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond)
+	a.waitUploading(t, 16<<20)
 	a.crash()
 	if err := cmd.Wait(); err == nil {
 		t.Fatal("upload reported success although the daemon was killed")
@@ -172,6 +177,36 @@ func TestArrivalsInterruptedUpload(t *testing.T) {
 	small := a.localFile(t, "small.bin", 100_000)
 	a.dsh(uidAlice, "", "upload", small).ok(t)
 	a.shOK(t, uidAlice, "cmp "+small+" "+a.Q+"/alice/small.bin")
+}
+
+// markUploads notes how many bytes the Arrivals tree has taken in so far.
+func (a *arrivalsEnv) markUploads(t *testing.T) {
+	t.Helper()
+	a.uploadMark = a.arrivalsWritten(t)
+}
+
+// waitUploading waits until an upload started after markUploads has passed n bytes, so a
+// test can cut it off half-way whatever the machine's speed (a fixed sleep was sometimes
+// longer than the whole transfer).
+func (a *arrivalsEnv) waitUploading(t *testing.T, n float64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for a.arrivalsWritten(t)-a.uploadMark < n {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload did not start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// arrivalsWritten is dsh_written_bytes_total of the Arrivals tree.
+func (a *arrivalsEnv) arrivalsWritten(t *testing.T) float64 {
+	t.Helper()
+	v, err := strconv.ParseFloat(metricValue(t, a.scrape(), `dsh_written_bytes_total{tree="arrivals"}`), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func TestArrivalsRetention(t *testing.T) {
