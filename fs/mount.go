@@ -33,6 +33,12 @@ func (g *Group) Mount(dir string) error {
 			DirectMount:       os.Geteuid() == 0,
 			ExtraCapabilities: fuse.CAP_DIRECT_IO_ALLOW_MMAP,
 			MaxBackground:     64,
+			// Attributes are never cached (each uid sees itself as owner), so what
+			// READDIRPLUS adds to a listing is names the kernel mostly holds already (they
+			// are cached for long in the Group tree); its per-entry lookups in the daemon
+			// cost more than they save: ls -l of 10,000 files 0.86 s -> 0.73 s here. A
+			// listing whose names are not cached (after a restart) pays one lookup each.
+			DisableReadDirPlus: true,
 		},
 		// Entry and attribute timeouts are set on each answer; these are the defaults for
 		// answers that do not set them, and for negative lookups.
