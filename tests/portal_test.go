@@ -188,6 +188,7 @@ func TestPortalTokensICELockoutCSRF(t *testing.T) {
 	}
 	b.shot("ice-code")
 	b.open("/signin?with=ice")
+	b.shot("signin-ice")
 	b.fill("#signin-ice", map[string]string{"user": "alice", "password": testPassword, "emergency": ice})
 	if !b.signedIn() {
 		t.Fatalf("sign-in with the emergency code failed: %s", b.pageText())
