@@ -45,8 +45,14 @@ type readerCache struct {
 }
 
 // acquire returns the open object of segment e, opening it on a miss. The caller must
-// release it.
+// release it. f.mu must be held, or f.flushMu (the File is then not closed).
 func (f *File) acquire(ctx context.Context, e segState) (*openObject, error) {
+	return f.acquireWith(ctx, e, f.cipher)
+}
+
+// acquireWith is acquire for a caller that holds neither lock (a read-ahead worker): it
+// passes the cipher it took under f.mu, which Close clears.
+func (f *File) acquireWith(ctx context.Context, e segState, cph *vault.ContentCipher) (*openObject, error) {
 	c := &f.cache
 	c.mu.Lock()
 	if o := c.lookup(e); o != nil {
@@ -57,7 +63,7 @@ func (f *File) acquire(ctx context.Context, e segState) (*openObject, error) {
 
 	// Open outside the lock: it does I/O and decrypts the last chunk, and other segments'
 	// readers should not wait for it.
-	o, err := f.openSegment(ctx, e)
+	o, err := f.openSegment(ctx, e, cph)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +175,7 @@ func (f *File) evict(drop func(blob.ID) bool) {
 // openSegment opens segment e's object and checks it: header (file, object, first
 // chunk), last chunk and length. Everything that means stored data is lost or damaged
 // wraps ErrIntegrity.
-func (f *File) openSegment(ctx context.Context, e segState) (*openObject, error) {
+func (f *File) openSegment(ctx context.Context, e segState, cph *vault.ContentCipher) (*openObject, error) {
 	obj, err := f.blobs.Open(ctx, e.obj)
 	if errors.Is(err, blob.ErrNotFound) {
 		// The metadata names it, so it was committed: its absence is lost data.
@@ -179,7 +185,7 @@ func (f *File) openSegment(ctx context.Context, e segState) (*openObject, error)
 		return nil, fmt.Errorf("file %s segment %d: %w", f.id, e.index, err)
 	}
 	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(e.obj), FirstChunk: uint64(e.index * f.segChunks)}
-	r, err := vault.NewObjectReader(obj, obj.Size(), f.cipher, h)
+	r, err := vault.NewObjectReader(obj, obj.Size(), cph, h)
 	if err == nil && r.Size() != e.objLen {
 		err = fmt.Errorf("%w: object %s holds %d bytes, the file's size implies %d", ErrIntegrity, e.obj, r.Size(), e.objLen)
 	}

@@ -203,6 +203,7 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 		dirty:         make(map[int64]*chunkBuf),
 		dirtySegs:     make(map[int64]int),
 	}
+	f.ra.init(s.segChunks)
 	return f, nil
 }
 

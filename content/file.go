@@ -49,6 +49,7 @@ type File struct {
 	spare    map[int64]*chunkBuf // an empty map kept for the next flush
 
 	cache readerCache
+	ra    readAhead
 }
 
 // Size returns the file's size, including unflushed writes and truncations.
@@ -97,6 +98,7 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	// Most reads meet no unflushed data; they skip the per-chunk lookups.
 	anyDirty := len(f.dirty) > 0 || len(f.flushing) > 0
 	end := off + int64(len(p))
+	seq := f.ra.note(off, end)
 	done := 0
 	for pos := off; pos < end; pos = off + int64(done) {
 		c := pos / vault.ChunkSize
@@ -119,11 +121,14 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			}
 		}
 		dst := p[done : done+int(runEnd-pos)]
-		n, err := f.readStored(ctx, seg, dst, pos-seg*f.segSize)
+		n, err := f.readStoredAhead(ctx, seg, dst, pos-seg*f.segSize)
 		done += n
 		if err != nil {
 			return done, err
 		}
+	}
+	if seq {
+		f.readAhead(end)
 	}
 	return done, nil
 }
@@ -137,6 +142,25 @@ func (f *File) readStored(ctx context.Context, seg int64, dst []byte, rel int64)
 		return len(dst), nil
 	}
 	return f.readObject(ctx, f.segs[i], dst, rel)
+}
+
+// readStoredAhead is readStored for ReadAt: it takes what it can from the read-ahead
+// windows and reads the rest from the object. f.mu must be held.
+func (f *File) readStoredAhead(ctx context.Context, seg int64, dst []byte, rel int64) (int, error) {
+	i, ok := findSeg(f.segs, seg)
+	if !ok {
+		clear(dst)
+		return len(dst), nil
+	}
+	e := f.segs[i]
+	// Only the valid part of the object comes from it, ahead or not.
+	v := int(max(0, min(int64(len(dst)), e.valid-rel)))
+	k := 0
+	if v > 0 {
+		k = f.serveAhead(e, dst[:v], rel)
+	}
+	n, err := f.readObject(ctx, e, dst[k:], rel+int64(k))
+	return k + n, err
 }
 
 // readObject fills dst from segment e at offset rel within the segment.
@@ -384,6 +408,7 @@ func (f *File) cut(size int64) {
 	}
 	f.segs = segs
 	f.segsChanged = true
+	f.resetReadAhead()
 }
 
 // Close discards the file's unflushed data, cached objects and cipher; the caller flushes
@@ -399,6 +424,8 @@ func (f *File) Close() int64 {
 		return 0
 	}
 	f.closed = true
+	// The workers must be gone before the cache is emptied: they put objects in it.
+	f.stopReadAhead()
 	var lost int64
 	for c, b := range f.dirty {
 		lost += int64(b.n)

@@ -262,6 +262,7 @@ func (f *File) publish(plan *flushPlan, list []segState, dropped []blob.ID) {
 	f.committedSize = plan.size
 	f.segsChanged = false
 	f.releaseFlushing()
+	f.resetReadAhead()
 	if len(dropped) > 0 {
 		f.evict(func(id blob.ID) bool { return slices.Contains(dropped, id) })
 	}

@@ -53,6 +53,7 @@ func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
 	segSize := segChunks * vault.ChunkSize
 
 	var model []byte
+	next := int64(0) // where the last read ended: half the reads go on from there
 	// offset picks a position near the interesting places: segment and chunk boundaries,
 	// the end of the file, or anywhere up to a little past it.
 	offset := func() int64 {
@@ -100,10 +101,16 @@ func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
 			}
 		case k < 75: // read
 			off, p := offset(), make([]byte, length())
+			if r.IntN(2) == 0 {
+				// Sequential reads start read-ahead, which the writes, truncations and
+				// flushes around them must not fool.
+				off = next
+			}
 			n, err := f.ReadAt(ctx, p, off)
 			if err != nil {
 				t.Fatalf("op %d: read %d at %d: %v", op, len(p), off, err)
 			}
+			next = off + int64(n)
 			want := model[min(off, int64(len(model))):min(off+int64(len(p)), int64(len(model)))]
 			equalOrReport(t, fmt.Sprintf("op %d: read %d at %d", op, len(p), off), p[:n], want)
 		case k < 85: // truncate
@@ -163,7 +170,13 @@ func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
 	if n := e.store.buffers.Load(); n != 0 {
 		t.Fatalf("%d chunk buffers not returned", n)
 	}
-	t.Logf("%d commits, %d bytes", e.meta.commits, len(model))
+	f.ra.mu.Lock()
+	started, served := f.ra.started, f.ra.served
+	f.ra.mu.Unlock()
+	if started == 0 || served == 0 {
+		t.Errorf("read ahead: %d windows started, %d bytes served from them", started, served)
+	}
+	t.Logf("%d commits, %d bytes; read ahead: %d windows, %d bytes served", e.meta.commits, len(model), started, served)
 }
 
 // checkAborted verifies that a refused state left nothing behind: its new objects are
