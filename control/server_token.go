@@ -38,6 +38,15 @@ func (s *secrets) b(v string) []byte {
 	return b
 }
 
+// questions copies the answers of qs into slices wiped with the rest.
+func (s *secrets) questions(qs [3]SecurityQuestion) [3]Question {
+	var out [3]Question
+	for i, q := range qs {
+		out[i] = Question{Question: q.Question, Answer: s.b(q.Answer)}
+	}
+	return out
+}
+
 // wipe has a pointer receiver so that `defer sec.wipe()` sees the slices added after it.
 func (s *secrets) wipe() {
 	for _, b := range *s {
@@ -52,11 +61,7 @@ func (s *Server) tokenRoutes(d Tokens) {
 	post(s, PathEnrol, func(ctx context.Context, c Caller, req EnrolRequest) (any, error) {
 		var sec secrets
 		defer sec.wipe()
-		var qs [3]Question
-		for i, q := range req.Questions {
-			qs[i] = Question{Question: q.Question, Answer: sec.b(q.Answer)}
-		}
-		return d.Enrol(ctx, c, req.Code, sec.b(req.Password), sec.b(req.PIN), qs)
+		return d.Enrol(ctx, c, req.Code, sec.b(req.Password), sec.b(req.PIN), sec.questions(req.Questions))
 	})
 	post(s, PathLogin, func(ctx context.Context, c Caller, req LoginRequest) (any, error) {
 		var sec secrets
@@ -106,10 +111,6 @@ func (s *Server) tokenRoutes(d Tokens) {
 	post(s, PathQuestions, func(ctx context.Context, c Caller, req QuestionsRequest) (any, error) {
 		var sec secrets
 		defer sec.wipe()
-		var qs [3]Question
-		for i, q := range req.Questions {
-			qs[i] = Question{Question: q.Question, Answer: sec.b(q.Answer)}
-		}
-		return nil, d.SetQuestions(ctx, c, sec.b(req.Password), sec.b(req.PIN), req.Code, qs)
+		return nil, d.SetQuestions(ctx, c, sec.b(req.Password), sec.b(req.PIN), req.Code, sec.questions(req.Questions))
 	})
 }

@@ -85,12 +85,8 @@ func (d *Daemon) UIDOf(user string) (int, bool) {
 
 // SetQuestions replaces the caller's security questions after checking all factors.
 func (d *Daemon) SetQuestions(ctx context.Context, c control.Caller, password, pin []byte, code string, qs [3]control.Question) error {
-	var tq [3]token.Question
-	for i, q := range qs {
-		tq[i] = token.Question{Question: q.Question, Answer: q.Answer}
-	}
 	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
-		return t.SetQuestions(ctx, c.UID, password, pin, code, tq)
+		return t.SetQuestions(ctx, c.UID, password, pin, code, tokenQuestions(qs))
 	})
 }
 
@@ -103,9 +99,6 @@ func (d *Daemon) Questions(ctx context.Context, c control.Caller) ([3]string, er
 	})
 	return out, err
 }
-
-// PortalAddr is the address the portal listens on ("" when it is off).
-func (d *Daemon) PortalAddr() string { return d.portalAddr }
 
 // portalURL is the portal's address as a browser takes it, or "off".
 func (d *Daemon) portalURL() string {

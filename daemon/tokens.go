@@ -125,12 +125,8 @@ func (d *Daemon) EnrolmentCode(ctx context.Context, c control.Caller, user strin
 // Enrol sets the caller's first credentials with their enrolment code.
 func (d *Daemon) Enrol(ctx context.Context, c control.Caller, code string, password, pin []byte, qs [3]control.Question) (control.TokenCreated, error) {
 	var out control.TokenCreated
-	var tq [3]token.Question
-	for i, q := range qs {
-		tq[i] = token.Question{Question: q.Question, Answer: q.Answer}
-	}
 	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
-		en, err := t.Enrol(ctx, c.UID, code, password, pin, tq)
+		en, err := t.Enrol(ctx, c.UID, code, password, pin, tokenQuestions(qs))
 		out = control.TokenCreated{ID: en.TokenID, URL: en.URL}
 		return err
 	})
@@ -248,4 +244,14 @@ func (d *Daemon) ChangePassword(ctx context.Context, c control.Caller, current, 
 	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
 		return t.ChangePassword(ctx, c.UID, current, pin, code, newPassword)
 	})
+}
+
+// tokenQuestions converts the control socket's questions for the token service; the
+// answers are the same slices, wiped by the server after the call.
+func tokenQuestions(qs [3]control.Question) [3]token.Question {
+	var out [3]token.Question
+	for i, q := range qs {
+		out[i] = token.Question{Question: q.Question, Answer: q.Answer}
+	}
+	return out
 }

@@ -244,14 +244,7 @@ func (t terminator) Terminate(ctx context.Context) error {
 // transfer in flight (by taking its tusd lock), so that the abort need not wait for a
 // slow or stalled client.
 func (u *uploads) end(ctx context.Context, st *staged, abort, interrupt bool) error {
-	u.mu.Lock()
-	delete(u.m, st.id)
-	u.mu.Unlock()
-	st.mu.Lock()
-	done := st.ended
-	st.ended = true
-	st.mu.Unlock()
-	if done || !abort {
+	if u.forget(st) || !abort {
 		return nil
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -266,6 +259,17 @@ func (u *uploads) end(ctx context.Context, st *staged, abort, interrupt bool) er
 		}
 	}
 	return st.up.Abort(ctx)
+}
+
+// forget removes st from the table and marks it ended; it reports whether it was already.
+func (u *uploads) forget(st *staged) (ended bool) {
+	u.mu.Lock()
+	delete(u.m, st.id)
+	u.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ended, st.ended = st.ended, true
+	return ended
 }
 
 // abortUser gives up every upload of uid (sign-out).
@@ -354,15 +358,10 @@ func (st *staged) GetReader(ctx context.Context) (io.ReadCloser, error) {
 // cannot be published is removed, and the client told: it has to start again.
 func (st *staged) FinishUpload(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx)
-	st.owner.mu.Lock()
-	delete(st.owner.m, st.id)
-	st.owner.mu.Unlock()
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.ended {
+	if st.owner.forget(st) {
 		return tusd.ErrNotFound
 	}
-	st.ended = true
+	// The Upload serializes Finish with any Write and Abort itself.
 	if _, err := st.up.Finish(ctx); err != nil {
 		_ = st.up.Abort(ctx)
 		return st.owner.tusError(err)
