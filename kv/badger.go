@@ -42,9 +42,11 @@ const (
 	// indexCacheSize holds decrypted table indexes and bloom filters. Badger panics without
 	// it on an encrypted store; a miss re-reads and decrypts one table's index.
 	indexCacheSize = 8 << 20
-	// valueThreshold: values of at least 64 KiB go to the value log, so that a rare big
-	// value does not fill a memtable; all ordinary metadata stays in the LSM tree.
-	valueThreshold = 64 << 10
+	// valueThreshold: every value kv accepts (below MaxValueSize) stays in the LSM tree and
+	// nothing new goes to the value log. Badger's value-log GC rewrites live values and
+	// then deletes the old file without a sync of the rewrite, which is only safe with
+	// SyncWrites; kv syncs itself (durable.go), so it keeps the value log empty instead.
+	valueThreshold = MaxValueSize + 1
 	// valueLogFileSize: value-log GC rewrites whole files; small files let it reclaim space
 	// from a metadata store in small steps (Badger's default is 1 GiB).
 	valueLogFileSize = 64 << 20
@@ -63,25 +65,25 @@ const (
 
 // Value-log GC: rewrite a file when half of it is garbage, Badger's recommended ratio
 // (lifetime write amplification of 2).
-const (
-	defaultGCInterval = 10 * time.Minute
-	gcDiscardRatio    = 0.5
-)
+const gcDiscardRatio = 0.5
 
 // BadgerOptions tunes OpenBadger; the zero value is ready to use.
 type BadgerOptions struct {
 	// Logger receives Badger's warnings and errors (byte-slice arguments redacted); Badger's
 	// info and debug messages are dropped. Nil means slog.Default().
 	Logger *slog.Logger
-	// GCInterval is how often value-log garbage collection runs. Zero means every ten
-	// minutes; a negative value turns it off.
+	// GCInterval is how often value-log garbage collection runs. Zero or negative turns it
+	// off, the default: kv writes nothing to the value log (see valueThreshold), and GC is
+	// not crash-safe without Badger's SyncWrites. It is kept for stores written before.
 	GCInterval time.Duration
 }
 
 // Badger is a Store kept in a Badger database, encrypted at rest with Badger's own AES
-// encryption and with every commit synced to disk.
+// encryption. Commits are not synced one by one: Update and Sync sync the write-ahead log
+// for every commit before them at once (durable.go).
 type Badger struct {
 	db     *badger.DB
+	dur    *durability
 	log    *slog.Logger
 	key    []byte // Badger's copy of the encryption key, wiped after Close
 	gate   gate
@@ -104,9 +106,10 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	log := loggerOrDefault(opts.Logger)
 	// Badger keeps the slice for key rotation, so it gets its own copy, not the caller's.
 	key := clone(encryptionKey[:])
-	bo := tuned(badger.DefaultOptions(dir), log).
+	dur := newDurability()
+	bo := tuned(badger.DefaultOptions(dir), log, dur).
 		WithEncryptionKey(key).
-		WithSyncWrites(true)
+		WithSyncWrites(false)
 	db, err := badger.Open(bo)
 	switch {
 	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
@@ -116,7 +119,7 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 		clear(key)
 		return nil, fmt.Errorf("kv: open badger at %s: %w", dir, err)
 	}
-	b := &Badger{db: db, log: log, key: key}
+	b := &Badger{db: db, dur: dur, log: log, key: key}
 	b.startGC(opts.GCInterval)
 	return b, nil
 }
@@ -128,9 +131,9 @@ func loggerOrDefault(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-func tuned(o badger.Options, log *slog.Logger) badger.Options {
+func tuned(o badger.Options, log *slog.Logger, dur *durability) badger.Options {
 	return o.
-		WithLogger(badgerLogger{log}).
+		WithLogger(badgerLogger{log: log, dur: dur}).
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(numMemtables).
 		WithBlockCacheSize(blockCacheSize).
@@ -166,11 +169,8 @@ func probeLock(dir string) error {
 
 // startGC runs value-log GC every interval until Close.
 func (b *Badger) startGC(interval time.Duration) {
-	if interval < 0 {
+	if interval <= 0 {
 		return
-	}
-	if interval == 0 {
-		interval = defaultGCInterval
 	}
 	b.gcStop = make(chan struct{})
 	b.gcDone = make(chan struct{})
@@ -246,38 +246,132 @@ func (b *Badger) View(ctx context.Context, fn func(Txn) error) error {
 	return err
 }
 
-// Update runs fn in a read-write transaction, retrying it on conflict; see Store.
+// Update runs fn in a read-write transaction, retrying it on conflict, and returns once
+// the commit and every earlier one are durable; see Store.
 func (b *Badger) Update(ctx context.Context, fn func(Txn) error) error {
 	if err := b.gate.enter(); err != nil {
 		return err
 	}
 	defer b.gate.leave()
-	return retryConflicts(ctx, func() (bool, error) { return b.updateOnce(fn) })
+	if _, err := b.commit(ctx, fn); err != nil {
+		return err
+	}
+	return b.sync(ctx)
 }
 
-func (b *Badger) updateOnce(fn func(Txn) error) (conflict bool, err error) {
+// UpdateLazy is Update without waiting for the disk; see Store.
+func (b *Badger) UpdateLazy(ctx context.Context, fn func(Txn) error) error {
+	if err := b.gate.enter(); err != nil {
+		return err
+	}
+	defer b.gate.leave()
+	full, err := b.commit(ctx, fn)
+	if err != nil || !full {
+		return err
+	}
+	return b.sync(ctx)
+}
+
+// Sync makes every commit that returned before it durable; see Store.
+func (b *Badger) Sync(ctx context.Context) error {
+	if err := b.gate.enter(); err != nil {
+		return err
+	}
+	defer b.gate.leave()
+	return b.sync(ctx)
+}
+
+// commit runs fn and commits it without a sync, registering its keys as not yet durable.
+// It reports whether too many keys now wait for a sync.
+func (b *Badger) commit(ctx context.Context, fn func(Txn) error) (full bool, err error) {
+	var keys []write
+	epoch := b.dur.epoch.Load()
+	err = retryConflicts(ctx, func() (bool, error) {
+		epoch = b.dur.epoch.Load()
+		var conflict bool
+		keys, conflict, err = b.updateOnce(fn)
+		return conflict, err
+	})
+	if err != nil {
+		return false, err
+	}
+	return b.dur.register(epoch, keys), nil
+}
+
+func (b *Badger) sync(ctx context.Context) error {
+	// The round outlives a caller that gives up: others may be waiting on it.
+	rctx := context.WithoutCancel(ctx)
+	err := b.dur.group(func() error {
+		return b.dur.syncRound(rctx, b.db.Sync, b.refresh)
+	})
+	if err != nil {
+		return fmt.Errorf("kv: %w", err)
+	}
+	return nil
+}
+
+// refresh writes the current value of each key again (or deletes it again), in batches
+// within the transaction limits, so that the keys' state lands in the current memtable.
+func (b *Badger) refresh(ctx context.Context, keys []string) error {
+	for len(keys) > 0 {
+		n := 0
+		_, err := b.commit(ctx, func(tx Txn) error {
+			n = 0
+			budget := MaxTxnBytes
+			for _, k := range keys {
+				if n == MaxTxnWrites {
+					break
+				}
+				v, err := tx.Get([]byte(k))
+				switch {
+				case errors.Is(err, ErrNotFound):
+					err = tx.Delete([]byte(k))
+				case err == nil:
+					if len(k)+len(v) > budget && n > 0 {
+						return nil
+					}
+					budget -= len(k) + len(v)
+					err = tx.Set([]byte(k), v)
+				}
+				if err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+func (b *Badger) updateOnce(fn func(Txn) error) (keys []write, conflict bool, err error) {
 	txn := b.db.NewTransaction(true)
 	defer txn.Discard()
 	t := &badgerTxn{txn: txn, g: txnGuard{writable: true}}
 	err = fn(t)
 	t.g.done = true
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	err = txn.Commit()
 	switch {
 	case err == nil:
-		return false, nil
+		return t.written, false, nil
 	case errors.Is(err, badger.ErrConflict):
-		return true, nil
+		return nil, true, nil
 	default:
-		return false, fmt.Errorf("kv: commit: %w", err)
+		return nil, false, fmt.Errorf("kv: commit: %w", err)
 	}
 }
 
 type badgerTxn struct {
-	txn *badger.Txn
-	g   txnGuard
+	txn     *badger.Txn
+	g       txnGuard
+	written []write // keys set or deleted, for the durability tracker
 }
 
 func (t *badgerTxn) Get(key []byte) ([]byte, error) {
@@ -304,9 +398,11 @@ func (t *badgerTxn) Set(key, value []byte) error {
 		return err
 	}
 	// Badger keeps references to both slices until commit; the copies honour Txn's promise.
-	if err := t.txn.Set(clone(key), clone(value)); err != nil {
+	k := clone(key)
+	if err := t.txn.Set(k, clone(value)); err != nil {
 		return mapWriteErr("set", err)
 	}
+	t.written = append(t.written, write{key: k, size: len(k) + len(value)})
 	return nil
 }
 
@@ -314,9 +410,11 @@ func (t *badgerTxn) Delete(key []byte) error {
 	if err := t.g.checkWrite(key, nil); err != nil {
 		return err
 	}
-	if err := t.txn.Delete(clone(key)); err != nil {
+	k := clone(key)
+	if err := t.txn.Delete(k); err != nil {
 		return mapWriteErr("delete", err)
 	}
+	t.written = append(t.written, write{key: k, size: len(k)})
 	return nil
 }
 
@@ -356,10 +454,14 @@ func (t *badgerTxn) Scan(prefix, start []byte, fn func(key, value []byte) (bool,
 	return nil
 }
 
-// badgerLogger passes Badger's warnings and errors to slog and drops the rest. Some of
+// badgerLogger passes Badger's warnings and errors to slog and drops the rest, after
+// showing its debug messages to the durability tracker (memtable rotations). Some of
 // Badger's messages print the key being read (%v or %x of a []byte); keys hold file names,
 // which may be identifying and must not reach a plaintext log, so byte slices are redacted.
-type badgerLogger struct{ log *slog.Logger }
+type badgerLogger struct {
+	log *slog.Logger
+	dur *durability
+}
 
 func (l badgerLogger) Errorf(format string, args ...any) {
 	l.log.Error("badger: " + redactf(format, args))
@@ -369,8 +471,13 @@ func (l badgerLogger) Warningf(format string, args ...any) {
 	l.log.Warn("badger: " + redactf(format, args))
 }
 
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}
+func (badgerLogger) Infof(string, ...any) {}
+
+func (l badgerLogger) Debugf(format string, _ ...any) {
+	if l.dur != nil {
+		l.dur.observe(format)
+	}
+}
 
 // redacted prints as its length only, whatever the verb.
 type redacted int

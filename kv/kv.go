@@ -42,8 +42,9 @@ const (
 	// MaxKeySize fits a directory entry (inode prefix plus a 255-byte name) many times over
 	// and stays inside the key limits of every store dsh may move to.
 	MaxKeySize = 4 << 10
-	// MaxValueSize keeps large data in the blob store, where it belongs.
-	MaxValueSize = 1 << 20
+	// MaxValueSize keeps large data in the blob store, where it belongs. It is one byte
+	// under 1 MiB so that Badger keeps every value in its LSM tree (see valueThreshold).
+	MaxValueSize = 1<<20 - 1
 	// MaxTxnWrites bounds the Set and Delete calls in one transaction (each call counts, even
 	// on a key already written in it).
 	MaxTxnWrites = 10000
@@ -72,8 +73,19 @@ type Store interface {
 	// runs fn again on a fresh snapshot (a few times, with a short random backoff), so fn
 	// must be safe to re-run and must not act outside the transaction. When fn returns an
 	// error nothing is written and that error is returned unchanged. When Update returns
-	// nil the writes are durable: they survive a crash of the process or the machine.
+	// nil the writes are durable: they survive a crash of the process or the machine, and
+	// so do those of every UpdateLazy that returned before Update was called.
 	Update(ctx context.Context, fn func(Txn) error) error
+	// UpdateLazy is Update without the wait for the disk. When it returns nil the writes are
+	// visible to every later transaction and survive a crash of the process, but a crash of
+	// the machine may undo them (all of them, never part of one transaction) until a later
+	// Update or Sync returns. It is for writes that a durable commit is sure to follow and
+	// depend on: an object that the metadata commit will name, a file that its close will
+	// commit.
+	UpdateLazy(ctx context.Context, fn func(Txn) error) error
+	// Sync returns once every Update and UpdateLazy that returned before it was called is
+	// durable.
+	Sync(ctx context.Context) error
 	// Close waits for running transactions, then releases the store. Later calls to View
 	// and Update fail with ErrClosed; calling Close again returns nil.
 	Close() error

@@ -9,7 +9,7 @@ import (
 
 func TestBadgerLoggerRedactsAndFilters(t *testing.T) {
 	var buf bytes.Buffer
-	l := badgerLogger{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	l := badgerLogger{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	secret := []byte("PATIENT-ZX81")
 	l.Errorf("Unable to read: Key: %v, Version : %v\n", secret, 7)
 	l.Warningf("While reading key: %x, got error: %s", secret, "boom")

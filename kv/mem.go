@@ -81,6 +81,20 @@ func (m *Mem) Update(ctx context.Context, fn func(Txn) error) error {
 	})
 }
 
+// UpdateLazy is Update: nothing in Mem outlives the process anyway.
+func (m *Mem) UpdateLazy(ctx context.Context, fn func(Txn) error) error {
+	return m.Update(ctx, fn)
+}
+
+// Sync returns nil after the checks every Store makes: Mem has no disk to wait for.
+func (m *Mem) Sync(ctx context.Context) error {
+	if err := m.gate.enter(); err != nil {
+		return err
+	}
+	m.gate.leave()
+	return ctx.Err()
+}
+
 func (m *Mem) begin(writable bool) *memTxn {
 	m.mu.Lock()
 	defer m.mu.Unlock()

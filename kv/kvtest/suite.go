@@ -233,7 +233,7 @@ func testSetCopies(t *testing.T, s kv.Store) {
 }
 
 func testLargeValue(t *testing.T, s kv.Store) {
-	big := make([]byte, 1<<20)
+	big := make([]byte, kv.MaxValueSize)
 	if _, err := rand.Read(big); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func testLargeValue(t *testing.T, s kv.Store) {
 	err = s.View(ctx, func(tx kv.Txn) error {
 		v, err := tx.Get([]byte("big"))
 		if err != nil || !bytes.Equal(v, big) {
-			return fmt.Errorf("get of 1 MiB value: %d bytes, %v", len(v), err)
+			return fmt.Errorf("get of a MaxValueSize value: %d bytes, %v", len(v), err)
 		}
 		return tx.Scan([]byte("big"), nil, func(_, v []byte) (bool, error) {
 			if !bytes.Equal(v, big) {
