@@ -29,6 +29,25 @@ type openFile struct {
 	// detached is set when a seal closed the data under its handles; they fail from
 	// then on and their release has nothing left to do.
 	detached atomic.Bool
+	// unsynced is set while the file's create (meta.CreateOpen) may not be durable yet;
+	// the first durable commit of its content clears it (commitTo), else flush syncs.
+	unsynced *atomic.Bool
+}
+
+// flush writes out the file's data and returns once the file is durable, its create
+// included.
+func (of *openFile) flush(ctx context.Context) error {
+	if err := of.f.Flush(ctx); err != nil {
+		return err
+	}
+	if !of.unsynced.Load() {
+		return nil
+	}
+	if err := of.be.Meta.Sync(ctx); err != nil {
+		return err
+	}
+	of.unsynced.Store(false)
+	return nil
 }
 
 // fileTable maps inodes to their open data. It is sharded so that opens of different
@@ -81,7 +100,7 @@ func (t *fileTable) release(ctx context.Context, of *openFile) (last bool, err e
 		return false, nil
 	}
 	delete(s.m, of.ino)
-	err = of.f.Flush(ctx)
+	err = of.flush(ctx)
 	if n := of.f.Close(); n > 0 && err == nil {
 		err = errors.New("unflushed data discarded")
 	}
@@ -108,7 +127,7 @@ func (t *fileTable) isOpen(ino meta.Ino) bool { return t.get(ino) != nil }
 // flush writes out ino's unflushed data, if it is open.
 func (t *fileTable) flush(ctx context.Context, ino meta.Ino) error {
 	if of := t.get(ino); of != nil {
-		return of.f.Flush(ctx)
+		return of.flush(ctx)
 	}
 	return nil
 }
@@ -120,7 +139,7 @@ func (t *fileTable) closeAll(ctx context.Context, log *slog.Logger) (closed int,
 		s.mu.Lock()
 		for ino, of := range s.m {
 			of.detached.Store(true)
-			err := of.f.Flush(ctx)
+			err := of.flush(ctx)
 			if n := of.f.Close(); n > 0 {
 				log.Error("group tree: unflushed data lost at seal", "ino", ino, "bytes", n, "err", err)
 			}
@@ -144,8 +163,9 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
 	}
 	var f *content.File
+	unsynced := new(atomic.Bool)
 	err := gr.useKey(func(k *vault.Key) (err error) {
-		f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped))
+		f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, unsynced))
 		return err
 	})
 	if err != nil {
@@ -154,18 +174,22 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 	if g.tree != nil {
 		g.tree.OpenFiles.Inc()
 	}
-	return &openFile{ino: ino, share: gr.share, be: be, f: f}, nil
+	return &openFile{ino: ino, share: gr.share, be: be, f: f, unsynced: unsynced}, nil
 }
 
 // commitTo records a flushed state of a file's data in the metadata of inode ino: the
-// moment the new objects become the file's content.
-func commitTo(be *Backend, ino meta.Ino, id vault.FileID, wrapped vault.WrappedKey) content.CommitFunc {
+// moment the new objects become the file's content. That commit is durable, and with it
+// every earlier change, the file's create too: it clears unsynced.
+func commitTo(be *Backend, ino meta.Ino, id vault.FileID, wrapped vault.WrappedKey, unsynced *atomic.Bool) content.CommitFunc {
 	return func(ctx context.Context, st content.Staged) error {
 		ms := make([]meta.Segment, len(st.Segments))
 		for i, s := range st.Segments {
 			ms[i] = meta.Segment{Index: s.Index, Object: s.Object}
 		}
 		_, err := be.Meta.SetContent(ctx, ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: ms}, time.Now().UnixNano())
+		if err == nil {
+			unsynced.Store(false)
+		}
 		return err
 	}
 }
@@ -269,8 +293,10 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, errno(n.g.log, "create", err)
 	}
 	var a meta.Attr
+	// The create does not wait for the disk: the handle's flush (every close(2)) makes it
+	// durable together with the data written, at one sync for both.
 	if e := n.g.change(ctx, gr.be, "fs.create", n.child(name), "", "create", func() (err error) {
-		a, err = gr.be.Meta.Create(ctx, n.ino, name, meta.KindFile, mode&0o7777, "", meta.Content{FileID: id, Key: wrapped})
+		a, err = gr.be.Meta.CreateOpen(ctx, n.ino, name, mode&0o7777, meta.Content{FileID: id, Key: wrapped})
 		return err
 	}); e != 0 {
 		return nil, nil, 0, e
@@ -279,8 +305,13 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	// The new file is opened for writing whatever its mode, as open(2) with O_CREAT does.
 	fh, fl, e := n.g.newHandle(ctx, ch.Operations().(*node), gr, &a, flags&^syscall.O_TRUNC)
 	if e != 0 {
+		// No handle will flush it: make the file durable here, as a create always was.
+		if err := gr.be.Meta.Sync(ctx); err != nil {
+			n.g.log.Error("group tree: sync after a failed open of a new file", "err", err)
+		}
 		return nil, nil, 0, e
 	}
+	fh.(*handle).of.unsynced.Store(true)
 	n.entry(&a, gr, out)
 	return ch, fh, fl, 0
 }
@@ -391,7 +422,7 @@ func (h *handle) Flush(ctx context.Context) (e syscall.Errno) {
 	if h.of.detached.Load() {
 		return 0 // the seal flushed it
 	}
-	return errno(h.g.log, "flush", h.of.f.Flush(context.WithoutCancel(ctx)))
+	return errno(h.g.log, "flush", h.of.flush(ctx))
 }
 
 // Fsync makes the data durable.
@@ -401,7 +432,7 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) (e syscall.Errno) {
 	if h.of.detached.Load() {
 		return syscall.EACCES
 	}
-	return errno(h.g.log, "fsync", h.of.f.Flush(context.WithoutCancel(ctx)))
+	return errno(h.g.log, "fsync", h.of.flush(ctx))
 }
 
 // Release drops the handle; the last one closes the file's data.

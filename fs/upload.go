@@ -186,7 +186,7 @@ func (u *Upload) open(ctx context.Context, size int64, segs []content.Segment) e
 	}
 	var f *content.File
 	ok, err := ring.UseArrivals(func(k *vault.Key) (err error) {
-		f, err = u.be.Content.Open(u.share, k, u.id, u.wrapped, size, segs, commitTo(u.be, u.staged, u.id, u.wrapped))
+		f, err = u.be.Content.Open(u.share, k, u.id, u.wrapped, size, segs, commitTo(u.be, u.staged, u.id, u.wrapped, new(atomic.Bool)))
 		return err
 	})
 	if !ok {

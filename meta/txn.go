@@ -26,10 +26,16 @@ type op struct {
 // inodes fn marked once it returns. The usage delta goes to the shard of shardIno, which
 // should be one of lockInos, so that writers in this process do not conflict on it.
 func (s *Store) update(ctx context.Context, lockInos []Ino, shardIno Ino, fn func(*op) error) error {
+	return s.updateWith(ctx, s.db.Update, lockInos, shardIno, fn)
+}
+
+// updateWith is update committing through commit: kv.Store's Update, or UpdateLazy for a
+// change that a durable one is sure to follow.
+func (s *Store) updateWith(ctx context.Context, commit func(context.Context, func(kv.Txn) error) error, lockInos []Ino, shardIno Ino, fn func(*op) error) error {
 	unlock := s.lock(lockInos...)
 	defer unlock()
 	var last *op
-	err := s.db.Update(ctx, func(tx kv.Txn) error {
+	err := commit(ctx, func(tx kv.Txn) error {
 		o := &op{tx: tx, now: s.now().UnixNano(), nodes: make(map[Ino]*inode, 4), shard: stripe(shardIno)}
 		last = o
 		if err := fn(o); err != nil {
