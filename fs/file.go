@@ -312,6 +312,8 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, e
 	}
 	fh.(*handle).of.unsynced.Store(true)
+	// Even a read-only create must flush at close(2): that is when it becomes durable.
+	fl &^= fuse.FOPEN_NOFLUSH
 	n.entry(&a, gr, out)
 	return ch, fh, fl, 0
 }

@@ -80,7 +80,7 @@ type BadgerOptions struct {
 
 // Badger is a Store kept in a Badger database, encrypted at rest with Badger's own AES
 // encryption. Commits are not synced one by one: Update and Sync sync the write-ahead log
-// for every commit before them at once (durable.go).
+// once for every commit before them, and concurrent callers share that sync (durable.go).
 type Badger struct {
 	db     *badger.DB
 	dur    *durability
@@ -106,7 +106,7 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	log := loggerOrDefault(opts.Logger)
 	// Badger keeps the slice for key rotation, so it gets its own copy, not the caller's.
 	key := clone(encryptionKey[:])
-	dur := newDurability()
+	dur := newDurability(dir)
 	bo := tuned(badger.DefaultOptions(dir), log, dur).
 		WithEncryptionKey(key).
 		WithSyncWrites(false)
@@ -118,6 +118,14 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	case err != nil:
 		clear(key)
 		return nil, fmt.Errorf("kv: open badger at %s: %w", dir, err)
+	}
+	// Badger replays the logs of a process that was killed and shows their commits at
+	// once; they were never synced, and the next durable commit must not depend on them
+	// while they could still vanish.
+	if err := dur.syncLogs(); err != nil {
+		db.Close()
+		clear(key)
+		return nil, fmt.Errorf("kv: open badger at %s: sync replayed logs: %w", dir, err)
 	}
 	b := &Badger{db: db, dur: dur, log: log, key: key}
 	b.startGC(opts.GCInterval)
@@ -253,10 +261,10 @@ func (b *Badger) Update(ctx context.Context, fn func(Txn) error) error {
 		return err
 	}
 	defer b.gate.leave()
-	if _, err := b.commit(ctx, fn); err != nil {
+	if err := b.commit(ctx, fn); err != nil {
 		return err
 	}
-	return b.sync(ctx)
+	return b.sync()
 }
 
 // UpdateLazy is Update without waiting for the disk; see Store.
@@ -265,44 +273,40 @@ func (b *Badger) UpdateLazy(ctx context.Context, fn func(Txn) error) error {
 		return err
 	}
 	defer b.gate.leave()
-	full, err := b.commit(ctx, fn)
-	if err != nil || !full {
-		return err
-	}
-	return b.sync(ctx)
+	return b.commit(ctx, fn)
 }
 
 // Sync makes every commit that returned before it durable; see Store.
 func (b *Badger) Sync(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kv: sync: %w", err)
+	}
 	if err := b.gate.enter(); err != nil {
 		return err
 	}
 	defer b.gate.leave()
-	return b.sync(ctx)
+	return b.sync()
 }
 
-// commit runs fn and commits it without a sync, registering its keys as not yet durable.
-// It reports whether too many keys now wait for a sync.
-func (b *Badger) commit(ctx context.Context, fn func(Txn) error) (full bool, err error) {
-	var keys []write
-	epoch := b.dur.epoch.Load()
-	err = retryConflicts(ctx, func() (bool, error) {
-		epoch = b.dur.epoch.Load()
-		var conflict bool
-		keys, conflict, err = b.updateOnce(fn)
-		return conflict, err
-	})
-	if err != nil {
-		return false, err
-	}
-	return b.dur.register(epoch, keys), nil
+// commit runs fn and commits it without a sync.
+func (b *Badger) commit(ctx context.Context, fn func(Txn) error) error {
+	return retryConflicts(ctx, func() (bool, error) { return b.updateOnce(fn) })
 }
 
-func (b *Badger) sync(ctx context.Context) error {
-	// The round outlives a caller that gives up: others may be waiting on it.
-	rctx := context.WithoutCancel(ctx)
+// sync makes every commit so far durable: the logs of earlier memtables were synced when
+// they were rotated out (durable.go), so syncing the current one is enough. The round
+// does not heed the caller's context: others may be waiting on it.
+func (b *Badger) sync() error {
 	err := b.dur.group(func() error {
-		return b.dur.syncRound(rctx, b.db.Sync, b.refresh)
+		if err := b.dur.check(); err != nil {
+			return err
+		}
+		if err := b.db.Sync(); err != nil {
+			return fmt.Errorf("sync the write-ahead log: %w", err)
+		}
+		// A rotation during the sync ran its own sync of the log it rotated out; one that
+		// failed must not be reported as success here.
+		return b.dur.check()
 	})
 	if err != nil {
 		return fmt.Errorf("kv: %w", err)
@@ -310,68 +314,29 @@ func (b *Badger) sync(ctx context.Context) error {
 	return nil
 }
 
-// refresh writes the current value of each key again (or deletes it again), in batches
-// within the transaction limits, so that the keys' state lands in the current memtable.
-func (b *Badger) refresh(ctx context.Context, keys []string) error {
-	for len(keys) > 0 {
-		n := 0
-		_, err := b.commit(ctx, func(tx Txn) error {
-			n = 0
-			budget := MaxTxnBytes
-			for _, k := range keys {
-				if n == MaxTxnWrites {
-					break
-				}
-				v, err := tx.Get([]byte(k))
-				switch {
-				case errors.Is(err, ErrNotFound):
-					err = tx.Delete([]byte(k))
-				case err == nil:
-					if len(k)+len(v) > budget && n > 0 {
-						return nil
-					}
-					budget -= len(k) + len(v)
-					err = tx.Set([]byte(k), v)
-				}
-				if err != nil {
-					return err
-				}
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		keys = keys[n:]
-	}
-	return nil
-}
-
-func (b *Badger) updateOnce(fn func(Txn) error) (keys []write, conflict bool, err error) {
+func (b *Badger) updateOnce(fn func(Txn) error) (conflict bool, err error) {
 	txn := b.db.NewTransaction(true)
 	defer txn.Discard()
 	t := &badgerTxn{txn: txn, g: txnGuard{writable: true}}
 	err = fn(t)
 	t.g.done = true
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	err = txn.Commit()
 	switch {
 	case err == nil:
-		return t.written, false, nil
+		return false, nil
 	case errors.Is(err, badger.ErrConflict):
-		return nil, true, nil
+		return true, nil
 	default:
-		return nil, false, fmt.Errorf("kv: commit: %w", err)
+		return false, fmt.Errorf("kv: commit: %w", err)
 	}
 }
 
 type badgerTxn struct {
-	txn     *badger.Txn
-	g       txnGuard
-	written []write // keys set or deleted, for the durability tracker
+	txn *badger.Txn
+	g   txnGuard
 }
 
 func (t *badgerTxn) Get(key []byte) ([]byte, error) {
@@ -398,11 +363,9 @@ func (t *badgerTxn) Set(key, value []byte) error {
 		return err
 	}
 	// Badger keeps references to both slices until commit; the copies honour Txn's promise.
-	k := clone(key)
-	if err := t.txn.Set(k, clone(value)); err != nil {
+	if err := t.txn.Set(clone(key), clone(value)); err != nil {
 		return mapWriteErr("set", err)
 	}
-	t.written = append(t.written, write{key: k, size: len(k) + len(value)})
 	return nil
 }
 
@@ -410,11 +373,9 @@ func (t *badgerTxn) Delete(key []byte) error {
 	if err := t.g.checkWrite(key, nil); err != nil {
 		return err
 	}
-	k := clone(key)
-	if err := t.txn.Delete(k); err != nil {
+	if err := t.txn.Delete(clone(key)); err != nil {
 		return mapWriteErr("delete", err)
 	}
-	t.written = append(t.written, write{key: k, size: len(k)})
 	return nil
 }
 

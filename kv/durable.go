@@ -1,11 +1,15 @@
 package kv
 
 import (
-	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"dsh/internal/diskio"
 )
 
 // How Badger is made durable without syncing inside every commit.
@@ -13,52 +17,35 @@ import (
 // Badger commits into a memtable whose write-ahead log is a memory-mapped file: a commit
 // survives a crash of the process as soon as it returns (the pages belong to the kernel),
 // and a crash of the machine once that log is synced. Badger's own SyncWrites syncs inside
-// every commit, so a file's create and its close pay one sync each, whatever the caller
-// needs. kv instead commits without syncing and syncs the log when a caller asks for
-// durability (Update, Sync), which also makes every earlier lazy commit durable, because
-// they sit earlier in the same log.
+// every commit, so a file's create and its close paid one sync each, whatever the caller
+// needed. kv instead commits without syncing and syncs the log when a caller asks for
+// durability (Update, Sync); that covers every earlier commit, because they sit earlier in
+// the same log.
 //
-// Except when the memtable rotated in between: Badger then starts a new log, and the old
-// memtable is durable only once its flush to a table finishes; db.Sync syncs the new log
-// alone. kv learns of each rotation from Badger's own debug message (rotationMessage; a
-// test fails if Badger stops sending it) and keeps the keys of every commit not yet known
-// durable, with the rotation count seen before it started. A sync that finds keys written
-// before the current memtable began writes their current values again (the refresh: same
-// state, newer version, into the current log) and syncs again. Re-writing the current
-// value, not the one remembered, is what keeps this safe when other transactions changed
-// the key since.
+// Or in an older log: when Badger replaces a full memtable it starts a new log, and
+// db.Sync syncs only the current one. So kv syncs the outgoing log at that moment. Badger
+// announces the rotation with a debug message (rotationMessage) from its single write
+// goroutine, under its write lock, before the new memtable takes any write; kv's logger
+// syncs every log file there. Every log but the current one is thus durable before a later
+// commit can land anywhere, and the order of commits on disk is the order they were made
+// in. A test fails if Badger stops sending the message. Logs replayed at open (left by a
+// process that was killed) are synced at open for the same reason.
 
-// rotationMessage starts the debug message Badger logs, under its write lock, when it
-// replaces a full memtable with a new one (db.ensureRoomForWrite).
+// rotationMessage starts the debug message Badger logs when it replaces a full memtable
+// with a new one (badger v4 db.ensureRoomForWrite).
 const rotationMessage = "Flushing memtable"
 
-// Bounds on what lazy commits may leave waiting for a sync: past either, the lazy commit
-// syncs itself. They bound memory and the cost of one refresh; keeping a refresh well
-// under a memtable (8 MiB) means it cannot rotate the memtable more than once, so the
-// refresh loop ends.
-const (
-	maxPendingKeys  = 4096
-	maxPendingBytes = 1 << 20
-)
+// memSuffix names the files of Badger's memtable logs.
+const memSuffix = ".mem"
 
-// pendingWrite is a key written by a commit that is not yet known durable.
-type pendingWrite struct {
-	epoch uint64 // rotations seen before the commit started
-	seq   uint64 // registration order, to tell what a sync round covered
-	size  int    // of key and value, charged to pendingBytes
-}
-
-// durability tracks what Badger has committed but not yet synced.
+// durability syncs Badger's memtable logs at rotation and shares syncs between callers.
 type durability struct {
-	// epoch counts memtable rotations since open.
-	epoch atomic.Uint64
-	// refreshes counts keys re-written by refreshes, for tests.
-	refreshes atomic.Uint64
-
-	mu           sync.Mutex
-	pending      map[string]pendingWrite
-	pendingBytes int
-	seq          uint64
+	dir string
+	// rotations counts memtable rotations since open, for tests.
+	rotations atomic.Uint64
+	// failed holds the first error of a sync at rotation. A log that failed to sync may
+	// lose commits that callers were told are durable, so every later sync fails too.
+	failed atomic.Pointer[error]
 
 	// Group sync: one round at a time; a caller waits for a round that started after it
 	// arrived, and callers arriving during a round share the next one.
@@ -70,50 +57,54 @@ type durability struct {
 	lastErr  error
 }
 
-func newDurability() *durability {
-	d := &durability{pending: make(map[string]pendingWrite)}
+func newDurability(dir string) *durability {
+	d := &durability{dir: dir}
 	d.cond = sync.NewCond(&d.roundMu)
 	return d
 }
 
-// observe is called with every debug message of Badger.
+// observe is called with every debug message of Badger, from its write goroutine.
 func (d *durability) observe(format string) {
-	if strings.HasPrefix(format, rotationMessage) {
-		d.epoch.Add(1)
+	if !strings.HasPrefix(format, rotationMessage) {
+		return
+	}
+	d.rotations.Add(1)
+	if err := d.syncLogs(); err != nil {
+		err = fmt.Errorf("sync the write-ahead log of a full memtable: %w", err)
+		d.failed.CompareAndSwap(nil, &err)
 	}
 }
 
-// write is one key a commit wrote, with the size of its key and value.
-type write struct {
-	key  []byte
-	size int
-}
-
-// register records the writes of a commit that returned; epoch is what d.epoch was before
-// the commit started. It reports whether the pending set has grown past its bounds.
-func (d *durability) register(epoch uint64, writes []write) (full bool) {
-	if len(writes) == 0 {
-		return false
+// syncLogs syncs every memtable log in the directory and the directory itself. The logs
+// other than the one being rotated out are already durable, so their syncs cost little.
+func (d *durability) syncLogs() error {
+	logs, err := filepath.Glob(filepath.Join(d.dir, "*"+memSuffix))
+	if err != nil {
+		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.seq++
-	for _, w := range writes {
-		k := string(w.key)
-		d.pendingBytes += w.size - d.pending[k].size
-		d.pending[k] = pendingWrite{epoch: epoch, seq: d.seq, size: w.size}
-	}
-	return len(d.pending) > maxPendingKeys || d.pendingBytes > maxPendingBytes
-}
-
-// forget drops the writes registered up to seq upto. d.mu must be held.
-func (d *durability) forget(upto uint64) {
-	for k, p := range d.pending {
-		if p.seq <= upto {
-			d.pendingBytes -= p.size
-			delete(d.pending, k)
+	for _, name := range logs {
+		f, err := os.OpenFile(name, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // flushed to a table and removed meanwhile: durable there
+		}
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
 		}
 	}
+	return diskio.SyncDir(d.dir)
+}
+
+// check returns the sticky error of a failed sync at rotation.
+func (d *durability) check() error {
+	if p := d.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // group runs round, or waits for a round that started after group was called, and returns
@@ -142,44 +133,4 @@ func (d *durability) group(round func() error) error {
 	// Rounds finish in order and each covers everything its predecessors did, so the last
 	// finished round's result answers for the target round too.
 	return d.lastErr
-}
-
-// syncRound makes every write registered before it started durable: sync the log, and if
-// some of those writes may sit in a memtable that rotated out, refresh them and sync again.
-// refresh re-writes the current values of keys and registers them again.
-func (d *durability) syncRound(ctx context.Context, sync func() error, refresh func(ctx context.Context, keys []string) error) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		d.mu.Lock()
-		upto := d.seq
-		d.mu.Unlock()
-		before := d.epoch.Load()
-		if err := sync(); err != nil {
-			return fmt.Errorf("sync: %w", err)
-		}
-		if d.epoch.Load() != before {
-			continue // a rotation during the sync: which log was synced is unknown
-		}
-		var stale []string
-		d.mu.Lock()
-		for k, p := range d.pending {
-			if p.seq <= upto && p.epoch < before {
-				stale = append(stale, k)
-			}
-		}
-		if len(stale) == 0 {
-			// Everything up to upto started in the current memtable and finished before
-			// the sync: it is in the log just synced.
-			d.forget(upto)
-			d.mu.Unlock()
-			return nil
-		}
-		d.mu.Unlock()
-		if err := refresh(ctx, stale); err != nil {
-			return fmt.Errorf("refresh %d keys of a rotated memtable: %w", len(stale), err)
-		}
-		d.refreshes.Add(uint64(len(stale)))
-	}
 }

@@ -78,8 +78,9 @@ type Store interface {
 	Update(ctx context.Context, fn func(Txn) error) error
 	// UpdateLazy is Update without the wait for the disk. When it returns nil the writes are
 	// visible to every later transaction and survive a crash of the process, but a crash of
-	// the machine may undo them (all of them, never part of one transaction) until a later
-	// Update or Sync returns. It is for writes that a durable commit is sure to follow and
+	// the machine may undo them until a later Update or Sync returns. What such a crash
+	// undoes is always the latest commits: never part of a transaction, never an earlier
+	// commit while keeping a later one. It is for writes that a durable commit is sure to follow and
 	// depend on: an object that the metadata commit will name, a file that its close will
 	// commit.
 	UpdateLazy(ctx context.Context, fn func(Txn) error) error

@@ -139,9 +139,19 @@ func (p *pending) Commit(ctx context.Context) error {
 	// store after its own, so of two racing commits the later one sees the earlier and
 	// withdraws: an ID never names two objects.
 	if err == nil {
-		if _, serr := p.store.large.Stat(ctx, p.id); serr == nil {
-			p.store.db.UpdateLazy(context.WithoutCancel(ctx), func(tx kv.Txn) error { return tx.Delete(k) })
+		_, serr := p.store.large.Stat(ctx, p.id)
+		switch {
+		case serr == nil:
 			err = blob.ErrExists
+		case !errors.Is(serr, blob.ErrNotFound):
+			err = fmt.Errorf("look for a clash in the large store: %w", serr)
+		}
+		if err != nil {
+			// Withdraw; if even that fails, the record is unreferenced and the sweep of
+			// unreferenced objects removes it.
+			if derr := p.store.db.UpdateLazy(context.WithoutCancel(ctx), func(tx kv.Txn) error { return tx.Delete(k) }); derr != nil {
+				err = fmt.Errorf("%w (and withdrawing the inline copy: %w)", err, derr)
+			}
 		}
 	}
 	if err != nil {
@@ -154,11 +164,19 @@ func (p *pending) commitLarge(ctx context.Context) error {
 	if err := p.large.Commit(ctx); err != nil {
 		return err
 	}
-	if _, err := p.store.get(ctx, p.id); err == nil {
-		p.store.large.Delete(context.WithoutCancel(ctx), p.id)
-		return fmt.Errorf("commit object %s: %w", p.id, blob.ErrExists)
+	_, err := p.store.get(ctx, p.id)
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
+		return nil
+	case err == nil:
+		err = blob.ErrExists
+	default:
+		err = fmt.Errorf("look for a clash in the metadata store: %w", err)
 	}
-	return nil
+	if derr := p.store.large.Delete(context.WithoutCancel(ctx), p.id); derr != nil {
+		err = fmt.Errorf("%w (and withdrawing the large copy: %w)", err, derr)
+	}
+	return fmt.Errorf("commit object %s: %w", p.id, err)
 }
 
 func (p *pending) Abort() error {
