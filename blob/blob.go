@@ -139,9 +139,7 @@ type Pending interface {
 	// Write appends to the object. After Commit or Abort it returns ErrFinished.
 	io.Writer
 	// Commit makes the object durable and then visible under its ID. When it returns nil,
-	// the object survives a crash of the process or machine; a store kept in the metadata's
-	// own kv store (package inline) may instead leave that to the next durable commit
-	// there, which the metadata commit naming the object always is. It fails with ErrExists if the
+	// the object survives a crash of the process or machine. It fails with ErrExists if the
 	// ID was committed meanwhile, leaving that object untouched, and with ctx's error,
 	// leaving nothing visible, if ctx is already done. Commit finishes the Pending whether
 	// or not it succeeds: after other failures the object may or may not exist (a remote

@@ -16,7 +16,6 @@ import (
 
 	"dsh/audit"
 	"dsh/blob"
-	"dsh/blob/inline"
 	"dsh/kv"
 	"dsh/vault"
 )
@@ -127,14 +126,10 @@ func open(dir string, root *vault.Key, log *slog.Logger) (*Parts, error) {
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
 	p.KV = db
-	local, err := blob.OpenLocal(filepath.Join(dir, BlobDir))
-	if err != nil {
+	if p.Blobs, err = blob.OpenLocal(filepath.Join(dir, BlobDir)); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
-	// Small objects live in the metadata store: a small file then costs no file of its own
-	// and becomes durable with the one commit that names it.
-	p.Blobs = inline.New(db, local, 0)
 	auditKey := root.Derive(vault.PurposeAudit)
 	defer auditKey.Wipe()
 	if p.Audit, err = audit.Open(filepath.Join(dir, AuditDir), &auditKey, audit.Options{}); err != nil {
