@@ -1,38 +1,22 @@
 package fs
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
 
 	"dsh/blob"
 	"dsh/content"
 	"dsh/kv"
+	"dsh/kv/kvtest"
 	"dsh/meta"
 	"dsh/vault"
 )
-
-// syncCounter passes everything to a real store and counts durable commits and syncs.
-type syncCounter struct {
-	kv.Store
-	durable, syncs atomic.Int32
-}
-
-func (c *syncCounter) Update(ctx context.Context, fn func(kv.Txn) error) error {
-	c.durable.Add(1)
-	return c.Store.Update(ctx, fn)
-}
-
-func (c *syncCounter) Sync(ctx context.Context) error {
-	c.syncs.Add(1)
-	return c.Store.Sync(ctx)
-}
 
 // TestFlushMakesLazyCreateDurable checks the bargain of a lazy create (meta.CreateOpen):
 // the handle's flush makes the file durable before close returns, with exactly one sync or
 // durable commit, whether or not anything was written.
 func TestFlushMakesLazyCreateDurable(t *testing.T) {
-	db := &syncCounter{Store: kv.NewMem()}
+	db := &kvtest.Counting{Store: kv.NewMem()}
 	t.Cleanup(func() { db.Close() })
 	local, err := blob.OpenLocal(t.TempDir())
 	if err != nil {
@@ -67,7 +51,7 @@ func TestFlushMakesLazyCreateDurable(t *testing.T) {
 		of.unsynced.Store(true) // as node.Create does
 		return of
 	}
-	counts := func() (int32, int32) { return db.durable.Load(), db.syncs.Load() }
+	counts := func() (int32, int32) { return db.Durable.Load(), db.Syncs.Load() }
 
 	// Nothing written: the flush syncs, once; a second flush costs nothing.
 	empty := open("empty")
