@@ -42,7 +42,7 @@ const (
 	// indexCacheSize holds decrypted table indexes and bloom filters. Badger panics without
 	// it on an encrypted store; a miss re-reads and decrypts one table's index.
 	indexCacheSize = 8 << 20
-	// valueThreshold: every value kv accepts (below MaxValueSize) stays in the LSM tree and
+	// valueThreshold: every value kv accepts (up to MaxValueSize) stays in the LSM tree and
 	// nothing new goes to the value log. Badger's value-log GC rewrites live values and
 	// then deletes the old file without a sync of the rewrite, which is only safe with
 	// SyncWrites; kv syncs itself (durable.go), so it keeps the value log empty instead.
