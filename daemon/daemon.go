@@ -81,7 +81,6 @@ type Daemon struct {
 	portalAddr string
 }
 
-// New takes the data folder and prepares the daemon; Run starts it.
 // groupEntryTimeout is how long the kernel may keep a name of the Group tree without
 // asking again. Names there change only through the mount itself (the daemon never adds,
 // moves or removes a name of a share on its own; shares are never deleted), so the
@@ -91,6 +90,7 @@ type Daemon struct {
 // Arrivals keeps a short timeout: its sweeper and uploads change names by themselves.
 const groupEntryTimeout = time.Hour
 
+// New takes the data folder and prepares the daemon; Run starts it.
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -148,16 +148,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	srv := control.NewServer(d, d.log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	defer stopSweep()
+	// runCtx bounds the session sweeper and the portal; stop ends both and waits for the
+	// portal's requests (a tus write may be storing), on every way out, before shutdown.
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	var portalDone <-chan error
+	stop := func() {
+		cancelRun()
+		if portalDone != nil {
+			<-portalDone
+		}
+	}
+	defer cancelRun()
 	ttl := d.cfg.Auth.SessionTTL
 	if ttl <= 0 {
 		ttl = token.DefaultSessionTTL
 	}
-	go d.sweepSessions(sweepCtx, sweepInterval(ttl))
-	var portalDone <-chan error
+	go d.sweepSessions(runCtx, sweepInterval(ttl))
 	if d.cfg.PortalAddr != "" {
-		if portalDone, err = d.startPortal(sweepCtx); err != nil {
+		if portalDone, err = d.startPortal(runCtx); err != nil {
 			d.shutdown(srv)
 			return err
 		}
@@ -167,6 +175,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		err := d.unseal(d.cfg.Passphrase, -1)
 		clear(d.cfg.Passphrase)
 		if err != nil {
+			stop()
 			d.shutdown(srv)
 			return fmt.Errorf("unseal at start with the passphrase file: %w; not starting", err)
 		}
@@ -179,17 +188,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err := <-served:
 		if err != nil {
+			stop()
 			d.shutdown(srv)
 			return err
 		}
 	case err := <-portalDone:
+		portalDone = nil // it has ended
+		stop()
 		d.shutdown(srv)
 		return err
 	}
-	stopSweep()
-	if portalDone != nil {
-		<-portalDone
-	}
+	stop()
 	return d.shutdown(srv)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	"dsh/control"
 	"dsh/portal"
@@ -81,6 +82,18 @@ func (d *Daemon) UIDOf(user string) (int, bool) {
 	}
 	u, ok := d.acl.UserByID(user)
 	return u.UID, ok
+}
+
+// ActiveSession reports the session of uid, if any: its user and expiry, nothing more. The
+// portal checks it on every request (each chunk of an upload), so it spares Session's
+// share list. ok is false while sealed.
+func (d *Daemon) ActiveSession(uid int) (user string, expires time.Time, ok bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.tok == nil {
+		return "", time.Time{}, false
+	}
+	return d.tok.Sessions().Active(uid)
 }
 
 // SetQuestions replaces the caller's security questions after checking all factors.

@@ -31,7 +31,7 @@ type openFile struct {
 	detached atomic.Bool
 	// unsynced is set while the file's create (meta.CreateOpen) may not be durable yet;
 	// the first durable commit of its content clears it (commitTo), else flush syncs.
-	unsynced *atomic.Bool
+	unsynced atomic.Bool
 }
 
 // flush writes out the file's data and returns once the file is durable, its create
@@ -154,18 +154,23 @@ func (t *fileTable) closeAll(ctx context.Context, log *slog.Logger) (closed int,
 	return closed, first
 }
 
-// openData opens the content of a file for gr's backend.
-func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
-	be, ino := gr.be, a.Ino
-	id, wrapped := a.Content.FileID, a.Content.Key
+// contentSegments is the segment list of a's content in the form package content takes.
+func contentSegments(a *meta.Attr) []content.Segment {
 	segs := make([]content.Segment, len(a.Content.Segments))
 	for i, s := range a.Content.Segments {
 		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
 	}
-	var f *content.File
-	unsynced := new(atomic.Bool)
+	return segs
+}
+
+// openData opens the content of a file for gr's backend.
+func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
+	be, ino := gr.be, a.Ino
+	id, wrapped := a.Content.FileID, a.Content.Key
+	segs := contentSegments(a)
+	of := &openFile{ino: ino, share: gr.share, be: be}
 	err := gr.useKey(func(k *vault.Key) (err error) {
-		f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, unsynced))
+		of.f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, &of.unsynced))
 		return err
 	})
 	if err != nil {
@@ -174,12 +179,12 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 	if g.tree != nil {
 		g.tree.OpenFiles.Inc()
 	}
-	return &openFile{ino: ino, share: gr.share, be: be, f: f, unsynced: unsynced}, nil
+	return of, nil
 }
 
 // commitTo records a flushed state of a file's data in the metadata of inode ino: the
 // moment the new objects become the file's content. That commit is durable, and with it
-// every earlier change, the file's create too: it clears unsynced.
+// every earlier change, the file's create too: it clears unsynced, if given.
 func commitTo(be *Backend, ino meta.Ino, id vault.FileID, wrapped vault.WrappedKey, unsynced *atomic.Bool) content.CommitFunc {
 	return func(ctx context.Context, st content.Staged) error {
 		ms := make([]meta.Segment, len(st.Segments))
@@ -187,7 +192,7 @@ func commitTo(be *Backend, ino meta.Ino, id vault.FileID, wrapped vault.WrappedK
 			ms[i] = meta.Segment{Index: s.Index, Object: s.Object}
 		}
 		_, err := be.Meta.SetContent(ctx, ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: ms}, time.Now().UnixNano())
-		if err == nil {
+		if err == nil && unsynced != nil {
 			unsynced.Store(false)
 		}
 		return err

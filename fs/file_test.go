@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"sync/atomic"
 	"testing"
 
 	"dsh/blob"
@@ -41,13 +40,12 @@ func TestFlushMakesLazyCreateDurable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		unsynced := new(atomic.Bool)
-		f, err := be.Content.Open("s1", &shareKey, id, wrapped, 0, nil, commitTo(be, a.Ino, id, wrapped, unsynced))
+		of := &openFile{ino: a.Ino, share: "s1", be: be}
+		of.f, err = be.Content.Open("s1", &shareKey, id, wrapped, 0, nil, commitTo(be, a.Ino, id, wrapped, &of.unsynced))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { f.Close() })
-		of := &openFile{ino: a.Ino, share: "s1", be: be, f: f, unsynced: unsynced}
+		t.Cleanup(func() { of.f.Close() })
 		of.unsynced.Store(true) // as node.Create does
 		return of
 	}

@@ -129,11 +129,7 @@ func (g *Group) BeginUpload(ctx context.Context, uid int, name string, size int6
 		return nil, fmt.Errorf("arrivals: stage upload: %w", err)
 	}
 	u.staged = staged.Ino
-	// From here on a failure removes the staged file; its objects go to the collector.
-	if err := u.open(ctx, 0, nil); err != nil {
-		_ = u.Abort(ctx)
-		return nil, err
-	}
+	// The staged file's data is opened by the first Write, and closed after each.
 	return u, nil
 }
 
@@ -186,7 +182,7 @@ func (u *Upload) open(ctx context.Context, size int64, segs []content.Segment) e
 	}
 	var f *content.File
 	ok, err := ring.UseArrivals(func(k *vault.Key) (err error) {
-		f, err = u.be.Content.Open(u.share, k, u.id, u.wrapped, size, segs, commitTo(u.be, u.staged, u.id, u.wrapped, new(atomic.Bool)))
+		f, err = u.be.Content.Open(u.share, k, u.id, u.wrapped, size, segs, commitTo(u.be, u.staged, u.id, u.wrapped, nil))
 		return err
 	})
 	if !ok {
@@ -213,10 +209,7 @@ func (u *Upload) reopen(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("arrivals: staged file: %w", err)
 	}
-	segs := make([]content.Segment, len(a.Content.Segments))
-	for i, s := range a.Content.Segments {
-		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
-	}
+	segs := contentSegments(&a)
 	return u.open(ctx, a.Size, segs)
 }
 
@@ -261,14 +254,14 @@ func (u *Upload) Write(ctx context.Context, off int64, r io.Reader) (int64, erro
 		u.dropFile()
 		return 0, fmt.Errorf("arrivals: write upload of %q: %w", u.name, err)
 	}
+	start := u.off.Load()
+	if off != start {
+		return 0, fmt.Errorf("arrivals: write upload of %q at %d: %w: the upload is at %d", u.name, off, ErrOffset, start)
+	}
 	if u.f == nil {
 		if err := u.reopen(ctx); err != nil {
 			return 0, err
 		}
-	}
-	start := u.off.Load()
-	if off != start {
-		return 0, fmt.Errorf("arrivals: write upload of %q at %d: %w: the upload is at %d", u.name, off, ErrOffset, start)
 	}
 	// The store's work finishes even when ctx ends: what was received is kept.
 	bg := context.WithoutCancel(ctx)
@@ -382,13 +375,7 @@ func (u *Upload) Finish(ctx context.Context) (Arrival, error) {
 		return Arrival{}, fmt.Errorf("arrivals: finish upload of %q: %w: %d of %d bytes received", u.name, ErrOffset, off, u.size)
 	}
 	be := u.be
-	if u.f != nil {
-		// Every Write flushed; this only confirms it.
-		if err := u.f.Flush(ctx); err != nil {
-			u.resync(ctx)
-			return Arrival{}, fmt.Errorf("arrivals: make the upload durable: %w", err)
-		}
-	}
+	// Every Write flushed and closed the staged data before it returned: it is durable.
 	if off == 0 {
 		// An empty file has no objects; its metadata still needs its arrival time.
 		if _, err := be.Meta.SetContent(ctx, u.staged, 0, meta.Content{FileID: u.id, Key: u.wrapped}, time.Now().UnixNano()); err != nil {

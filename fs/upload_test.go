@@ -259,10 +259,7 @@ func (h *harness) read(t *testing.T, name string) []byte {
 
 func (h *harness) readAttr(t *testing.T, a *meta.Attr) []byte {
 	t.Helper()
-	segs := make([]content.Segment, len(a.Content.Segments))
-	for i, s := range a.Content.Segments {
-		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
-	}
+	segs := contentSegments(a)
 	ring, ok := h.be.Sessions.Keyring(aliceUID)
 	if !ok {
 		t.Fatal("no session")

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"dsh/internal/diskio"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -161,12 +162,7 @@ func splitPEM(b []byte) (certPEM, keyPEM []byte) {
 // WriteCertFile writes the public certificate to path (mode 0644: it is public), replacing
 // an older one atomically.
 func WriteCertFile(path string, certPEM []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, certPEM, 0o644); err != nil {
-		return fmt.Errorf("write portal certificate: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := diskio.WriteFileAtomic(path, certPEM, 0o644); err != nil {
 		return fmt.Errorf("write portal certificate: %w", err)
 	}
 	return nil

@@ -273,6 +273,19 @@ func (f *fakeService) Session(ctx context.Context, c control.Caller) (control.Se
 	return control.SessionView{Active: s.active, UID: c.UID, User: u.name, Expires: s.expires}, nil
 }
 
+// ActiveSession implements Service.
+func (f *fakeService) ActiveSession(uid int) (string, time.Time, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("ActiveSession", control.Caller{UID: uid})
+	u, _ := f.userOf(uid)
+	s, ok := f.sessions[uid]
+	if !ok || !s.active {
+		return "", time.Time{}, false
+	}
+	return u.name, s.expires, true
+}
+
 // EnrolmentCode implements control.Tokens; the portal has no use for it.
 func (f *fakeService) EnrolmentCode(ctx context.Context, c control.Caller, user string) (control.EnrolmentCode, error) {
 	f.mu.Lock()

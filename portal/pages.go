@@ -54,7 +54,7 @@ func (s *Server) parseTemplates() error {
 }
 
 // render writes a page; a template failure is the portal's bug and is logged.
-func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, p page) {
+func (s *Server) render(w http.ResponseWriter, name string, p page) {
 	var buf bytes.Buffer
 	if err := s.pages[name].Execute(&buf, p); err != nil {
 		s.log.Error("portal: render page", "page", name, "err", err)
@@ -79,7 +79,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, ws *websession, st
 	if ws != nil {
 		p.User, p.CSRF = ws.user, ws.csrf
 	}
-	s.render(w, r, "error", p)
+	s.render(w, "error", p)
 }
 
 // done answers a handled form: a message for the next page, and a redirect to it, so that
@@ -130,7 +130,7 @@ func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/files", http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, "signin", page{Title: "Sign in", CSRF: preToken(w, r), Data: signinData{ICE: r.URL.Query().Get("with") == "ice"}})
+	s.render(w, "signin", page{Title: "Sign in", CSRF: preToken(w, r), Data: signinData{ICE: r.URL.Query().Get("with") == "ice"}})
 }
 
 func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
@@ -138,7 +138,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	user := strings.TrimSpace(r.PostFormValue("user"))
 	data := signinData{User: user, ICE: r.PostFormValue("emergency") != "" || r.PostFormValue("method") == "ice"}
 	again := func(status int, msg string) {
-		s.render(w, r, "signin", page{Title: "Sign in", Status: status, CSRF: preToken(w, r), Flash: &flash{Msg: msg}, Data: data})
+		s.render(w, "signin", page{Title: "Sign in", Status: status, CSRF: preToken(w, r), Flash: &flash{Msg: msg}, Data: data})
 	}
 	if !checkPre(r) {
 		again(http.StatusForbidden, "This form has expired or did not come from this site. Try again.")
@@ -163,7 +163,7 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		again(status, msg)
 		return
 	}
-	tok, _ := s.sessions.start(sv.User, uid, sv.Expires)
+	tok := s.sessions.start(sv.User, uid, sv.Expires)
 	setCookie(w, sessionCookie, tok, 0)
 	http.Redirect(w, r, "/files", http.StatusSeeOther)
 }
@@ -187,14 +187,13 @@ func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, http.StatusForbidden, "This form has expired or did not come from this site. Reload the page and try again.")
 		return
 	}
-	s.sessions.end(c.Value)
-	s.sessions.endUser(ws.user)
+	s.sessions.endUser(ws.user) // this sign-in and any other of the user
 	setCookie(w, sessionCookie, "", -1)
 	// The dsh session goes first, so the drives close at once even while an upload is
 	// being cut off; a session that is no longer the one this sign-in started (a later
 	// dsh login) is left alone.
 	var lerr error
-	if sv, err := s.svc.Session(r.Context(), caller(ws)); err == nil && sv.Active && sv.User == ws.user && sv.Expires.Equal(ws.bound) {
+	if s.boundSession(ws) {
 		lerr = s.svc.Logout(r.Context(), caller(ws))
 	}
 	s.uploads.abortUser(r.Context(), ws.uid)
@@ -214,14 +213,14 @@ type iceData struct {
 }
 
 func (s *Server) icePage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, "ice", page{Title: "Emergency code (ICE)", CSRF: preToken(w, r), Data: iceData{}})
+	s.render(w, "ice", page{Title: "Emergency code (ICE)", CSRF: preToken(w, r), Data: iceData{}})
 }
 
 func (s *Server) ice(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	user := strings.TrimSpace(r.PostFormValue("user"))
 	again := func(status int, msg string) {
-		s.render(w, r, "ice", page{Title: "Emergency code (ICE)", Status: status, CSRF: preToken(w, r), Flash: &flash{Msg: msg}, Data: iceData{User: user}})
+		s.render(w, "ice", page{Title: "Emergency code (ICE)", Status: status, CSRF: preToken(w, r), Flash: &flash{Msg: msg}, Data: iceData{User: user}})
 	}
 	if !checkPre(r) {
 		again(http.StatusForbidden, "This form has expired or did not come from this site. Try again.")
@@ -244,7 +243,7 @@ func (s *Server) ice(w http.ResponseWriter, r *http.Request) {
 		again(status, msg)
 		return
 	}
-	s.render(w, r, "ice", page{Title: "Emergency code (ICE)", CSRF: preToken(w, r), Data: iceData{User: user, Code: res.Code, Expires: res.Expires}})
+	s.render(w, "ice", page{Title: "Emergency code (ICE)", CSRF: preToken(w, r), Data: iceData{User: user, Code: res.Code, Expires: res.Expires}})
 }
 
 type filesData struct {
@@ -261,7 +260,7 @@ func (s *Server) filesPage(w http.ResponseWriter, r *http.Request, ws *websessio
 	sort.Slice(d.Arrivals, func(i, j int) bool { return d.Arrivals[i].Arrived.After(d.Arrivals[j].Arrived) })
 	p := base(ws, "File Transfer", "files")
 	p.Data = d
-	s.render(w, r, "files", p)
+	s.render(w, "files", p)
 }
 
 type securityData struct {
@@ -281,7 +280,7 @@ func (s *Server) securityPage(w http.ResponseWriter, r *http.Request, ws *webses
 	}
 	p := base(ws, "Security & Tokens", "security")
 	p.Data = d
-	s.render(w, r, "security", p)
+	s.render(w, "security", p)
 }
 
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, ws *websession) {
@@ -340,7 +339,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ws *websess
 	}
 	p := base(ws, "New soft token", "security")
 	p.Data = tokenData{ID: tc.ID, URL: tc.URL, QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))}
-	s.render(w, r, "token", p)
+	s.render(w, "token", p)
 }
 
 func (s *Server) setPIN(w http.ResponseWriter, r *http.Request, ws *websession) {
@@ -407,7 +406,7 @@ func (s *Server) sharesPage(w http.ResponseWriter, r *http.Request, ws *websessi
 		d.Projects = append(d.Projects, row)
 	}
 	p.Data = d
-	s.render(w, r, "shares", p)
+	s.render(w, "shares", p)
 }
 
 func (s *Server) createShare(w http.ResponseWriter, r *http.Request, ws *websession) {

@@ -36,6 +36,9 @@ type Service interface {
 	control.Arrivals
 	// UIDOf returns the uid of a user ID; ok is false for an unknown ID.
 	UIDOf(user string) (uid int, ok bool)
+	// ActiveSession returns the user and expiry of uid's dsh session; ok is false when it
+	// has none (or the store is sealed). It is cheap: the portal asks on every request.
+	ActiveSession(uid int) (user string, expires time.Time, ok bool)
 	// Questions returns the texts of the caller's security questions.
 	Questions(ctx context.Context, c control.Caller) ([3]string, error)
 	// BeginUpload starts a resumable upload of size bytes into the caller's Arrivals.
@@ -343,6 +346,13 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *http.Request, *websession
 	}
 }
 
+// boundSession reports whether the dsh session that ws started is still the uid's session:
+// a later dsh login, a logout or an expiry ends the sign-in.
+func (s *Server) boundSession(ws *websession) bool {
+	user, expires, ok := s.svc.ActiveSession(ws.uid)
+	return ok && user == ws.user && expires.Equal(ws.bound)
+}
+
 // maxFormBytes bounds a form body; no form of the portal comes near it.
 const maxFormBytes = 64 << 10
 
@@ -357,8 +367,7 @@ func (s *Server) current(r *http.Request) (*websession, bool) {
 	if !ok {
 		return nil, false
 	}
-	sv, err := s.svc.Session(r.Context(), caller(ws))
-	if err != nil || !sv.Active || sv.User != ws.user || !sv.Expires.Equal(ws.bound) {
+	if !s.boundSession(ws) {
 		s.sessions.end(c.Value)
 		return nil, false
 	}

@@ -392,7 +392,7 @@ func TestSignedOutRedirects(t *testing.T) {
 	n := e.fake.total()
 	r := b.post("/security/tokens/revoke", url.Values{"csrf": {"x"}, "token": {"tok-1"}}, nil)
 	wantStatus(t, "POST without sign-in", r, http.StatusUnauthorized)
-	wantOnly(t, e.fake, n, "Session")
+	wantOnly(t, e.fake, n, "ActiveSession")
 
 	b.signIn("alice", fakeCode)
 	wantRedirect(t, "GET / signed in", b.get("/"), "/files")
@@ -499,7 +499,7 @@ func TestSignin(t *testing.T) {
 	if !strings.Contains(r.body, `data-csrf="`+csrfOf(t, r.body)+`"`) {
 		t.Error("the upload input does not carry the sign-in's CSRF token")
 	}
-	if sv := e.fake.callsOf("Session"); len(sv) == 0 || sv[len(sv)-1].Caller.UID != 1001 {
+	if sv := e.fake.callsOf("ActiveSession"); len(sv) == 0 || sv[len(sv)-1].Caller.UID != 1001 {
 		t.Errorf("the sign-in was not checked against alice's dsh session: %+v", sv)
 	}
 }
@@ -670,12 +670,12 @@ func TestFormsNeedCSRF(t *testing.T) {
 			if !strings.Contains(r.body, "This form has expired") {
 				t.Errorf("POST %s with %s: no explanation", path, what)
 			}
-			wantOnly(t, e.fake, n, "Session")
+			wantOnly(t, e.fake, n, "ActiveSession")
 		}
 		// Bob's token is no good for alice, and alice's none for bob.
 		n := e.fake.total()
 		wantStatus(t, "bob posts "+path+" with alice's token", bob.post(path, withCSRF(form, aliceCSRF), nil), http.StatusForbidden)
-		wantOnly(t, e.fake, n, "Session")
+		wantOnly(t, e.fake, n, "ActiveSession")
 	}
 	// Still signed in after all that.
 	wantStatus(t, "GET /files", alice.get("/files"), http.StatusOK)
@@ -871,7 +871,7 @@ func TestSessionBinding(t *testing.T) {
 		n := e.fake.total()
 		r := b.post("/security/tokens/revoke", url.Values{"csrf": {"whatever"}, "token": {"tok-1"}}, nil)
 		wantStatus(t, "POST after the session ended", r, http.StatusUnauthorized)
-		wantOnly(t, e.fake, n, "Session")
+		wantOnly(t, e.fake, n, "ActiveSession")
 	})
 
 	t.Run("signed in elsewhere", func(t *testing.T) {

@@ -82,14 +82,14 @@ func randomToken() string {
 }
 
 // start records a new sign-in and returns the cookie value for it.
-func (ss *sessions) start(user string, uid int, bound time.Time) (string, *websession) {
+func (ss *sessions) start(user string, uid int, bound time.Time) string {
 	tok := randomToken()
 	now := ss.now()
 	s := &websession{user: user, uid: uid, csrf: randomToken(), created: now, seen: now, bound: bound}
 	ss.mu.Lock()
 	ss.m[sha256.Sum256([]byte(tok))] = s
 	ss.mu.Unlock()
-	return tok, s
+	return tok
 }
 
 // lookup returns the live sign-in of a cookie value and marks it used. A timed-out

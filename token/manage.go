@@ -217,12 +217,12 @@ func (s *Service) ChangePassword(ctx context.Context, peerUID int, current, pin 
 	if err := checkPassword(newPassword); err != nil {
 		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: change password: %w", err))
 	}
-	h, err := newHash(newPassword, s.opts.PasswordKDF)
-	if err != nil {
-		return fmt.Errorf("token: change password: %w", err)
-	}
-	return s.changeCredentials(ctx, peerUID, factors{password: current, pin: pin, code: code}, action, "change password", func(rec *userRecord) {
-		rec.Password = h
+	return s.changeCredentials(ctx, peerUID, factors{password: current, pin: pin, code: code}, action, "change password", func() (func(*userRecord), error) {
+		h, err := newHash(newPassword, s.opts.PasswordKDF)
+		if err != nil {
+			return nil, err
+		}
+		return func(rec *userRecord) { rec.Password = h }, nil
 	})
 }
 
@@ -234,16 +234,16 @@ func (s *Service) SetQuestions(ctx context.Context, peerUID int, password, pin [
 	if err := checkQuestions(qs); err != nil {
 		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: set security questions: %w", err))
 	}
-	var hashed [3]question
-	for i, q := range qs {
-		h, err := newHash(q.Answer, s.opts.ShortKDF)
-		if err != nil {
-			return fmt.Errorf("token: set security questions: %w", err)
+	return s.changeCredentials(ctx, peerUID, factors{password: password, pin: pin, code: code}, action, "set security questions", func() (func(*userRecord), error) {
+		var hashed [3]question
+		for i, q := range qs {
+			h, err := newHash(q.Answer, s.opts.ShortKDF)
+			if err != nil {
+				return nil, err
+			}
+			hashed[i] = question{Question: q.Question, Answer: h}
 		}
-		hashed[i] = question{Question: q.Question, Answer: h}
-	}
-	return s.changeCredentials(ctx, peerUID, factors{password: password, pin: pin, code: code}, action, "set security questions", func(rec *userRecord) {
-		rec.Questions = hashed
+		return func(rec *userRecord) { rec.Questions = hashed }, nil
 	})
 }
 
@@ -267,15 +267,21 @@ func (s *Service) Questions(ctx context.Context, uid int) ([3]string, error) {
 	return out, nil
 }
 
-// changeCredentials authenticates all three factors (spending the code) and then applies
-// change to the user's record, audited as action; what names the step in errors.
-func (s *Service) changeCredentials(ctx context.Context, peerUID int, f factors, action, what string, change func(*userRecord)) error {
+// changeCredentials authenticates all three factors (spending the code), then runs prepare
+// (which hashes the new secrets: only for a caller who passed, so a guess costs no extra
+// key derivation and refusals keep their timing) and applies the change it returns to the
+// user's record, audited as action; what names the step in errors.
+func (s *Service) changeCredentials(ctx context.Context, peerUID int, f factors, action, what string, prepare func() (func(*userRecord), error)) error {
 	if err := f.check(); err != nil {
 		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: %s: %w", what, err))
 	}
 	a, err := s.authenticate(ctx, peerUID, "", f, action)
 	if err != nil {
 		return err
+	}
+	change, err := prepare()
+	if err != nil {
+		return fmt.Errorf("token: %s: %w", what, err)
 	}
 	err = s.st.Update(ctx, func(tx kv.Txn) error {
 		var cur userRecord
