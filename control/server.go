@@ -177,26 +177,39 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // StatusFor is the one place where error kinds become HTTP statuses.
 func StatusFor(err error) int {
 	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
+	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrUnauthorized):
-		return http.StatusUnauthorized
-	case errors.Is(err, ErrForbidden):
-		return http.StatusForbidden
-	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, ErrUnavailable):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, ErrLocked):
-		return http.StatusLocked
-	default:
-		return http.StatusInternalServerError
 	}
+	for _, k := range errorKinds {
+		if errors.Is(err, k.kind) {
+			return k.status
+		}
+	}
+	return http.StatusInternalServerError
+}
+
+// errorKinds are the kinds callers give errors (WithKind), with the status of each.
+var errorKinds = []struct {
+	kind   error
+	status int
+}{
+	{ErrInvalid, http.StatusBadRequest},
+	{ErrUnauthorized, http.StatusUnauthorized},
+	{ErrForbidden, http.StatusForbidden},
+	{ErrNotFound, http.StatusNotFound},
+	{ErrConflict, http.StatusConflict},
+	{ErrUnavailable, http.StatusServiceUnavailable},
+	{ErrLocked, http.StatusLocked},
+}
+
+// UserMessage is err's message without the kind it starts with ("forbidden: ..."): what a
+// person reading a page needs.
+func UserMessage(err error) string {
+	msg := err.Error()
+	for _, k := range errorKinds {
+		msg = strings.TrimPrefix(msg, k.kind.Error()+": ")
+	}
+	return msg
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

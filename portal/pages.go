@@ -286,10 +286,8 @@ func (s *Server) securityPage(w http.ResponseWriter, r *http.Request, ws *webses
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, ws *websession) {
 	sec := formSecrets(r, "password", "pin", "new", "new2")
 	defer sec.wipe()
-	var err error
-	if !bytes.Equal(sec["new"], sec["new2"]) {
-		err = control.WithKind(control.ErrInvalid, fmt.Errorf("the two new passwords differ"))
-	} else {
+	err := sec.confirmed("new", "new2", "new passwords")
+	if err == nil {
 		err = s.checkCredentials(r.Context(), func() error {
 			return s.svc.ChangePassword(r.Context(), caller(ws), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), sec["new"])
 		})
@@ -320,8 +318,8 @@ type tokenData struct {
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ws *websession) {
 	sec := formSecrets(r, "pin", "pin2")
 	defer sec.wipe()
-	if !bytes.Equal(sec["pin"], sec["pin2"]) {
-		s.done(w, r, ws, "/security", control.WithKind(control.ErrInvalid, fmt.Errorf("the two PINs differ")), "")
+	if err := sec.confirmed("pin", "pin2", "PINs"); err != nil {
+		s.done(w, r, ws, "/security", err, "")
 		return
 	}
 	var tc control.TokenCreated
@@ -346,10 +344,8 @@ func (s *Server) setPIN(w http.ResponseWriter, r *http.Request, ws *websession) 
 	sec := formSecrets(r, "pin", "pin2")
 	defer sec.wipe()
 	id := r.PostFormValue("token")
-	var err error
-	if !bytes.Equal(sec["pin"], sec["pin2"]) {
-		err = control.WithKind(control.ErrInvalid, fmt.Errorf("the two PINs differ"))
-	} else {
+	err := sec.confirmed("pin", "pin2", "PINs")
+	if err == nil {
 		err = s.checkCredentials(r.Context(), func() error { return s.svc.SetPIN(r.Context(), caller(ws), id, sec["pin"]) })
 	}
 	s.done(w, r, ws, "/security", err, fmt.Sprintf("Token %s has a new PIN.", id))
@@ -441,6 +437,14 @@ func formSecrets(r *http.Request, names ...string) secretFields {
 		out[n] = []byte(r.PostFormValue(n))
 	}
 	return out
+}
+
+// confirmed refuses a form whose field a and its confirmation b differ; what names them.
+func (f secretFields) confirmed(a, b, what string) error {
+	if !bytes.Equal(f[a], f[b]) {
+		return control.WithKind(control.ErrInvalid, fmt.Errorf("the two %s differ", what))
+	}
+	return nil
 }
 
 func (f secretFields) wipe() {

@@ -383,12 +383,7 @@ func (s *Server) message(r *http.Request, err error) (int, string) {
 		s.log.Error("portal request failed", "path", r.URL.Path, "err", err)
 		return status, "Something went wrong on the server; nothing was changed that you were not told about. The operator can find the details in the daemon's log."
 	}
-	msg := err.Error()
-	// The control errors start with their kind ("forbidden: ..."); the kind adds nothing
-	// for a reader of the page.
-	for _, k := range []error{control.ErrInvalid, control.ErrUnauthorized, control.ErrForbidden, control.ErrNotFound, control.ErrConflict, control.ErrUnavailable, control.ErrLocked} {
-		msg = strings.TrimPrefix(msg, k.Error()+": ")
-	}
+	msg := control.UserMessage(err)
 	if r, n := utf8.DecodeRuneInString(msg); r != utf8.RuneError {
 		msg = string(unicode.ToUpper(r)) + msg[n:]
 	}

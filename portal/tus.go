@@ -142,7 +142,7 @@ func (u *uploads) tusError(err error) error {
 		u.log.Error("portal: upload failed", "err", err)
 		return tusd.NewError("ERR_INTERNAL", "something went wrong on the server; the operator can find the details in the daemon's log", status)
 	}
-	return tusd.NewError("ERR_DSH", err.Error(), status)
+	return tusd.NewError("ERR_DSH", control.UserMessage(err), status)
 }
 
 // NewUpload implements tusd.DataStore: a new staged file in the caller's Arrivals.
