@@ -15,17 +15,18 @@ func arrivalView(a dshfs.Arrival) control.ArrivalView {
 	return control.ArrivalView{Name: a.Name, Size: a.Size, Arrived: a.Arrived, Expires: a.Expires}
 }
 
-// arrivalsError gives the ingest path's errors their control kinds.
-func arrivalsError(err error) error {
-	return withKind(err, []kind{
-		{dshfs.ErrNoSession, control.ErrForbidden},
-		{dshfs.ErrBadName, control.ErrInvalid},
-		{dshfs.ErrSealed, control.ErrUnavailable},
-		{dshfs.ErrOffset, control.ErrConflict},
-		{dshfs.ErrTooLarge, control.ErrInvalid},
-		{dshfs.ErrUploadClosed, control.ErrNotFound},
-	})
+// arrivalsKinds are the control kinds of the ingest path's errors.
+var arrivalsKinds = []kind{
+	{dshfs.ErrNoSession, control.ErrForbidden},
+	{dshfs.ErrBadName, control.ErrInvalid},
+	{dshfs.ErrSealed, control.ErrUnavailable},
+	{dshfs.ErrOffset, control.ErrConflict},
+	{dshfs.ErrTooLarge, control.ErrInvalid},
+	{dshfs.ErrUploadClosed, control.ErrNotFound},
 }
+
+// arrivalsError gives the ingest path's errors their control kinds.
+func arrivalsError(err error) error { return withKind(err, arrivalsKinds) }
 
 // ingester returns the Arrivals tree, or an error when this daemon serves none.
 func (d *Daemon) ingester() (dshfs.Ingester, error) {
@@ -64,13 +65,14 @@ func (d *Daemon) ListArrivals(ctx context.Context, c control.Caller) ([]control.
 // BeginUpload starts a resumable upload of size bytes into the caller's Arrivals (the
 // portal's tus transfers); it is finished or aborted through the Upload it returns.
 func (d *Daemon) BeginUpload(ctx context.Context, c control.Caller, name string, size int64) (portal.Upload, error) {
-	if _, err := d.ingester(); err != nil {
+	in, err := d.ingester()
+	if err != nil {
 		return nil, err
 	}
 	if size < 0 {
 		return nil, fmt.Errorf("%w: a resumable upload needs its length", control.ErrInvalid)
 	}
-	up, err := d.arrivals.BeginUpload(ctx, c.UID, name, size)
+	up, err := in.BeginUpload(ctx, c.UID, name, size)
 	if err != nil {
 		return nil, arrivalsError(err)
 	}

@@ -57,6 +57,9 @@ type Ingester interface {
 	Ingest(ctx context.Context, uid int, name string, body io.Reader) (Arrival, error)
 	// List returns uid's arrivals with their expiry.
 	List(ctx context.Context, uid int) ([]Arrival, error)
+	// BeginUpload starts a resumable upload of size bytes (-1: unknown) into uid's
+	// Arrivals folder, published by its Finish, under the same rules as Ingest.
+	BeginUpload(ctx context.Context, uid int, name string, size int64) (*Upload, error)
 }
 
 var _ Ingester = (*Group)(nil)
@@ -67,23 +70,31 @@ func (g *Group) arrivalsFolder(ctx context.Context, uid int) (be *Backend, user 
 	if g.opts.Tree != acl.Arrivals {
 		return nil, "", nil, root, ErrNotArrivals
 	}
+	be, user, ring, err = g.arrivalsCaller(uid)
+	if err != nil {
+		return nil, "", nil, root, err
+	}
+	root, err = be.Meta.ShareRoot(ctx, arrivalsPrefix+user, shareRootMode)
+	return be, user, ring, root, err
+}
+
+// arrivalsCaller checks that uid may use its Arrivals folder now: the store is unsealed,
+// uid has a live session holding its Arrivals key, and the acl lets it read its folder.
+// It reads only memory, so an upload can ask at every buffer.
+func (g *Group) arrivalsCaller(uid int) (be *Backend, user string, ring *token.Keyring, err error) {
 	be = g.backend()
 	if be == nil {
-		return nil, "", nil, root, ErrSealed
+		return nil, "", nil, ErrSealed
 	}
 	ring, ok := be.Sessions.Keyring(uid)
-	if !ok {
-		return nil, "", nil, root, ErrNoSession
+	if !ok || !ring.HasArrivals() {
+		return nil, "", nil, ErrNoSession
 	}
 	u, ok := be.ACL.UserByUID(uid)
 	if !ok || !be.ACL.Decide(uid, acl.Arrivals, u.ID, acl.Read).Allow {
-		return nil, "", nil, root, ErrNoSession
+		return nil, "", nil, ErrNoSession
 	}
-	if !ring.HasArrivals() {
-		return nil, "", nil, root, ErrNoSession
-	}
-	root, err = be.Meta.ShareRoot(ctx, arrivalsPrefix+u.ID, shareRootMode)
-	return be, u.ID, ring, root, err
+	return be, u.ID, ring, nil
 }
 
 // checkName refuses names that are not a single path element a desktop could show.

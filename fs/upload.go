@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"dsh/acl"
 	"dsh/content"
 	"dsh/meta"
 	"dsh/vault"
@@ -140,26 +139,30 @@ func (u *Upload) Offset() int64 { return u.off.Load() }
 // Size returns the size announced at BeginUpload, -1 when unknown.
 func (u *Upload) Size() int64 { return u.size }
 
+// limit is the most bytes the upload may hold: its announced size, or the largest file.
+func (u *Upload) limit() int64 {
+	if u.size >= 0 {
+		return u.size
+	}
+	return content.MaxSize
+}
+
 // Name returns the name the file is to be published under (Finish may add " (N)").
 func (u *Upload) Name() string { return u.name }
 
 // UID returns the uploader's uid.
 func (u *Upload) UID() int { return u.uid }
 
-// live checks, as arrivalsFolder does, that the upload's backend is still attached and
-// that its uploader still holds a live session with its Arrivals key and the acl's
-// permission. It reads only memory, so a Write can ask at every buffer.
+// live checks that the uploader may still use its Arrivals (arrivalsCaller), on the backend
+// and as the user the upload began with.
 func (u *Upload) live() error {
-	be := u.g.backend()
-	if be == nil || be != u.be {
+	be, user, _, err := u.g.arrivalsCaller(u.uid)
+	switch {
+	case err != nil:
+		return err
+	case be != u.be:
 		return ErrSealed
-	}
-	ring, ok := be.Sessions.Keyring(u.uid)
-	if !ok || !ring.HasArrivals() {
-		return ErrNoSession
-	}
-	usr, ok := be.ACL.UserByUID(u.uid)
-	if !ok || usr.ID != u.user || !be.ACL.Decide(u.uid, acl.Arrivals, usr.ID, acl.Read).Allow {
+	case user != u.user:
 		return ErrNoSession
 	}
 	return nil
@@ -280,12 +283,7 @@ func (u *Upload) Write(ctx context.Context, off int64, r io.Reader) (int64, erro
 			rerr = err
 			break
 		}
-		want := len(buf)
-		if u.size >= 0 {
-			want = int(min(int64(want), u.size-pos))
-		} else {
-			want = int(min(int64(want), content.MaxSize-pos))
-		}
+		want := int(min(int64(len(buf)), u.limit()-pos))
 		if want == 0 {
 			// At the announced size (or the largest file): the body must end here.
 			n, err := fill(r, buf[:1])
@@ -346,10 +344,8 @@ func (u *Upload) Write(ctx context.Context, off int64, r io.Reader) (int64, erro
 		return n, storeErr
 	case rerr != nil:
 		return n, fmt.Errorf("arrivals: upload interrupted: %w", rerr)
-	case tooLarge && u.size >= 0:
-		return n, fmt.Errorf("arrivals: upload of %q: %w: more than %d bytes", u.name, ErrTooLarge, u.size)
 	case tooLarge:
-		return n, fmt.Errorf("arrivals: upload of %q: %w: more than %d bytes", u.name, ErrTooLarge, int64(content.MaxSize))
+		return n, fmt.Errorf("arrivals: upload of %q: %w: more than %d bytes", u.name, ErrTooLarge, u.limit())
 	}
 	return n, nil
 }
