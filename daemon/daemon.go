@@ -252,7 +252,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	secretKey.Wipe()
 	var tok *token.Service
 	if err == nil {
-		tok, err = token.New(token.Deps{Store: p.KV, Directory: directory{a}, Keys: shareKeys{a}, Sealer: sealer, Auditor: p.Audit, Metrics: d.metrics}, d.cfg.Auth)
+		tok, err = token.New(token.Deps{Store: p.KV, Directory: acl.Accounts{S: a}, Keys: acl.Keys{S: a}, Sealer: sealer, Auditor: p.Audit, Metrics: d.metrics}, d.cfg.Auth)
 	}
 	if err == nil {
 		_, err = p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable)

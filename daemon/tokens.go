@@ -7,44 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"dsh/acl"
 	"dsh/control"
 	"dsh/token"
 	"dsh/vault"
 )
-
-// directory adapts the acl store to what the token service needs to know about accounts.
-type directory struct{ s *acl.Store }
-
-func (d directory) UserByUID(uid int) (string, bool, bool) {
-	u, ok := d.s.UserByUID(uid)
-	return u.ID, ok && u.Status == acl.StatusActive, ok
-}
-
-func (d directory) UserByID(id string) (int, bool, bool) {
-	u, ok := d.s.UserByID(id)
-	return u.UID, ok && u.Status == acl.StatusActive, ok
-}
-
-// shareKeys adapts the acl store to the keys a session keyring holds.
-type shareKeys struct{ s *acl.Store }
-
-func (k shareKeys) SharesOf(uid int) []string {
-	acc := k.s.SharesOf(uid)
-	out := make([]string, len(acc))
-	for i, a := range acc {
-		out[i] = a.Share
-	}
-	return out
-}
-
-func (k shareKeys) ShareKey(ctx context.Context, share string) (vault.Key, error) {
-	return k.s.ShareKey(ctx, share)
-}
-
-func (k shareKeys) ArrivalsKey(ctx context.Context, user string) (vault.Key, error) {
-	return k.s.ArrivalsKey(ctx, user)
-}
 
 // sweepSessions wipes expired sessions' keys every interval until ctx ends, so that keys
 // of a session nobody uses any more do not stay in memory until someone asks.

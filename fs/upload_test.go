@@ -84,37 +84,6 @@ func (w *wrapper) Unwrap(wk vault.WrappedKey, c []byte) (vault.Key, error) {
 	return vault.UnwrapKey(&w.key, wk, c)
 }
 
-// directory and keys adapt the acl store to the token service, as the daemon does.
-type directory struct{ s *acl.Store }
-
-func (d directory) UserByUID(uid int) (string, bool, bool) {
-	u, ok := d.s.UserByUID(uid)
-	return u.ID, ok && u.Status == acl.StatusActive, ok
-}
-
-func (d directory) UserByID(id string) (int, bool, bool) {
-	u, ok := d.s.UserByID(id)
-	return u.UID, ok && u.Status == acl.StatusActive, ok
-}
-
-type keys struct{ s *acl.Store }
-
-func (k keys) SharesOf(uid int) []string {
-	var out []string
-	for _, a := range k.s.SharesOf(uid) {
-		out = append(out, a.Share)
-	}
-	return out
-}
-
-func (k keys) ShareKey(ctx context.Context, share string) (vault.Key, error) {
-	return k.s.ShareKey(ctx, share)
-}
-
-func (k keys) ArrivalsKey(ctx context.Context, user string) (vault.Key, error) {
-	return k.s.ArrivalsKey(ctx, user)
-}
-
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -179,7 +148,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	cheap := token.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}
-	h.tok, err = token.New(token.Deps{Store: st, Directory: directory{a}, Keys: keys{a}, Sealer: sealer, Auditor: h.aud},
+	h.tok, err = token.New(token.Deps{Store: st, Directory: acl.Accounts{S: a}, Keys: acl.Keys{S: a}, Sealer: sealer, Auditor: h.aud},
 		token.Options{Now: h.clk.now, PasswordKDF: cheap, ShortKDF: cheap})
 	if err != nil {
 		t.Fatal(err)
