@@ -44,7 +44,6 @@ type staged struct {
 	id    string
 	uid   int
 	up    Upload
-	meta  tusd.MetaData
 	mu    sync.Mutex
 	seen  time.Time
 	ended bool
@@ -170,7 +169,7 @@ func (u *uploads) NewUpload(ctx context.Context, info tusd.FileInfo) (tusd.Uploa
 	}
 	var rnd [16]byte
 	rand.Read(rnd[:])
-	st := &staged{owner: u, id: hex.EncodeToString(rnd[:]), uid: ws.uid, up: up, meta: tusd.MetaData{"filename": name}, seen: u.now()}
+	st := &staged{owner: u, id: hex.EncodeToString(rnd[:]), uid: ws.uid, up: up, seen: u.now()}
 	u.mu.Lock()
 	u.m[st.id] = st
 	u.mu.Unlock()
@@ -234,17 +233,17 @@ type terminator struct {
 
 // Terminate gives up an upload: the staged file goes. tusd already holds its lock.
 func (t terminator) Terminate(ctx context.Context) error {
-	if err := t.u.end(ctx, t.st, true, false); err != nil {
+	if err := t.u.abort(ctx, t.st, false); err != nil {
 		return t.u.tusError(err)
 	}
 	return nil
 }
 
-// end forgets an upload; abort also removes its staged file. interrupt first stops a
-// transfer in flight (by taking its tusd lock), so that the abort need not wait for a
-// slow or stalled client.
-func (u *uploads) end(ctx context.Context, st *staged, abort, interrupt bool) error {
-	if u.forget(st) || !abort {
+// abort forgets an upload and removes its staged file. interrupt first stops a transfer
+// in flight (by taking its tusd lock), so that the abort need not wait for a slow or
+// stalled client.
+func (u *uploads) abort(ctx context.Context, st *staged, interrupt bool) error {
+	if u.forget(st) {
 		return nil
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -275,7 +274,7 @@ func (u *uploads) forget(st *staged) (ended bool) {
 // abortUser gives up every upload of uid (sign-out).
 func (u *uploads) abortUser(ctx context.Context, uid int) {
 	for _, st := range u.list(func(st *staged) bool { return st.uid == uid }) {
-		_ = u.end(ctx, st, true, true)
+		_ = u.abort(ctx, st, true)
 	}
 }
 
@@ -283,7 +282,7 @@ func (u *uploads) abortUser(ctx context.Context, uid int) {
 // removed at the next unseal anyway).
 func (u *uploads) abortAll(ctx context.Context) {
 	for _, st := range u.list(func(*staged) bool { return true }) {
-		_ = u.end(ctx, st, true, true)
+		_ = u.abort(ctx, st, true)
 	}
 }
 
@@ -292,7 +291,7 @@ func (u *uploads) abortAll(ctx context.Context) {
 // back is told its upload is gone and starts again.
 func (u *uploads) forgetAll() {
 	for _, st := range u.list(func(*staged) bool { return true }) {
-		_ = u.end(context.Background(), st, false, false)
+		u.forget(st)
 	}
 }
 
@@ -304,7 +303,7 @@ func (u *uploads) sweep(ctx context.Context) {
 		defer st.mu.Unlock()
 		return now.Sub(st.seen) > uploadIdle
 	}) {
-		_ = u.end(ctx, st, true, true)
+		_ = u.abort(ctx, st, true)
 	}
 }
 
@@ -346,7 +345,7 @@ func (st *staged) WriteChunk(ctx context.Context, offset int64, src io.Reader) (
 
 // GetInfo implements tusd.Upload.
 func (st *staged) GetInfo(ctx context.Context) (tusd.FileInfo, error) {
-	return tusd.FileInfo{ID: st.id, Size: st.up.Size(), Offset: st.up.Offset(), MetaData: st.meta}, nil
+	return tusd.FileInfo{ID: st.id, Size: st.up.Size(), Offset: st.up.Offset(), MetaData: tusd.MetaData{"filename": st.up.Name()}}, nil
 }
 
 // GetReader implements tusd.Upload; downloads are switched off.
