@@ -259,20 +259,6 @@ func (f *fakeService) Logout(ctx context.Context, c control.Caller) error {
 	return nil
 }
 
-// Session implements control.Tokens.
-func (f *fakeService) Session(ctx context.Context, c control.Caller) (control.SessionView, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("Session", c)
-	u, _ := f.userOf(c.UID)
-	s, ok := f.sessions[c.UID]
-	if !ok {
-		return control.SessionView{UID: c.UID}, nil
-	}
-	// An inactive session keeps its user and expiry, so that only Active tells.
-	return control.SessionView{Active: s.active, UID: c.UID, User: u.name, Expires: s.expires}, nil
-}
-
 // ActiveSession implements Service.
 func (f *fakeService) ActiveSession(uid int) (string, time.Time, bool) {
 	f.mu.Lock()
@@ -284,22 +270,6 @@ func (f *fakeService) ActiveSession(uid int) (string, time.Time, bool) {
 		return "", time.Time{}, false
 	}
 	return u.name, s.expires, true
-}
-
-// EnrolmentCode implements control.Tokens; the portal has no use for it.
-func (f *fakeService) EnrolmentCode(ctx context.Context, c control.Caller, user string) (control.EnrolmentCode, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("EnrolmentCode", c, user)
-	return control.EnrolmentCode{}, control.WithKind(control.ErrForbidden, errors.New("not in the fake"))
-}
-
-// Enrol implements control.Tokens; the portal has no use for it.
-func (f *fakeService) Enrol(ctx context.Context, c control.Caller, code string, password, pin []byte, qs [3]control.Question) (control.TokenCreated, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("Enrol", c, code)
-	return control.TokenCreated{}, control.WithKind(control.ErrForbidden, errors.New("not in the fake"))
 }
 
 // ListTokens implements control.Tokens.
@@ -364,38 +334,6 @@ func (f *fakeService) ChangePassword(ctx context.Context, c control.Caller, curr
 	return f.errs["ChangePassword"]
 }
 
-// CreateUser implements control.Accounts; the portal has no use for it.
-func (f *fakeService) CreateUser(ctx context.Context, c control.Caller, req control.UserCreateRequest) (control.UserCreateResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("CreateUser", c, req)
-	return control.UserCreateResponse{}, control.WithKind(control.ErrForbidden, errors.New("not in the fake"))
-}
-
-// SetUserEnabled implements control.Accounts; the portal has no use for it.
-func (f *fakeService) SetUserEnabled(ctx context.Context, c control.Caller, id string, enabled bool) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("SetUserEnabled", c, id, enabled)
-	return control.WithKind(control.ErrForbidden, errors.New("not in the fake"))
-}
-
-// ListUsers implements control.Accounts; the portal has no use for it.
-func (f *fakeService) ListUsers(ctx context.Context, c control.Caller) ([]control.UserView, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("ListUsers", c)
-	return nil, control.WithKind(control.ErrForbidden, errors.New("not in the fake"))
-}
-
-// CreateProject implements control.Accounts; the portal has no use for it.
-func (f *fakeService) CreateProject(ctx context.Context, c control.Caller, req control.ProjectCreateRequest) (control.ProjectView, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("CreateProject", c, req)
-	return control.ProjectView{}, control.WithKind(control.ErrForbidden, errors.New("not in the fake"))
-}
-
 // ListProjects implements control.Accounts: the projects the caller manages.
 func (f *fakeService) ListProjects(ctx context.Context, c control.Caller) ([]control.ProjectView, error) {
 	f.mu.Lock()
@@ -412,14 +350,6 @@ func (f *fakeService) ListProjects(ctx context.Context, c control.Caller) ([]con
 		}
 	}
 	return out, nil
-}
-
-// SetIAA implements control.Accounts; the portal has no use for it.
-func (f *fakeService) SetIAA(ctx context.Context, c control.Caller, req control.IAARequest, add bool) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("SetIAA", c, req, add)
-	return control.WithKind(control.ErrForbidden, errors.New("not in the fake"))
 }
 
 // CreateShare implements control.Accounts.
@@ -463,14 +393,6 @@ func (f *fakeService) ShareMembers(ctx context.Context, c control.Caller, share 
 	defer f.mu.Unlock()
 	f.record("ShareMembers", c, share)
 	return control.MembersResponse{Share: share, Members: append([]control.MemberView(nil), f.members[share]...)}, nil
-}
-
-// Upload implements control.Arrivals; the portal uploads with BeginUpload instead.
-func (f *fakeService) Upload(ctx context.Context, c control.Caller, name string, body io.Reader) (control.ArrivalView, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("Upload", c, name)
-	return control.ArrivalView{}, control.WithKind(control.ErrForbidden, errors.New("not in the fake"))
 }
 
 // ListArrivals implements control.Arrivals.

@@ -31,9 +31,26 @@ import (
 // Service is what the portal needs from the daemon: the control socket's operations, for a
 // caller the portal has signed in.
 type Service interface {
-	control.Tokens
-	control.Accounts
-	control.Arrivals
+	// Sign-in and the Security & Tokens page: the token service's calls, as on the control
+	// socket (control.Tokens).
+	Login(ctx context.Context, c control.Caller, user string, password, pin []byte, code, emergencyCode string) (control.SessionView, error)
+	Logout(ctx context.Context, c control.Caller) error
+	ListTokens(ctx context.Context, c control.Caller) ([]control.TokenView, error)
+	CreateToken(ctx context.Context, c control.Caller, pin []byte) (control.TokenCreated, error)
+	RevokeToken(ctx context.Context, c control.Caller, id string) error
+	SetPIN(ctx context.Context, c control.Caller, id string, pin []byte) error
+	RequestICE(ctx context.Context, c control.Caller, user string, password []byte, answers [3][]byte) (control.ICEResponse, error)
+	ChangePassword(ctx context.Context, c control.Caller, current, pin []byte, code string, newPassword []byte) error
+	SetQuestions(ctx context.Context, c control.Caller, password, pin []byte, code string, qs [3]control.Question) error
+	// The Share Manager (control.Accounts).
+	ListProjects(ctx context.Context, c control.Caller) ([]control.ProjectView, error)
+	ListShares(ctx context.Context, c control.Caller) ([]control.ShareAccessView, error)
+	ShareMembers(ctx context.Context, c control.Caller, share string) (control.MembersResponse, error)
+	CreateShare(ctx context.Context, c control.Caller, req control.ShareCreateRequest) (control.ShareView, error)
+	AddMember(ctx context.Context, c control.Caller, req control.MemberRequest) error
+	RemoveMember(ctx context.Context, c control.Caller, req control.MemberRequest) error
+	// File Transfer (control.Arrivals).
+	ListArrivals(ctx context.Context, c control.Caller) ([]control.ArrivalView, error)
 	// UIDOf returns the uid of a user ID; ok is false for an unknown ID.
 	UIDOf(user string) (uid int, ok bool)
 	// ActiveSession returns the user and expiry of uid's dsh session; ok is false when it
