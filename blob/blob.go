@@ -1,10 +1,13 @@
 // Package blob stores immutable objects: the encrypted contents of files, each under a random
-// ID chosen by the caller. It never sees plaintext and never interprets the bytes it holds.
+// ID chosen by the caller or reserved from the store. It never sees plaintext and never
+// interprets the bytes it holds.
 //
 // An object is written once, through a Pending writer, and becomes visible under its ID only
 // when the writer is committed. A store must never overwrite an object in place (an ID, once
 // committed, names the same bytes until it is deleted), never expose a half-written object
-// under its final name, and never report success for a commit that a crash could undo.
+// to Open, Stat or List while it runs (after a crash, what an interrupted writer left may
+// show as an object nobody references, for the collector), and never report success for a
+// commit that a crash could undo.
 // Those three rules are what let the filesystem treat its metadata commit, which points at
 // objects by ID, as the one moment a write becomes durable.
 //
@@ -91,6 +94,25 @@ func fromHex(c byte) (byte, bool) {
 // String returns the canonical form: 32 lower-case hexadecimal characters.
 func (id ID) String() string {
 	return hex.EncodeToString(id[:])
+}
+
+// Reserver is a Store that can prepare objects ahead of time, so that writing one under an
+// ID it handed out costs less than under an ID the caller drew itself (Local creates the
+// files and makes their names durable in batches, off the writer's path).
+type Reserver interface {
+	// Reserve returns a fresh random ID, as NewID does, for a Create soon after. The store
+	// keeps the object invisible to Open, Stat and List until a Pending created under it
+	// commits. An ID reserved and never used costs the store a little until it is closed or,
+	// after a crash, shows as an unreferenced object for the collector.
+	Reserve() ID
+}
+
+// NewIDFor returns an ID for a new object in s: a reserved one if s can reserve, else NewID.
+func NewIDFor(s Store) ID {
+	if r, ok := s.(Reserver); ok {
+		return r.Reserve()
+	}
+	return NewID()
 }
 
 // Info describes a committed object.

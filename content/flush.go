@@ -146,7 +146,7 @@ func (f *File) writeSegments(ctx context.Context, plan *flushPlan) ([]segState, 
 	written := make([]segState, len(plan.todo))
 	for i, s := range plan.todo {
 		l := segLen(s, plan.size, f.segSize)
-		written[i] = segState{index: s, obj: blob.NewID(), objLen: l, valid: l}
+		written[i] = segState{index: s, obj: blob.NewIDFor(f.blobs), objLen: l, valid: l}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

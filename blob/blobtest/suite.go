@@ -19,7 +19,7 @@ import (
 
 // Run runs the conformance suite. newStore must return an empty store that stays usable
 // until the test given to it ends; it is called once per subtest, and subtests run in
-// parallel.
+// parallel. IDs come from blob.NewIDFor, so a store that reserves IDs is checked on them.
 func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 	tests := []struct {
 		name string
@@ -155,7 +155,7 @@ func list(t *testing.T, s blob.Store) map[blob.ID]blob.Info {
 func testRoundTrip(t *testing.T, s blob.Store) {
 	// 256 KiB ± 1 straddle the usual size of a write buffer.
 	for i, size := range []int{0, 1, 1000, 256<<10 - 1, 256 << 10, 256<<10 + 1, 1 << 20} {
-		id := blob.NewID()
+		id := blob.NewIDFor(s)
 		want := randomBytes(uint64(i), size)
 		put(t, s, id, want)
 		if got := get(t, s, id); !bytes.Equal(got, want) {
@@ -165,7 +165,7 @@ func testRoundTrip(t *testing.T, s blob.Store) {
 }
 
 func testReadAtRanges(t *testing.T, s blob.Store) {
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	want := randomBytes(1, 1<<20)
 	put(t, s, id, want)
 	o, err := s.Open(context.Background(), id)
@@ -189,7 +189,7 @@ func testReadAtRanges(t *testing.T, s blob.Store) {
 }
 
 func testReadAtEnd(t *testing.T, s blob.Store) {
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	want := randomBytes(3, 1000)
 	put(t, s, id, want)
 	o, err := s.Open(context.Background(), id)
@@ -223,7 +223,7 @@ func testReadAtEnd(t *testing.T, s blob.Store) {
 }
 
 func testConcurrentReadAt(t *testing.T, s blob.Store) {
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	want := randomBytes(4, 1<<20)
 	put(t, s, id, want)
 	o, err := s.Open(context.Background(), id)
@@ -254,7 +254,7 @@ func testConcurrentReadAt(t *testing.T, s blob.Store) {
 
 func testAbort(t *testing.T, s blob.Store) {
 	ctx := context.Background()
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	p, err := s.Create(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +286,7 @@ func testAbort(t *testing.T, s blob.Store) {
 
 func testPendingInvisible(t *testing.T, s blob.Store) {
 	ctx := context.Background()
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	p, err := s.Create(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +310,7 @@ func testPendingInvisible(t *testing.T, s blob.Store) {
 
 func testCommitTwice(t *testing.T, s blob.Store) {
 	ctx := context.Background()
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	want := randomBytes(8, 5000)
 	p, err := s.Create(ctx, id)
 	if err != nil {
@@ -337,7 +337,7 @@ func testCommitTwice(t *testing.T, s blob.Store) {
 }
 
 func testCreateExisting(t *testing.T, s blob.Store) {
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	want := randomBytes(9, 3000)
 	put(t, s, id, want)
 	// The store may refuse at Create or at Commit; either way the clash is ErrExists and
@@ -356,7 +356,7 @@ func testCreateExisting(t *testing.T, s blob.Store) {
 
 func testRacingCommits(t *testing.T, s blob.Store) {
 	ctx := context.Background()
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	first, second := randomBytes(11, 4000), randomBytes(12, 6000)
 	p1, err := s.Create(ctx, id)
 	if err != nil {
@@ -387,7 +387,7 @@ func testRacingCommits(t *testing.T, s blob.Store) {
 
 func testDelete(t *testing.T, s blob.Store) {
 	ctx := context.Background()
-	keep, gone := blob.NewID(), blob.NewID()
+	keep, gone := blob.NewIDFor(s), blob.NewIDFor(s)
 	put(t, s, keep, randomBytes(13, 10))
 	put(t, s, gone, randomBytes(14, 10))
 	if err := s.Delete(ctx, gone); err != nil {
@@ -397,7 +397,7 @@ func testDelete(t *testing.T, s blob.Store) {
 	if err := s.Delete(ctx, gone); !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("second delete: err %v, want ErrNotFound", err)
 	}
-	if err := s.Delete(ctx, blob.NewID()); !errors.Is(err, blob.ErrNotFound) {
+	if err := s.Delete(ctx, blob.NewIDFor(s)); !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("delete of an unknown ID: err %v, want ErrNotFound", err)
 	}
 	if _, err := s.Stat(ctx, keep); err != nil {
@@ -412,19 +412,19 @@ func testList(t *testing.T, s blob.Store) {
 	ctx := context.Background()
 	want := make(map[blob.ID]int64)
 	for i := range 50 {
-		id := blob.NewID()
+		id := blob.NewIDFor(s)
 		size := i * 37
 		put(t, s, id, randomBytes(uint64(i), size))
 		want[id] = int64(size)
 	}
 	// Neither aborted nor pending objects may show up.
-	p, err := s.Create(ctx, blob.NewID())
+	p, err := s.Create(ctx, blob.NewIDFor(s))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Abort()
 	p.Write([]byte("pending"))
-	a, err := s.Create(ctx, blob.NewID())
+	a, err := s.Create(ctx, blob.NewIDFor(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +448,7 @@ func testList(t *testing.T, s blob.Store) {
 
 func testListStops(t *testing.T, s blob.Store) {
 	for i := range 5 {
-		put(t, s, blob.NewID(), randomBytes(uint64(i), 1))
+		put(t, s, blob.NewIDFor(s), randomBytes(uint64(i), 1))
 	}
 	stop := errors.New("stop")
 	calls := 0
@@ -463,7 +463,7 @@ func testListStops(t *testing.T, s blob.Store) {
 
 func testModTime(t *testing.T, s blob.Store) {
 	ctx := context.Background()
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	p, err := s.Create(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -502,7 +502,7 @@ func testConcurrentCreates(t *testing.T, s blob.Store) {
 	for g := range writers {
 		wg.Go(func() {
 			for i := range each {
-				id := blob.NewID()
+				id := blob.NewIDFor(s)
 				ids[g][i] = id
 				if err := tryPut(s, id, randomBytes(uint64(g*each+i), 1000+g*100+i)); err != nil {
 					t.Errorf("put %s: %v", id, err)
@@ -528,11 +528,11 @@ func testConcurrentCreates(t *testing.T, s blob.Store) {
 }
 
 func testCanceledContext(t *testing.T, s blob.Store) {
-	id := blob.NewID()
+	id := blob.NewIDFor(s)
 	put(t, s, id, []byte("x"))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.Create(ctx, blob.NewID()); !errors.Is(err, context.Canceled) {
+	if _, err := s.Create(ctx, blob.NewIDFor(s)); !errors.Is(err, context.Canceled) {
 		t.Errorf("create: err %v, want context.Canceled", err)
 	}
 	if _, err := s.Open(ctx, id); !errors.Is(err, context.Canceled) {
@@ -547,7 +547,7 @@ func testCanceledContext(t *testing.T, s blob.Store) {
 	if err := s.List(ctx, func(blob.Info) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("list: err %v, want context.Canceled", err)
 	}
-	fresh := blob.NewID()
+	fresh := blob.NewIDFor(s)
 	p, err := s.Create(context.Background(), fresh)
 	if err != nil {
 		t.Fatal(err)
