@@ -127,6 +127,11 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 		clear(key)
 		return nil, fmt.Errorf("kv: open badger at %s: sync replayed logs: %w", dir, err)
 	}
+	if err := dur.openCurrent(); err != nil {
+		db.Close()
+		clear(key)
+		return nil, fmt.Errorf("kv: open badger at %s: open the write-ahead log: %w", dir, err)
+	}
 	b := &Badger{db: db, dur: dur, log: log, key: key}
 	b.startGC(opts.GCInterval)
 	return b, nil
@@ -230,6 +235,7 @@ func (b *Badger) Close() error {
 		<-b.gcDone
 	}
 	err := b.db.Close()
+	b.dur.closeCurrent()
 	clear(b.key)
 	if err != nil {
 		return fmt.Errorf("kv: close badger: %w", err)
@@ -301,7 +307,11 @@ func (b *Badger) sync() error {
 		if err := b.dur.check(); err != nil {
 			return err
 		}
-		if err := b.db.Sync(); err != nil {
+		ok, err := b.dur.syncCurrent()
+		if err == nil && !ok {
+			err = b.db.Sync()
+		}
+		if err != nil {
 			return fmt.Errorf("sync the write-ahead log: %w", err)
 		}
 		// A rotation during the sync ran its own sync of the log it rotated out; one that

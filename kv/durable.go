@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 
 	"dsh/internal/diskio"
 )
@@ -30,6 +33,13 @@ import (
 // commit can land anywhere, and the order of commits on disk is the order they were made
 // in. A test fails if Badger stops sending the message. Logs replayed at open (left by a
 // process that was killed) are synced at open for the same reason.
+
+// The durable sync itself (syncCurrent) is an fdatasync of the current log, kept open: the
+// same as Badger's db.Sync minus its msync of the value log, which holds nothing since every
+// value is kept in the LSM tree (valueThreshold), and minus Badger's lock. Which file is
+// current follows from the rotations: Badger numbers each new log one above the last, and
+// only a rotation makes one after open. Until the log a rotation announced exists, a round
+// falls back to db.Sync.
 
 // rotationMessage starts the debug message Badger logs when it replaces a full memtable
 // with a new one (badger v4 db.ensureRoomForWrite).
@@ -55,6 +65,13 @@ type durability struct {
 	started  uint64
 	finished uint64
 	lastErr  error
+
+	// The current log, as of rotation count curGen; used by one round at a time.
+	cur    *os.File
+	curFid int
+	curGen uint64
+	// fallbacks counts rounds that had to use db.Sync, for tests.
+	fallbacks atomic.Uint64
 }
 
 func newDurability(dir string) *durability {
@@ -133,4 +150,69 @@ func (d *durability) group(round func() error) error {
 	// Rounds finish in order and each covers everything its predecessors did, so the last
 	// finished round's result answers for the target round too.
 	return d.lastErr
+}
+
+// openCurrent finds the log Badger opened for writes: the newest. It must run after Open
+// and before the first write, when no rotation can be under way.
+func (d *durability) openCurrent() error {
+	logs, err := filepath.Glob(filepath.Join(d.dir, "*"+memSuffix))
+	if err != nil {
+		return err
+	}
+	newest := -1
+	for _, name := range logs {
+		if fid, ok := logFid(name); ok && fid > newest {
+			newest = fid
+		}
+	}
+	if newest < 0 {
+		return errors.New("no memtable log found after open")
+	}
+	f, err := os.OpenFile(logPath(d.dir, newest), os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	d.cur, d.curFid, d.curGen = f, newest, d.rotations.Load()
+	return nil
+}
+
+// syncCurrent fdatasyncs the current log and reports whether it could: false means the
+// log of a rotation does not exist yet, and the caller must use db.Sync. Rounds call it one
+// at a time.
+func (d *durability) syncCurrent() (bool, error) {
+	if gen := d.rotations.Load(); gen != d.curGen {
+		fid := d.curFid + int(gen-d.curGen)
+		f, err := os.OpenFile(logPath(d.dir, fid), os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			// Announced, not created yet; or created and already flushed away, in which
+			// case a further rotation is announced and the next round catches up.
+			d.fallbacks.Add(1)
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		d.cur.Close()
+		d.cur, d.curFid, d.curGen = f, fid, gen
+	}
+	return true, unix.Fdatasync(int(d.cur.Fd()))
+}
+
+// closeCurrent releases the current log's descriptor.
+func (d *durability) closeCurrent() {
+	if d.cur != nil {
+		d.cur.Close()
+		d.cur = nil
+	}
+}
+
+func logPath(dir string, fid int) string {
+	return filepath.Join(dir, fmt.Sprintf("%05d%s", fid, memSuffix))
+}
+
+// logFid parses the number in a log's name (Badger's "%05d.mem").
+func logFid(path string) (int, bool) {
+	name := strings.TrimSuffix(filepath.Base(path), memSuffix)
+	fid, err := strconv.Atoi(name)
+	return fid, err == nil && fid >= 0
 }

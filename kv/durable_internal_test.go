@@ -162,3 +162,39 @@ func TestFailedRotationSyncIsSticky(t *testing.T) {
 		t.Fatal("a log that could not be synced left no error")
 	}
 }
+
+// TestSyncFollowsCurrentLog checks that the durable sync fdatasyncs the log Badger writes
+// to now, whatever the rotations, and that Badger still names its logs as kv expects.
+func TestSyncFollowsCurrentLog(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b := openTestBadger(t, dir, testKey(t))
+	newest := func() int {
+		logs, err := filepath.Glob(filepath.Join(dir, "*"+memSuffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := -1
+		for _, l := range logs {
+			fid, ok := logFid(l)
+			if !ok {
+				t.Fatalf("memtable log %s is not named by a number", l)
+			}
+			n = max(n, fid)
+		}
+		return n
+	}
+	for round := range 3 {
+		if err := b.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := b.dur.curFid, newest(); got != want {
+			t.Fatalf("round %d: syncing log %d, Badger writes to %d", round, got, want)
+		}
+		fill(t, b, fmt.Sprint(round))
+	}
+	// fill returns after the rotation's commit, when the new log exists: no fallback.
+	if n := b.dur.fallbacks.Load(); n != 0 {
+		t.Errorf("%d rounds fell back to db.Sync", n)
+	}
+}
