@@ -26,6 +26,9 @@ type openFile struct {
 	be    *Backend
 	f     *content.File
 	refs  int // guarded by the table shard's lock
+	// orphan says the file lost its last name while open, so the last release deletes
+	// it. Guarded by the table shard's lock, which also orders it against that release.
+	orphan bool
 	// detached is set when a seal closed the data under its handles; they fail from
 	// then on and their release has nothing left to do.
 	detached atomic.Bool
@@ -90,21 +93,36 @@ func (t *fileTable) acquire(ino meta.Ino, open func() (*openFile, error)) (*open
 	return of, nil
 }
 
-// release drops one reference; the last one flushes and closes the data.
-func (t *fileTable) release(ctx context.Context, of *openFile) (last bool, err error) {
+// release drops one reference; the last one flushes and closes the data, and reports
+// whether the file was orphaned meanwhile.
+func (t *fileTable) release(ctx context.Context, of *openFile) (last, orphan bool, err error) {
 	s := t.shard(of.ino)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	of.refs--
 	if of.refs > 0 || of.detached.Load() {
-		return false, nil
+		return false, false, nil
 	}
 	delete(s.m, of.ino)
 	err = of.flush(ctx)
 	if n := of.f.Close(); n > 0 && err == nil {
 		err = errors.New("unflushed data discarded")
 	}
-	return true, err
+	return true, of.orphan, err
+}
+
+// markOrphan records that ino lost its last name, if it is open, and reports whether it
+// was: then its last release deletes it, else the caller must.
+func (t *fileTable) markOrphan(ino meta.Ino) bool {
+	s := t.shard(ino)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	of := s.m[ino]
+	if of == nil {
+		return false
+	}
+	of.orphan = true
+	return true
 }
 
 func (t *fileTable) get(ino meta.Ino) *openFile {
@@ -121,8 +139,6 @@ func (t *fileTable) liveSize(ino meta.Ino) int64 {
 	}
 	return -1
 }
-
-func (t *fileTable) isOpen(ino meta.Ino) bool { return t.get(ino) != nil }
 
 // flush writes out ino's unflushed data, if it is open.
 func (t *fileTable) flush(ctx context.Context, ino meta.Ino) error {
@@ -217,14 +233,17 @@ func (g *Group) truncate(ctx context.Context, gr grant, a *meta.Attr, size int64
 
 // closeData releases one reference to of and reaps the inode if it was deleted meanwhile.
 func (g *Group) closeData(ctx context.Context, of *openFile) (bool, error) {
-	last, err := g.files.release(ctx, of)
+	last, orphan, err := g.files.release(ctx, of)
 	if !last {
 		return false, err
 	}
 	if g.tree != nil {
 		g.tree.OpenFiles.Dec()
 	}
-	if a, gerr := of.be.Meta.GetAttr(ctx, of.ino); gerr == nil && a.Nlink == 0 {
+	// Every way a name goes (unlink, rename over, expiry) passes reapIfUnused, which marks
+	// the open file; no metadata read is needed to know. An orphan missed by a crash is
+	// reaped at the next attach.
+	if orphan {
 		if rerr := of.be.Meta.Reap(ctx, of.ino); rerr != nil {
 			g.log.Error("group tree: reap deleted file", "err", rerr)
 		}
@@ -235,7 +254,7 @@ func (g *Group) closeData(ctx context.Context, of *openFile) (bool, error) {
 // reapIfUnused deletes an inode that lost its last name, unless it is still open (then
 // the last close does it).
 func (g *Group) reapIfUnused(ctx context.Context, be *Backend, ino meta.Ino, nlink uint32) {
-	if nlink != 0 || g.files.isOpen(ino) {
+	if nlink != 0 || g.files.markOrphan(ino) {
 		return
 	}
 	if err := be.Meta.Reap(ctx, ino); err != nil {

@@ -1,6 +1,8 @@
 package fs
 
 import (
+	"errors"
+	"log/slog"
 	"testing"
 
 	"dsh/blob"
@@ -81,5 +83,91 @@ func TestFlushMakesLazyCreateDurable(t *testing.T) {
 	}
 	if full.unsynced.Load() {
 		t.Fatal("the content commit did not clear unsynced")
+	}
+}
+
+// TestOrphanReapedAtLastClose checks that a file losing its last name while open is kept
+// for its handles and deleted, objects and all, by the last close, and only then.
+func TestOrphanReapedAtLastClose(t *testing.T) {
+	db := kv.NewMem()
+	t.Cleanup(func() { db.Close() })
+	local, err := blob.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &Backend{Meta: meta.New(db, meta.Options{}), Content: content.New(local, content.Options{}), Blobs: local}
+	g := New(Options{Log: slog.New(slog.DiscardHandler)})
+	root, err := be.Meta.ShareRoot(bg, "s1", 0o770)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shareKey, err := vault.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := func() int {
+		n := 0
+		if err := be.Meta.Garbage(bg, 100, func(blob.ID) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, opens := range []int{0, 1, 2} {
+		name := "f" + string(rune('0'+opens))
+		id, wrapped, err := be.Content.NewFile("s1", &shareKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := be.Meta.Create(bg, root.Ino, name, meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var of *openFile
+		for range opens {
+			of, err = g.files.acquire(a.Ino, func() (*openFile, error) {
+				of := &openFile{ino: a.Ino, share: "s1", be: be}
+				of.f, err = be.Content.Open("s1", &shareKey, id, wrapped, 0, nil, commitTo(be, a.Ino, id, wrapped, nil))
+				return of, err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if opens > 0 {
+			if _, err := of.f.WriteAt(bg, []byte("kept for its readers"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := of.flush(bg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g0 := garbage()
+		u, err := be.Meta.Unlink(bg, root.Ino, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.reapIfUnused(bg, be, u.Ino, u.Nlink)
+		_, gerr := be.Meta.GetAttr(bg, a.Ino)
+		if opens == 0 {
+			if !errors.Is(gerr, meta.ErrNotFound) {
+				t.Fatalf("unlink of a closed file: inode still there (%v)", gerr)
+			}
+			continue
+		}
+		if gerr != nil {
+			t.Fatalf("unlink of an open file deleted it under its handle: %v", gerr)
+		}
+		for i := range opens {
+			if _, err := g.closeData(bg, of); err != nil {
+				t.Fatal(err)
+			}
+			_, gerr := be.Meta.GetAttr(bg, a.Ino)
+			if last := i == opens-1; last != errors.Is(gerr, meta.ErrNotFound) {
+				t.Fatalf("%d of %d handles closed: inode lookup %v", i+1, opens, gerr)
+			}
+		}
+		if garbage() != g0+1 {
+			t.Errorf("the orphan's object is not on the garbage list")
+		}
 	}
 }
