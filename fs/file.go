@@ -26,8 +26,9 @@ type openFile struct {
 	be    *Backend
 	f     *content.File
 	refs  int // guarded by the table shard's lock
-	// orphan says the file lost its last name while open, so the last release deletes
-	// it. Guarded by the table shard's lock, which also orders it against that release.
+	// orphan says the file lost (or, after a failed commit, may have lost) its last name
+	// while open, so the last release asks meta to reap it; meta keeps a file that still
+	// has a name. Guarded by the table shard's lock, which orders it against that release.
 	orphan bool
 	// detached is set when a seal closed the data under its handles; they fail from
 	// then on and their release has nothing left to do.
@@ -112,7 +113,7 @@ func (t *fileTable) release(ctx context.Context, of *openFile) (last, orphan boo
 }
 
 // markOrphan records that ino lost its last name, if it is open, and reports whether it
-// was: then its last release deletes it, else the caller must.
+// was: then its last release reaps it, else the caller must.
 func (t *fileTable) markOrphan(ino meta.Ino) bool {
 	s := t.shard(ino)
 	s.mu.Lock()
@@ -249,6 +250,15 @@ func (g *Group) closeData(ctx context.Context, of *openFile) (bool, error) {
 		}
 	}
 	return true, err
+}
+
+// markIfNamed handles an unlink or rename that failed after its commit may have been
+// applied (a failed sync): if the file the name held is open, its last close reaps it,
+// which meta refuses while the file still has a name.
+func (g *Group) markIfNamed(parent *node, name string) {
+	if ch := parent.GetChild(name); ch != nil {
+		g.files.markOrphan(meta.Ino(ch.StableAttr().Ino))
+	}
 }
 
 // reapIfUnused deletes an inode that lost its last name, unless it is still open (then

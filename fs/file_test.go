@@ -170,4 +170,32 @@ func TestOrphanReapedAtLastClose(t *testing.T) {
 			t.Errorf("the orphan's object is not on the garbage list")
 		}
 	}
+
+	// A failed unlink may or may not have been applied: the open file is marked anyway,
+	// and its last close must keep it while it still has its name.
+	id, wrapped, err := be.Content.NewFile("s1", &shareKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := be.Meta.Create(bg, root.Ino, "named", meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	of, err := g.files.acquire(a.Ino, func() (*openFile, error) {
+		of := &openFile{ino: a.Ino, share: "s1", be: be}
+		of.f, err = be.Content.Open("s1", &shareKey, id, wrapped, 0, nil, commitTo(be, a.Ino, id, wrapped, nil))
+		return of, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.files.markOrphan(a.Ino) {
+		t.Fatal("an open file was not marked")
+	}
+	if _, err := g.closeData(bg, of); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.Meta.GetAttr(bg, a.Ino); err != nil {
+		t.Fatalf("a file still named was reaped at its last close: %v", err)
+	}
 }

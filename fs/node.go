@@ -301,6 +301,7 @@ func (n *node) Unlink(ctx context.Context, name string) (e syscall.Errno) {
 		a, err = gr.be.Meta.Unlink(ctx, n.ino, name)
 		return err
 	}); e != 0 {
+		n.g.markIfNamed(n, name)
 		return e
 	}
 	n.g.reapIfUnused(ctx, gr.be, a.Ino, a.Nlink)
@@ -356,6 +357,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		orphans, err = gr.be.Meta.Rename(ctx, n.ino, name, np.ino, newName, mf)
 		return err
 	}); e != 0 {
+		n.g.markIfNamed(np, newName)
 		return e
 	}
 	for _, ino := range orphans {
