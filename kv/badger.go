@@ -127,11 +127,6 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 		clear(key)
 		return nil, fmt.Errorf("kv: open badger at %s: sync replayed logs: %w", dir, err)
 	}
-	if err := dur.openCurrent(); err != nil {
-		db.Close()
-		clear(key)
-		return nil, fmt.Errorf("kv: open badger at %s: open the write-ahead log: %w", dir, err)
-	}
 	b := &Badger{db: db, dur: dur, log: log, key: key}
 	b.startGC(opts.GCInterval)
 	return b, nil

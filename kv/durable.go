@@ -36,10 +36,13 @@ import (
 
 // The durable sync itself (syncCurrent) is an fdatasync of the current log, kept open: the
 // same as Badger's db.Sync minus its msync of the value log, which holds nothing since every
-// value is kept in the LSM tree (valueThreshold), and minus Badger's lock. Which file is
-// current follows from the rotations: Badger numbers each new log one above the last, and
-// only a rotation makes one after open. Until the log a rotation announced exists, a round
-// falls back to db.Sync.
+// value is kept in the LSM tree (valueThreshold), and minus Badger's lock. kv does not track
+// which log is current; it checks, each round, that the one it holds still is: no log
+// numbered after it exists (Badger numbers each new log one above the last and creates it
+// before writing to it) and it still has its name (logs are removed in order, once
+// flushed). When that holds, every commit made before the round is in that log or in an
+// older one its rotation synced. When it does not, kv opens the newest log and checks
+// again; if that fails too, the round uses db.Sync.
 
 // rotationMessage starts the debug message Badger logs when it replaces a full memtable
 // with a new one (badger v4 db.ensureRoomForWrite).
@@ -66,10 +69,9 @@ type durability struct {
 	finished uint64
 	lastErr  error
 
-	// The current log, as of rotation count curGen; used by one round at a time.
+	// The log believed current and its number; used by one round at a time.
 	cur    *os.File
 	curFid int
-	curGen uint64
 	// fallbacks counts rounds that had to use db.Sync, for tests.
 	fallbacks atomic.Uint64
 }
@@ -152,9 +154,8 @@ func (d *durability) group(round func() error) error {
 	return d.lastErr
 }
 
-// openCurrent finds the log Badger opened for writes: the newest. It must run after Open
-// and before the first write, when no rotation can be under way.
-func (d *durability) openCurrent() error {
+// openNewest opens the newest memtable log in place of the one held.
+func (d *durability) openNewest() error {
 	logs, err := filepath.Glob(filepath.Join(d.dir, "*"+memSuffix))
 	if err != nil {
 		return err
@@ -166,34 +167,40 @@ func (d *durability) openCurrent() error {
 		}
 	}
 	if newest < 0 {
-		return errors.New("no memtable log found after open")
+		return errors.New("no memtable log found")
 	}
 	f, err := os.OpenFile(logPath(d.dir, newest), os.O_RDWR, 0)
 	if err != nil {
 		return err
 	}
-	d.cur, d.curFid, d.curGen = f, newest, d.rotations.Load()
+	d.closeCurrent()
+	d.cur, d.curFid = f, newest
 	return nil
 }
 
-// syncCurrent fdatasyncs the current log and reports whether it could: false means the
-// log of a rotation does not exist yet, and the caller must use db.Sync. Rounds call it one
-// at a time.
+// holdsCurrent reports whether the log held is the one Badger writes to now, or was when
+// the round started (see above).
+func (d *durability) holdsCurrent() bool {
+	if d.cur == nil {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.cur.Fd()), &st); err != nil || st.Nlink == 0 {
+		return false
+	}
+	_, err := os.Lstat(logPath(d.dir, d.curFid+1))
+	return errors.Is(err, os.ErrNotExist)
+}
+
+// syncCurrent fdatasyncs the current log and reports whether it could: false means kv
+// could not tell which log is current, and the caller must use db.Sync. Rounds call it
+// one at a time.
 func (d *durability) syncCurrent() (bool, error) {
-	if gen := d.rotations.Load(); gen != d.curGen {
-		fid := d.curFid + int(gen-d.curGen)
-		f, err := os.OpenFile(logPath(d.dir, fid), os.O_RDWR, 0)
-		if errors.Is(err, os.ErrNotExist) {
-			// Announced, not created yet; or created and already flushed away, in which
-			// case a further rotation is announced and the next round catches up.
+	if !d.holdsCurrent() {
+		if err := d.openNewest(); err != nil || !d.holdsCurrent() {
 			d.fallbacks.Add(1)
 			return false, nil
 		}
-		if err != nil {
-			return false, err
-		}
-		d.cur.Close()
-		d.cur, d.curFid, d.curGen = f, fid, gen
 	}
 	return true, unix.Fdatasync(int(d.cur.Fd()))
 }

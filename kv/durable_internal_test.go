@@ -198,3 +198,24 @@ func TestSyncFollowsCurrentLog(t *testing.T) {
 		t.Errorf("%d rounds fell back to db.Sync", n)
 	}
 }
+
+// TestSyncFindsLogMadeWithoutRotation checks that kv does not rely on the rotation message
+// to know the current log: Badger's DropAll starts a new log without sending it.
+func TestSyncFindsLogMadeWithoutRotation(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b := openTestBadger(t, dir, testKey(t))
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := b.dur.curFid
+	if err := b.db.DropAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Update(ctx, func(tx Txn) error { return tx.Set([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	if b.dur.curFid <= before {
+		t.Fatalf("after DropAll, kv still syncs log %d (Badger made a newer one)", b.dur.curFid)
+	}
+}
