@@ -102,8 +102,9 @@ func (id ID) String() string {
 type Reserver interface {
 	// Reserve returns a fresh random ID, as NewID does, for a Create soon after. The store
 	// keeps the object invisible to Open, Stat and List until a Pending created under it
-	// commits. An ID reserved and never used costs the store a little until it is closed or,
-	// after a crash, shows as an unreferenced object for the collector.
+	// commits. An ID reserved and never used is given back by Delete (which still reports
+	// ErrNotFound: nothing was committed), or at the latest when the store is closed; after
+	// a crash it shows as an unreferenced object for the collector.
 	Reserve() ID
 }
 
@@ -155,8 +156,8 @@ type Store interface {
 // Pending is an object being written. Writes stream: an implementation holds at most a
 // bounded buffer in memory, however large the object grows. A Pending is not safe for
 // concurrent use. Every Pending must end in Commit or Abort; one that is dropped leaves its
-// partial data (a temporary file, an incomplete multipart upload) for the store's own
-// cleanup to find.
+// partial data (a temporary file, an incomplete multipart upload, a reserved file) for the
+// store's own cleanup or, after a restart, for the collector to find.
 type Pending interface {
 	// Write appends to the object. After Commit or Abort it returns ErrFinished.
 	io.Writer

@@ -432,7 +432,7 @@ func (l *Local) Delete(ctx context.Context, id ID) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("delete object %s: %w", id, err)
 	}
-	if l.isReserved(id) {
+	if l.release(id) {
 		return fmt.Errorf("delete object %s: %w", id, ErrNotFound)
 	}
 	// Fan-out folders are never removed, even when empty, so that Delete cannot race a

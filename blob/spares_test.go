@@ -82,8 +82,13 @@ func TestLocalSpareWrittenInPlace(t *testing.T) {
 	if _, err := l.Stat(ctx, id); !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("stat of a reserved ID: err %v, want ErrNotFound", err)
 	}
-	if err := l.Delete(ctx, id); !errors.Is(err, blob.ErrNotFound) {
+	// Delete gives an unused reserved ID back: nothing was committed, and its file goes.
+	unused := reserveSpare(t, l, dir)
+	if err := l.Delete(ctx, unused); !errors.Is(err, blob.ErrNotFound) {
 		t.Errorf("delete of a reserved ID: err %v, want ErrNotFound", err)
+	}
+	if _, err := os.Lstat(objectPath(dir, unused)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file of a reserved ID given back is still there (err %v)", err)
 	}
 	p, err := l.Create(ctx, id)
 	if err != nil {
@@ -154,6 +159,7 @@ func TestLocalCloseRemovesSpares(t *testing.T) {
 	l.KeepSpares()
 	id := reserveSpare(t, l, dir)
 	put(t, l, id, []byte("kept"))
+	l.Reserve() // handed out, never written: Close removes its file too
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
