@@ -212,18 +212,7 @@ func (p *localPending) Commit(ctx context.Context) error {
 }
 
 func (p *localPending) commit(ctx context.Context) error {
-	err := ctx.Err()
-	if err == nil {
-		err = p.w.Flush()
-	}
-	p.releaseBuffer()
-	if err == nil {
-		err = p.syncFile()
-	}
-	if cerr := p.f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := p.finishFile(ctx); err != nil {
 		return err
 	}
 	l := p.store
@@ -243,6 +232,18 @@ func (p *localPending) commit(ctx context.Context) error {
 // made durable before the ID was handed out, so the file's own fsync is all that is left;
 // only then does the object become visible.
 func (p *localPending) commitInPlace(ctx context.Context) error {
+	if err := p.finishFile(ctx); err != nil {
+		os.Remove(p.f.Name())
+		p.store.unreserve(p.id)
+		return fmt.Errorf("commit object %s: %w", p.id, err)
+	}
+	p.store.unreserve(p.id)
+	return nil
+}
+
+// finishFile writes out what is buffered, makes the file durable and closes it; unless ctx
+// is already done.
+func (p *localPending) finishFile(ctx context.Context) error {
 	err := ctx.Err()
 	if err == nil {
 		err = p.w.Flush()
@@ -254,13 +255,7 @@ func (p *localPending) commitInPlace(ctx context.Context) error {
 	if cerr := p.f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		os.Remove(p.f.Name())
-		p.store.unreserve(p.id)
-		return fmt.Errorf("commit object %s: %w", p.id, err)
-	}
-	p.store.unreserve(p.id)
-	return nil
+	return err
 }
 
 // syncFile stamps the commit time and makes contents and metadata durable.

@@ -3,6 +3,7 @@ package fs
 import (
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"dsh/blob"
@@ -13,11 +14,9 @@ import (
 	"dsh/vault"
 )
 
-// TestFlushMakesLazyCreateDurable checks the bargain of a lazy create (meta.CreateOpen):
-// the handle's flush makes the file durable before close returns, with exactly one sync or
-// durable commit, whether or not anything was written.
-func TestFlushMakesLazyCreateDurable(t *testing.T) {
-	db := &kvtest.Counting{Store: kv.NewMem()}
+// fileBackend is a Backend over db and a blob folder of the test, with share s1 and its key.
+func fileBackend(t *testing.T, db kv.Store) (*Backend, meta.Attr, *vault.Key) {
+	t.Helper()
 	t.Cleanup(func() { db.Close() })
 	local, err := blob.OpenLocal(t.TempDir())
 	if err != nil {
@@ -32,9 +31,29 @@ func TestFlushMakesLazyCreateDurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return be, root, &shareKey
+}
+
+// openFileOf opens a's data as the file table would, with unsynced as its flag (or nil).
+func openFileOf(be *Backend, shareKey *vault.Key, a meta.Attr, unsynced *atomic.Bool) (*openFile, error) {
+	of := &openFile{ino: a.Ino, share: "s1", be: be}
+	if unsynced == nil {
+		unsynced = &of.unsynced
+	}
+	var err error
+	of.f, err = be.Content.Open("s1", shareKey, a.Content.FileID, a.Content.Key, 0, nil, commitTo(be, a.Ino, a.Content.FileID, a.Content.Key, unsynced))
+	return of, err
+}
+
+// TestFlushMakesLazyCreateDurable checks the bargain of a lazy create (meta.CreateOpen):
+// the handle's flush makes the file durable before close returns, with exactly one sync or
+// durable commit, whether or not anything was written.
+func TestFlushMakesLazyCreateDurable(t *testing.T) {
+	db := &kvtest.Counting{Store: kv.NewMem()}
+	be, root, shareKey := fileBackend(t, db)
 	open := func(name string) *openFile {
 		t.Helper()
-		id, wrapped, err := be.Content.NewFile("s1", &shareKey)
+		id, wrapped, err := be.Content.NewFile("s1", shareKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,8 +61,7 @@ func TestFlushMakesLazyCreateDurable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		of := &openFile{ino: a.Ino, share: "s1", be: be}
-		of.f, err = be.Content.Open("s1", &shareKey, id, wrapped, 0, nil, commitTo(be, a.Ino, id, wrapped, &of.unsynced))
+		of, err := openFileOf(be, shareKey, a, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,22 +107,8 @@ func TestFlushMakesLazyCreateDurable(t *testing.T) {
 // TestOrphanReapedAtLastClose checks that a file losing its last name while open is kept
 // for its handles and deleted, objects and all, by the last close, and only then.
 func TestOrphanReapedAtLastClose(t *testing.T) {
-	db := kv.NewMem()
-	t.Cleanup(func() { db.Close() })
-	local, err := blob.OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	be := &Backend{Meta: meta.New(db, meta.Options{}), Content: content.New(local, content.Options{}), Blobs: local}
+	be, root, shareKey := fileBackend(t, kv.NewMem())
 	g := New(Options{Log: slog.New(slog.DiscardHandler)})
-	root, err := be.Meta.ShareRoot(bg, "s1", 0o770)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shareKey, err := vault.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	garbage := func() int {
 		n := 0
 		if err := be.Meta.Garbage(bg, 100, func(blob.ID) error { n++; return nil }); err != nil {
@@ -114,7 +118,7 @@ func TestOrphanReapedAtLastClose(t *testing.T) {
 	}
 	for _, opens := range []int{0, 1, 2} {
 		name := "f" + string(rune('0'+opens))
-		id, wrapped, err := be.Content.NewFile("s1", &shareKey)
+		id, wrapped, err := be.Content.NewFile("s1", shareKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,11 +128,7 @@ func TestOrphanReapedAtLastClose(t *testing.T) {
 		}
 		var of *openFile
 		for range opens {
-			of, err = g.files.acquire(a.Ino, func() (*openFile, error) {
-				of := &openFile{ino: a.Ino, share: "s1", be: be}
-				of.f, err = be.Content.Open("s1", &shareKey, id, wrapped, 0, nil, commitTo(be, a.Ino, id, wrapped, nil))
-				return of, err
-			})
+			of, err = g.files.acquire(a.Ino, func() (*openFile, error) { return openFileOf(be, shareKey, a, new(atomic.Bool)) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -173,7 +173,7 @@ func TestOrphanReapedAtLastClose(t *testing.T) {
 
 	// A failed unlink may or may not have been applied: the open file is marked anyway,
 	// and its last close must keep it while it still has its name.
-	id, wrapped, err := be.Content.NewFile("s1", &shareKey)
+	id, wrapped, err := be.Content.NewFile("s1", shareKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,11 +181,7 @@ func TestOrphanReapedAtLastClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	of, err := g.files.acquire(a.Ino, func() (*openFile, error) {
-		of := &openFile{ino: a.Ino, share: "s1", be: be}
-		of.f, err = be.Content.Open("s1", &shareKey, id, wrapped, 0, nil, commitTo(be, a.Ino, id, wrapped, nil))
-		return of, err
-	})
+	of, err := g.files.acquire(a.Ino, func() (*openFile, error) { return openFileOf(be, shareKey, a, new(atomic.Bool)) })
 	if err != nil {
 		t.Fatal(err)
 	}
