@@ -129,7 +129,8 @@ func (l *Local) Create(ctx context.Context, id ID) (Pending, error) {
 		// O_NOFOLLOW and no O_CREAT: only the file this store made is written to.
 		f, err := os.OpenFile(l.path(id), os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
-			l.unreserve(id)
+			// Out of descriptors, say: the empty file must not linger as a visible object.
+			l.dropSpares([]ID{id})
 			return nil, fmt.Errorf("create object %s: reserved file: %w", id, err)
 		}
 		w := bufPool.Get().(*bufio.Writer)

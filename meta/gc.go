@@ -38,8 +38,9 @@ func (s *Store) Reap(ctx context.Context, ino Ino) error {
 // store could).
 func (s *Store) reap(ctx context.Context, ino Ino, stale bool) (bool, error) {
 	if !stale {
-		// Most calls come from the close of a file that still has its name: a read
-		// settles them without taking the stripe or starting a write transaction.
+		// Some calls find the file still named (the last close of a file whose unlink
+		// failed after it may have applied) or already gone: a read settles them without
+		// taking the stripe or starting a write transaction.
 		keep := false
 		err := s.db.View(ctx, func(tx kv.Txn) error {
 			n, err := loadInode(tx, ino)
