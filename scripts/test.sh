@@ -9,7 +9,12 @@ flock -n 9 || { echo "another dsh test run is going on in this checkout; waiting
 
 fail=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# Each run has its own temporary folder, so that two checkouts testing at once (worktrees)
+# never count or clean up each other's mounts. Tests act as other uids too: like /tmp, it
+# is sticky and open to all.
+run_tmp=$(mktemp -d -t dsh-test-run-XXXXXX)
+chmod 1777 "$run_tmp"
+trap 'rm -f "$log"; rm -rf --one-file-system "$run_tmp" 2>/dev/null' EXIT
 
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$bad" ]; then echo "gofmt would change: $bad"; fail=1; fi
@@ -22,7 +27,7 @@ if [ "${CI:-}" = true ] && [ ! -c /dev/fuse ]; then
   echo "CI=true but /dev/fuse is missing: the end-to-end tests need FUSE"; fail=1
 fi
 
-go test -race -count=1 -timeout 40m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+\S+_test\.go:[0-9]+:)' | grep -v '^=== RUN'
+TMPDIR="$run_tmp" go test -race -count=1 -timeout 40m -v ./... 2>&1 | tee "$log" | grep -E '^(=== RUN|--- (PASS|FAIL|SKIP)|ok |FAIL|panic:|\s+\S+_test\.go:[0-9]+:)' | grep -v '^=== RUN'
 rc=${PIPESTATUS[0]}
 if [ "$rc" -ne 0 ]; then
   fail=1
@@ -31,7 +36,7 @@ if [ "$rc" -ne 0 ]; then
   tail -n 60 "$log"
 fi
 
-mounts=$(grep -c ' fuse\.dsh' /proc/mounts || true)
+mounts=$(awk -v d="$run_tmp/" '$3 ~ /^fuse/ && index($2, d) == 1' /proc/mounts | wc -l)
 if [ "$mounts" -gt 0 ]; then echo "tests left $mounts dsh mounts behind"; fail=1; fi
 
 passed=$(grep -cE '^\s*--- PASS' "$log")
