@@ -65,14 +65,20 @@ const eHidden = syscall.Errno(0x7fff)
 // EACCES for a member asking for what its mode does not allow (a read-only member's write,
 // any write into Arrivals).
 func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, syscall.Errno) {
-	be := g.backend()
 	uid, gid, ok := callerOf(ctx)
-	switch {
-	case be == nil:
-		g.denied(metrics.ReasonSealed)
-		return grant{}, eHidden
-	case !ok:
+	if !ok {
 		g.denied(metrics.ReasonInvalid)
+		return grant{}, eHidden
+	}
+	return g.checkAs(uid, gid, share, op)
+}
+
+// checkAs is check for a given uid rather than the request's: an open handle is decided
+// for the uid that opened it (handle.live), whatever uid the kernel put in the request.
+func (g *Group) checkAs(uid int, gid uint32, share string, op acl.Op) (grant, syscall.Errno) {
+	be := g.backend()
+	if be == nil {
+		g.denied(metrics.ReasonSealed)
 		return grant{}, eHidden
 	}
 	ring, ok := be.Sessions.Keyring(uid)
@@ -112,10 +118,16 @@ func (g *Group) denied(r metrics.Reason) {
 // record appends an audit record of a file event and returns 0, or EIO when the record
 // could not be written: an access that cannot be accounted for does not happen.
 func (g *Group) record(ctx context.Context, be *Backend, action, object, result, detail string) syscall.Errno {
+	uid, _, _ := callerOf(ctx)
+	return g.recordFor(ctx, be, uid, action, object, result, detail)
+}
+
+// recordFor is record for a given uid: records of reads and writes on an open handle name
+// the uid that opened it.
+func (g *Group) recordFor(ctx context.Context, be *Backend, uid int, action, object, result, detail string) syscall.Errno {
 	if be == nil {
 		return syscall.EIO
 	}
-	uid, _, _ := callerOf(ctx)
 	user := ""
 	if u, ok := be.ACL.UserByUID(uid); ok {
 		user = u.ID

@@ -360,7 +360,7 @@ func (g *Group) newHandle(ctx context.Context, n *node, gr grant, a *meta.Attr, 
 	if err != nil {
 		return nil, 0, errno(g.log, "open", err)
 	}
-	h := &handle{g: g, n: n, of: of}
+	h := &handle{g: g, n: n, of: of, uid: gr.uid, gid: gr.gid}
 	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		if err := of.f.Truncate(ctx, 0); err != nil {
 			g.closeData(ctx, of)
@@ -376,14 +376,22 @@ func (g *Group) newHandle(ctx context.Context, n *node, gr grant, a *meta.Attr, 
 	return h, fl, 0
 }
 
-// handle is one open file description.
+// handle is one open file description. It acts for the uid that opened it: the kernel
+// issues reads and writes on a handle from other contexts than the opener's (writeback of
+// mapped pages from its flusher thread as uid 0, whoever calls sync, Samba's I/O threads),
+// so the uid in a request's header says nothing about who the I/O is for.
 type handle struct {
-	g  *Group
-	n  *node
-	of *openFile
+	g   *Group
+	n   *node
+	of  *openFile
+	uid int
+	gid uint32
 
 	mu     sync.Mutex
 	closed bool
+	// deniedAudited is set once a refused read or write on this handle has been audited:
+	// the kernel retries writeback of a mapped page, and one record per handle says it.
+	deniedAudited atomic.Bool
 }
 
 var (
@@ -394,11 +402,19 @@ var (
 	_ gofs.FileReleaser = (*handle)(nil)
 )
 
-// live checks the caller again and that the handle's data is still the attached
-// backend's: revocation, logout, expiry and seal reach handles that are already open.
+// live checks the opener again, at this moment, and that the handle's data is still the
+// attached backend's: revocation, logout, expiry and seal reach handles that are already
+// open. A refusal is audited once per handle, naming the opener.
 func (h *handle) live(ctx context.Context, op acl.Op) syscall.Errno {
-	gr, e := h.g.check(ctx, h.n.share, op)
+	gr, e := h.g.checkAs(h.uid, h.gid, h.n.share, op)
 	if e != 0 {
+		if !h.deniedAudited.Swap(true) {
+			action := "fs.read"
+			if op == acl.Write {
+				action = "fs.write"
+			}
+			_ = h.g.recordFor(ctx, h.g.backend(), h.uid, action, h.n.path(), "denied", "open handle")
+		}
 		return syscall.EACCES // an open handle is refused, not made to vanish
 	}
 	if gr.be != h.of.be {
@@ -458,6 +474,11 @@ func (h *handle) Flush(ctx context.Context) (e syscall.Errno) {
 	if h.of.detached.Load() {
 		return 0 // the seal flushed it
 	}
+	// An opener whose access ended is told so; what it wrote while it had access stays
+	// buffered and becomes durable at the file's last release (or at seal), never lost.
+	if e := h.live(ctx, acl.Read); e != 0 {
+		return e
+	}
 	return errno(h.g.log, "flush", h.of.flush(ctx))
 }
 
@@ -465,8 +486,8 @@ func (h *handle) Flush(ctx context.Context) (e syscall.Errno) {
 func (h *handle) Fsync(ctx context.Context, flags uint32) (e syscall.Errno) {
 	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	defer h.g.observe("fsync", time.Now(), &e)
-	if h.of.detached.Load() {
-		return syscall.EACCES
+	if e := h.live(ctx, acl.Read); e != 0 {
+		return e
 	}
 	return errno(h.g.log, "fsync", h.of.flush(ctx))
 }

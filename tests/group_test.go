@@ -148,6 +148,13 @@ func (e *env) hold(t *testing.T, uid int, path string, rw bool) *holder {
 	if rw {
 		args = append(args, "rw")
 	}
+	return e.holdWith(t, uid, "ok open", args...)
+}
+
+// holdWith starts fsprobe with args as uid, a process that answers requests on stdin,
+// and checks its first line.
+func (e *env) holdWith(t *testing.T, uid int, first string, args ...string) *holder {
+	t.Helper()
 	cmd := exec.Command(fsprobeBin, args...)
 	cmd.SysProcAttr = credential(uid)
 	stdin, err := cmd.StdinPipe()
@@ -163,8 +170,8 @@ func (e *env) hold(t *testing.T, uid int, path string, rw bool) *holder {
 	}
 	h := &holder{t: t, cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
 	t.Cleanup(h.close)
-	if got := h.line(); got != "ok open" {
-		t.Fatalf("hold %s: %q", path, got)
+	if got := h.line(); got != first {
+		t.Fatalf("fsprobe %v: %q", args, got)
 	}
 	return h
 }

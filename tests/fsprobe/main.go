@@ -43,6 +43,8 @@ func main() {
 		openLoop(os.Args[2], os.Args[3])
 	case "hold":
 		hold(os.Args[2], len(os.Args) > 3 && os.Args[3] == "rw")
+	case "mmap":
+		mapped(os.Args[2])
 	case "rename2":
 		var flags uint
 		switch os.Args[4] {
@@ -142,4 +144,38 @@ func shortUpload(socket, name string) {
 	b, _ := io.ReadAll(c)
 	line, _, _ := strings.Cut(string(b), "\r\n")
 	result(nil, line)
+}
+
+// mapped opens path read-write, maps its first page MAP_SHARED and then, for each line on
+// stdin, acts on the mapping: "put OFF TEXT" stores TEXT at OFF in the mapping, "msync"
+// syncs it, "close" closes the descriptor (the mapping stays), "unmap" unmaps it. It
+// prints one result line per request.
+func mapped(path string) {
+	fd, err := unix.Open(path, unix.O_RDWR, 0)
+	if err != nil {
+		result(err, "")
+		return
+	}
+	mem, err := unix.Mmap(fd, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		result(err, "")
+		return
+	}
+	result(nil, "mapped")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), " ", 3)
+		switch f[0] {
+		case "put":
+			off, _ := strconv.Atoi(f[1])
+			copy(mem[off:], f[2])
+			result(nil, "")
+		case "msync":
+			result(unix.Msync(mem, unix.MS_SYNC), "")
+		case "close":
+			result(unix.Close(fd), "")
+		case "unmap":
+			result(unix.Munmap(mem), "")
+		}
+	}
 }

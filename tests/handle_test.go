@@ -1,0 +1,89 @@
+package tests
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestMappedWritesLand: a handle acts for the uid that opened it. Pages written through a
+// MAP_SHARED mapping reach the daemon from the kernel's writeback (uid 0 in the request
+// when root's sync or the flusher writes them, the mapper's uid at munmap); they land and
+// survive a restart. After a revocation the same writes are refused, counted and audited
+// as the opener's denied write.
+func TestMappedWritesLand(t *testing.T) {
+	g := newGroupEnv(t)
+	S := g.S + "/s1"
+	g.shOK(t, uidAlice, "head -c 4096 /dev/zero | tr '\\\\0' . > "+S+"/m.bin")
+
+	m := g.holdWith(t, uidAlice, "ok mapped", "mmap", S+"/m.bin")
+	if got := m.do("put 0 written-before-sync"); got != "ok" {
+		t.Fatalf("put: %q", got)
+	}
+	// root's sync writes the dirty page back: the request carries uid 0, which has no
+	// session; the handle's opener decides.
+	g.shOK(t, 0, "sync")
+	if got := g.shOK(t, uidErin, "head -c 19 "+S+"/m.bin"); got != "written-before-sync" {
+		t.Fatalf("after sync, erin reads %q", got)
+	}
+	// Written after the descriptor is closed: munmap writes it back.
+	for _, req := range []string{"close", "put 100 written-after-close", "unmap"} {
+		if got := m.do(req); got != "ok" {
+			t.Fatalf("%s: %q", req, got)
+		}
+	}
+	m.close()
+	// msync through a second mapping.
+	m = g.holdWith(t, uidAlice, "ok mapped", "mmap", S+"/m.bin")
+	for _, req := range []string{"put 200 written-then-msync", "msync", "unmap", "close"} {
+		if got := m.do(req); got != "ok" {
+			t.Fatalf("%s: %q", req, got)
+		}
+	}
+	m.close()
+
+	// Restart: what was written through the mappings is on disk.
+	spare := g.alice.spare(t, 1)[0]
+	g.stop()
+	g.start(true, "--group", g.S)
+	spare.login(t).ok(t)
+	got := g.shOK(t, uidAlice, "head -c 300 "+S+"/m.bin")
+	for off, want := range map[int]string{0: "written-before-sync", 100: "written-after-close", 200: "written-then-msync"} {
+		if got[off:off+len(want)] != want {
+			t.Fatalf("after restart, bytes at %d are %q, want %q", off, got[off:off+len(want)], want)
+		}
+	}
+
+	// Revocation: erin's mapped write reaches the daemon after her removal and is refused.
+	g.erin.login(t).ok(t)
+	g.iao.login(t).ok(t)
+	before := deniedWrites(t, g.env)
+	m = g.holdWith(t, uidErin, "ok mapped", "mmap", S+"/m.bin")
+	if got := m.do("put 300 written-after-removal"); got != "ok" {
+		t.Fatalf("put: %q", got)
+	}
+	g.iao.as("share", "remove", "s1", "erin").ok(t)
+	m.do("unmap")
+	m.do("close")
+	m.close()
+	if got := g.shOK(t, uidAlice, "head -c 400 "+S+"/m.bin"); strings.Contains(got, "written-after-removal") {
+		t.Fatal("a write through a mapping landed after its opener was removed from the share")
+	}
+	if after := deniedWrites(t, g.env); after <= before {
+		t.Fatalf("denied writes counted %v before, %v after", before, after)
+	}
+	if audit := g.dsh(0, "", "audit", "show").ok(t).stdout; !strings.Contains(audit, `uid=2201 user=erin fs.write "group:s1/m.bin" denied`) {
+		t.Fatalf("the refused write is not audited as erin's:\n%s", tail(audit, 20))
+	}
+}
+
+func deniedWrites(t *testing.T, e *env) float64 {
+	t.Helper()
+	for _, line := range strings.Split(e.scrape(), "\n") {
+		if strings.HasPrefix(line, `dsh_fuse_operations_total{op="write",result="denied",tree="group"} `) {
+			v, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return v
+		}
+	}
+	return 0
+}
