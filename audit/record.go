@@ -26,8 +26,10 @@ import (
 const recordVersion = 1
 
 // MaxField is the largest number of bytes allowed in each string of an Entry. Longer fields
-// are refused, not cut, so a record always says exactly what the caller gave.
-const MaxField = 4096
+// are refused, not cut, so a record always says exactly what the caller gave. It holds two
+// whole paths of PATH_MAX bytes with a tree's prefix (a rename's object and its "to PATH"
+// detail); raising it never changes how an existing record is encoded.
+const MaxField = 3 * 4096
 
 // Sizes of the canonical encoding, in bytes.
 const (

@@ -62,9 +62,13 @@ var ErrIntegrity = vault.ErrIntegrity
 // ErrClosed is returned by the methods of a File after Close.
 var ErrClosed = errors.New("content: file is closed")
 
-// errTooLarge is wrapped when a write or truncation would make the file larger than
-// MaxSize.
-var errTooLarge = errors.New("file too large")
+// ErrTooLarge is wrapped when a write, truncation or allocation would make the file
+// larger than MaxSize.
+var ErrTooLarge = errors.New("file too large")
+
+// ErrInvalidRange is wrapped when an allocation or a hole is asked for a negative offset
+// or an empty or negative length.
+var ErrInvalidRange = errors.New("invalid range")
 
 // Segment names the object holding one segment of a file.
 type Segment struct {

@@ -193,7 +193,7 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("write file %s: negative offset %d", f.id, off)
 	}
 	if off > MaxSize || int64(len(p)) > MaxSize-off {
-		return 0, fmt.Errorf("write file %s: %d bytes at %d: %w", f.id, len(p), off, errTooLarge)
+		return 0, fmt.Errorf("write file %s: %d bytes at %d: %w", f.id, len(p), off, ErrTooLarge)
 	}
 	done := 0
 	f.mu.Lock()
@@ -361,7 +361,7 @@ func (f *File) Truncate(ctx context.Context, size int64) error {
 		return fmt.Errorf("truncate file %s: negative size %d", f.id, size)
 	}
 	if size > MaxSize {
-		return fmt.Errorf("truncate file %s to %d bytes: %w", f.id, size, errTooLarge)
+		return fmt.Errorf("truncate file %s to %d bytes: %w", f.id, size, ErrTooLarge)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("truncate file %s: %w", f.id, err)

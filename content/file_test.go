@@ -73,16 +73,16 @@ func TestBadArguments(t *testing.T) {
 	if _, err := f.WriteAt(ctx, []byte("x"), -1); err == nil {
 		t.Error("write at -1 succeeded")
 	}
-	if _, err := f.WriteAt(ctx, []byte("xy"), 1<<63-1); !errors.Is(err, errTooLarge) {
+	if _, err := f.WriteAt(ctx, []byte("xy"), 1<<63-1); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("write past the largest offset: %v", err)
 	}
 	if err := f.Truncate(ctx, -1); err == nil {
 		t.Error("truncate to -1 succeeded")
 	}
-	if err := f.Truncate(ctx, MaxSize+1); !errors.Is(err, errTooLarge) {
+	if err := f.Truncate(ctx, MaxSize+1); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("truncate past MaxSize: %v", err)
 	}
-	if _, err := f.WriteAt(ctx, []byte("x"), MaxSize); !errors.Is(err, errTooLarge) {
+	if _, err := f.WriteAt(ctx, []byte("x"), MaxSize); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("write past MaxSize: %v", err)
 	}
 	if n, err := f.WriteAt(ctx, nil, 1000); n != 0 || err != nil || f.Size() != 0 {

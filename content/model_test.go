@@ -99,7 +99,7 @@ func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
 				}
 				copy(model[off:], p[:n])
 			}
-		case k < 75: // read
+		case k < 70: // read
 			off, p := offset(), make([]byte, length())
 			if r.IntN(2) == 0 {
 				// Sequential reads start read-ahead, which the writes, truncations and
@@ -113,6 +113,32 @@ func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
 			next = off + int64(n)
 			want := model[min(off, int64(len(model))):min(off+int64(len(p)), int64(len(model)))]
 			equalOrReport(t, fmt.Sprintf("op %d: read %d at %d", op, len(p), off), p[:n], want)
+		case k < 73: // punch a hole (or zero a range), sometimes of whole segments
+			failing = false
+			off, n := offset(), int64(length())
+			if r.IntN(3) == 0 {
+				off, n = r.Int64N(int64(len(model))/segSize+1)*segSize, segSize*int64(r.IntN(3)+1)
+			}
+			if r.IntN(4) == 0 {
+				n = int64(len(model)) - off + int64(r.IntN(3))
+			}
+			if n <= 0 {
+				n = 1
+			}
+			if err := f.PunchHole(ctx, off, n); err != nil {
+				t.Fatalf("op %d: punch %d at %d: %v", op, n, off, err)
+			}
+			for i := off; i < min(off+n, int64(len(model))); i++ {
+				model[i] = 0
+			}
+		case k < 75: // allocate
+			off, n, keep := offset(), int64(length()), r.IntN(2) == 0
+			if err := f.Allocate(ctx, off, n, keep); err != nil {
+				t.Fatalf("op %d: allocate %d at %d: %v", op, n, off, err)
+			}
+			if end := off + n; !keep && end > int64(len(model)) {
+				model = append(model, make([]byte, end-int64(len(model)))...)
+			}
 		case k < 85: // truncate
 			size := r.Int64N(int64(len(model))*3/2 + segSize + 1)
 			if r.IntN(4) == 0 {

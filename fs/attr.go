@@ -15,6 +15,10 @@ func kindMode(k meta.Kind) uint32 {
 		return syscall.S_IFDIR
 	case meta.KindSymlink:
 		return syscall.S_IFLNK
+	case meta.KindFIFO:
+		return syscall.S_IFIFO
+	case meta.KindSocket:
+		return syscall.S_IFSOCK
 	}
 	return syscall.S_IFREG
 }

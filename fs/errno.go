@@ -38,6 +38,10 @@ func errno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.ENAMETOOLONG
 	case errors.Is(err, meta.ErrCrossShare):
 		return syscall.EXDEV
+	case errors.Is(err, content.ErrTooLarge):
+		return syscall.EFBIG
+	case errors.Is(err, content.ErrInvalidRange):
+		return syscall.EINVAL
 	case errors.Is(err, content.ErrIntegrity):
 		return syscall.EIO
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -395,12 +396,54 @@ type handle struct {
 }
 
 var (
-	_ gofs.FileReader   = (*handle)(nil)
-	_ gofs.FileWriter   = (*handle)(nil)
-	_ gofs.FileFlusher  = (*handle)(nil)
-	_ gofs.FileFsyncer  = (*handle)(nil)
-	_ gofs.FileReleaser = (*handle)(nil)
+	_ gofs.FileReader    = (*handle)(nil)
+	_ gofs.FileWriter    = (*handle)(nil)
+	_ gofs.FileFlusher   = (*handle)(nil)
+	_ gofs.FileFsyncer   = (*handle)(nil)
+	_ gofs.FileReleaser  = (*handle)(nil)
+	_ gofs.FileAllocater = (*handle)(nil)
 )
+
+// fallocate(2) modes dsh serves; COLLAPSE_RANGE and INSERT_RANGE are EOPNOTSUPP, as on
+// many local filesystems.
+const (
+	fallocKeepSize  = 0x01
+	fallocPunchHole = 0x02
+	fallocZeroRange = 0x10
+)
+
+// Allocate serves fallocate(2): mode 0 and KEEP_SIZE grow the file (or do nothing: dsh
+// stores nothing ahead), PUNCH_HOLE|KEEP_SIZE and ZERO_RANGE make a range read as zeros.
+// A range that destroys content is audited before it is made, as a truncation is.
+func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) (e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
+	defer h.g.observe("fallocate", time.Now(), &e)
+	if e := h.live(ctx, acl.Write); e != 0 {
+		return e
+	}
+	if off > 1<<62 || size > 1<<62 {
+		return syscall.EFBIG
+	}
+	f, o, n := h.of.f, int64(off), int64(size)
+	var err error
+	switch mode {
+	case 0, fallocKeepSize:
+		err = f.Allocate(ctx, o, n, mode&fallocKeepSize != 0)
+	case fallocPunchHole | fallocKeepSize, fallocZeroRange, fallocZeroRange | fallocKeepSize:
+		if e := h.g.recordFor(ctx, h.of.be, h.uid, "fs.punch", h.n.path(), "ok", fmt.Sprintf("%d bytes at %d", n, o)); e != 0 {
+			return e
+		}
+		if mode&fallocKeepSize == 0 {
+			err = f.Allocate(ctx, o, n, false)
+		}
+		if err == nil {
+			err = f.PunchHole(ctx, o, n)
+		}
+	default:
+		return syscall.EOPNOTSUPP
+	}
+	return errno(h.g.log, "fallocate", err)
+}
 
 // live checks the opener again, at this moment, and that the handle's data is still the
 // attached backend's: revocation, logout, expiry and seal reach handles that are already

@@ -121,7 +121,7 @@ func New(opts Options) *Group {
 // the metric's labels stay bounded.
 var opNames = []string{"lookup", "getattr", "setattr", "open", "create", "read", "write", "flush",
 	"fsync", "release", "mkdir", "rmdir", "unlink", "rename", "link", "symlink", "readlink",
-	"readdir", "xattr", "statfs", "access"}
+	"readdir", "xattr", "statfs", "access", "mknod", "fallocate"}
 
 // Attach starts serving from be: orphans of an earlier run are reaped and the collector of
 // unreferenced objects starts.

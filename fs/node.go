@@ -36,6 +36,7 @@ var (
 	_ gofs.NodeRenamer        = (*node)(nil)
 	_ gofs.NodeLinker         = (*node)(nil)
 	_ gofs.NodeSymlinker      = (*node)(nil)
+	_ gofs.NodeMknoder        = (*node)(nil)
 	_ gofs.NodeReadlinker     = (*node)(nil)
 	_ gofs.NodeOpendirHandler = (*node)(nil)
 	_ gofs.NodeStatfser       = (*node)(nil)
@@ -253,6 +254,39 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	var a meta.Attr
 	if e := n.g.change(ctx, gr.be, "fs.create", n.child(name), "symlink", "symlink", func() (err error) {
 		a, err = gr.be.Meta.Create(ctx, n.ino, name, meta.KindSymlink, 0o777, target, meta.Content{})
+		return err
+	}); e != 0 {
+		return nil, e
+	}
+	n.entry(&a, gr, out)
+	return n.newChild(ctx, &a), 0
+}
+
+// Mknod makes a named pipe or a unix socket's name (mkfifo, bind): tools from git's
+// fsmonitor daemon to tmux and Jupyter need them. Their data never passes through dsh: the
+// kernel connects the ends. Device nodes are refused, as on a nodev mount.
+func (n *node) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (_ *gofs.Inode, e syscall.Errno) {
+	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
+	defer n.g.observe("mknod", time.Now(), &e)
+	var kind meta.Kind
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFIFO:
+		kind = meta.KindFIFO
+	case syscall.S_IFSOCK:
+		kind = meta.KindSocket
+	case syscall.S_IFREG:
+		return nil, syscall.EINVAL // the kernel sends regular files as CREATE
+	default:
+		return nil, syscall.EPERM
+	}
+	gr, e := n.changeIn(ctx, acl.Write)
+	if e != 0 {
+		n.g.recordDenied(ctx, "fs.create", n.child(name))
+		return nil, e
+	}
+	var a meta.Attr
+	if e := n.g.change(ctx, gr.be, "fs.create", n.child(name), kind.String(), "mknod", func() (err error) {
+		a, err = gr.be.Meta.Create(ctx, n.ino, name, kind, mode&0o7777, "", meta.Content{})
 		return err
 	}); e != 0 {
 		return nil, e

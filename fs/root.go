@@ -187,6 +187,11 @@ func (r *rootNode) Symlink(ctx context.Context, target, name string, out *fuse.E
 	return nil, syscall.EACCES
 }
 
+// Mknod is refused at the root.
+func (r *rootNode) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EACCES
+}
+
 // Unlink is refused at the root.
 func (r *rootNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EACCES }
 

@@ -110,6 +110,7 @@ func encodeInode(n *inode) ([]byte, error) {
 			b = binary.AppendUvarint(b, s.Index)
 			b = append(b, s.Object[:]...)
 		}
+	case KindFIFO, KindSocket:
 	default:
 		return nil, fmt.Errorf("encode inode %d: kind %d: %w", n.ino, n.kind, ErrInvalid)
 	}

@@ -50,9 +50,13 @@ const (
 	KindFile    Kind = 1
 	KindDir     Kind = 2
 	KindSymlink Kind = 3
+	// KindFIFO and KindSocket are named pipes and unix sockets: names only, their data
+	// never passes through the store (the kernel connects the two ends).
+	KindFIFO   Kind = 4
+	KindSocket Kind = 5
 )
 
-func (k Kind) valid() bool { return k >= KindFile && k <= KindSymlink }
+func (k Kind) valid() bool { return k >= KindFile && k <= KindSocket }
 
 // String names the kind, for messages.
 func (k Kind) String() string {
@@ -63,6 +67,10 @@ func (k Kind) String() string {
 		return "directory"
 	case KindSymlink:
 		return "symlink"
+	case KindFIFO:
+		return "fifo"
+	case KindSocket:
+		return "socket"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

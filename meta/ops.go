@@ -340,7 +340,7 @@ func checkCreate(name string, kind Kind, target string, c Content) error {
 		if len(c.Segments) != 0 {
 			return fmt.Errorf("a new file has no segments: %w", ErrInvalid)
 		}
-	case KindDir:
+	case KindDir, KindFIFO, KindSocket:
 	case KindSymlink:
 		if target == "" {
 			return fmt.Errorf("empty symlink target: %w", ErrInvalid)

@@ -14,7 +14,7 @@ import (
 func TestMappedWritesLand(t *testing.T) {
 	g := newGroupEnv(t)
 	S := g.S + "/s1"
-	g.shOK(t, uidAlice, "head -c 4096 /dev/zero | tr '\\\\0' . > "+S+"/m.bin")
+	g.shOK(t, uidAlice, "head -c 4096 /dev/zero | tr '\\0' . > "+S+"/m.bin")
 
 	m := g.holdWith(t, uidAlice, "ok mapped", "mmap", S+"/m.bin")
 	if got := m.do("put 0 written-before-sync"); got != "ok" {

@@ -45,6 +45,8 @@ func main() {
 		hold(os.Args[2], len(os.Args) > 3 && os.Args[3] == "rw")
 	case "mmap":
 		mapped(os.Args[2])
+	case "unixsock":
+		unixSocket(os.Args[2])
 	case "rename2":
 		var flags uint
 		switch os.Args[4] {
@@ -177,5 +179,42 @@ func mapped(path string) {
 		case "unmap":
 			result(unix.Munmap(mem), "")
 		}
+	}
+}
+
+// unixSocket binds a unix socket at path, connects to it and passes a message through,
+// as tmux, ssh-agent or a Jupyter kernel does with a socket in its working folder.
+func unixSocket(path string) {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		result(err, "")
+		return
+	}
+	// The name stays after the listener closes, for the test to look at.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	defer l.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		result(err, "")
+		return
+	}
+	c.Write([]byte("through the socket"))
+	c.Close()
+	select {
+	case s := <-got:
+		result(nil, s)
+	case <-time.After(10 * time.Second):
+		fmt.Println("err timeout")
 	}
 }
