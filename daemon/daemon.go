@@ -81,12 +81,12 @@ type Daemon struct {
 	portalAddr string
 }
 
-// groupEntryTimeout is how long the kernel may keep a name of the Group tree without
-// asking again. Names there change only through the mount itself (the daemon never adds,
-// moves or removes a name of a share on its own; shares are never deleted), so the
-// kernel's name cache never goes stale, and a cached name shows nothing to a uid that may
-// not see it: every operation on the inode checks the caller (ENOENT for a non-member).
-// Attributes are never cached. A stat is then one round trip (getattr) instead of two.
+// groupEntryTimeout is how long the kernel may keep a name inside a share of the Group
+// tree without asking again. Names there change only through the mount itself (the daemon
+// never adds, moves or removes a name of a share on its own), so the kernel's name cache
+// never goes stale. A cached name is no way in for a uid that may not see the share: every
+// walk passes the share's own name at the root, which is never cached (fs/root.go), and
+// every operation on an inode checks the caller again. Attributes are never cached.
 // Arrivals keeps a short timeout: its sweeper and uploads change names by themselves.
 const groupEntryTimeout = time.Hour
 

@@ -49,12 +49,12 @@ type Options struct {
 	Retention time.Duration
 	// DataDir is where the store lives; statfs reports its disk's free space.
 	DataDir string
-	// EntryTimeout is how long the kernel may cache a name (a share's at the root, or a
-	// name inside a share). Every operation on the inode behind a name checks the caller
-	// anyway (a non-member gets ENOENT), and failed lookups are never cached, since the
-	// root shows each uid different names. A long timeout is right only for a tree whose
-	// names change only through the mount (the Group tree); Arrivals changes names by
-	// itself (uploads, the retention sweep) and keeps a short one.
+	// EntryTimeout is how long the kernel may cache a name inside a share (or an Arrivals
+	// folder). The names at the root are never cached: they are the gate every walk
+	// passes (see rootNode.Lookup). Failed lookups are never cached, since the root shows
+	// each uid different names. A long timeout is right only for a tree whose names change
+	// only through the mount (the Group tree); Arrivals changes names by itself (uploads,
+	// the retention sweep) and keeps a short one.
 	EntryTimeout time.Duration
 	// GCInterval is how often unreferenced objects are collected; 0 means 30 s.
 	GCInterval time.Duration

@@ -69,9 +69,14 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return nil, errno(r.g.log, "lookup", err)
 	}
 	fillAttr(&a, gr, -1, &out.Attr)
-	// The name may be cached: anyone else reaching the share through it gets ENOENT from
-	// every operation inside (see eHidden).
-	out.SetEntryTimeout(r.g.opts.EntryTimeout)
+	// The gate of every walk into a share: this name is never cached, so the kernel asks
+	// the daemon, as the walking uid, each time a path passes through it (revalidation),
+	// and a uid that may not see the share gets ENOENT before the kernel looks at any name
+	// cached inside it. Names inside may then be cached for long (EntryTimeout): they are
+	// reached through this gate, or through a folder held open (a working directory, a
+	// descriptor) from when the uid could see the share. Watches, O_PATH opens, statx with
+	// AT_STATX_DONT_SYNC, access, chdir and xattr calls all walk through here.
+	out.SetEntryTimeout(0)
 	out.SetAttrTimeout(0)
 	return r.NewInode(ctx, &node{g: r.g, ino: a.Ino, share: share, kind: meta.KindDir},
 		gofs.StableAttr{Mode: syscall.S_IFDIR, Ino: uint64(a.Ino)}), 0
@@ -148,22 +153,29 @@ func (l *rootList) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	return 0
 }
 
-// statfs reports the disk under the data folder, and the store's file count.
+// statfs reports the disk under the data folder to a caller with a live session, and
+// nothing but fixed figures to anyone else: free space changes with what members do, so it
+// would tell an outsider that (and roughly how much) something happened. The store's own
+// file count is never shown.
 func (g *Group) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	out.NameLen = 255
+	out.Bsize, out.Frsize = blockSize, blockSize
+	out.Ffree = 1 << 40
+	out.Files = out.Ffree
+	be := g.backend()
+	uid, _, ok := callerOf(ctx)
+	if be == nil || !ok {
+		return 0
+	}
+	if _, live := be.Sessions.Keyring(uid); !live {
+		return 0
+	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(g.opts.DataDir, &st); err != nil {
 		return errno(g.log, "statfs", err)
 	}
 	out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail
 	out.Bsize, out.Frsize = uint32(st.Bsize), uint32(st.Frsize)
-	out.NameLen = 255
-	out.Ffree = 1 << 40
-	out.Files = out.Ffree
-	if be := g.backend(); be != nil {
-		if files, _, err := be.Meta.Usage(ctx); err == nil {
-			out.Files = files + out.Ffree
-		}
-	}
 	return 0
 }
 

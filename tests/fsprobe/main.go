@@ -45,6 +45,8 @@ func main() {
 		hold(os.Args[2], len(os.Args) > 3 && os.Args[3] == "rw")
 	case "mmap":
 		mapped(os.Args[2])
+	case "isolate":
+		isolate(os.Args[2], os.Args[3:])
 	case "unixsock":
 		unixSocket(os.Args[2])
 	case "rename2":
