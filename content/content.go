@@ -182,19 +182,16 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 	if err != nil {
 		return nil, fmt.Errorf("open file %s: %w", id, err)
 	}
-	key, err := vault.UnwrapKey(shareKey, wrapped, wrapContext(share, id))
+	c, err := openCipher(shareKey, share, id, wrapped)
 	if err != nil {
-		return nil, fmt.Errorf("open file %s in share %q: %w", id, share, err)
-	}
-	c, err := vault.NewContentCipher(&key)
-	key.Wipe()
-	if err != nil {
-		return nil, fmt.Errorf("open file %s: %w", id, err)
+		return nil, err
 	}
 	f := &File{
 		store:         s,
 		blobs:         s.blobs,
 		id:            id,
+		share:         share,
+		wrapped:       wrapped,
 		commit:        commit,
 		segChunks:     s.segChunks,
 		segSize:       segSize,

@@ -18,6 +18,8 @@ type File struct {
 	store     *Store
 	blobs     blob.Store
 	id        vault.FileID
+	share     string // with wrapped: what Unlock needs after Forget
+	wrapped   vault.WrappedKey
 	commit    CommitFunc
 	segChunks int64
 	segSize   int64
@@ -28,7 +30,7 @@ type File struct {
 	flushMu sync.Mutex
 
 	mu     sync.RWMutex
-	cipher *vault.ContentCipher // nil after Close
+	cipher *vault.ContentCipher // nil after Close, and after Forget until Unlock
 	closed bool
 	size   int64
 	// committedSize and committed are the state the metadata last recorded. segs is the
@@ -88,6 +90,9 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	defer f.mu.RUnlock()
 	if f.closed {
 		return 0, ErrClosed
+	}
+	if err := f.needKey(); err != nil {
+		return 0, err
 	}
 	if off >= f.size || len(p) == 0 {
 		return 0, nil
@@ -202,6 +207,10 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 		if f.closed {
 			f.mu.Unlock()
 			return done, ErrClosed
+		}
+		if err := f.needKey(); err != nil {
+			f.mu.Unlock()
+			return done, err
 		}
 		pos := off + int64(done)
 		seg := pos / f.segSize
@@ -372,6 +381,9 @@ func (f *File) Truncate(ctx context.Context, size int64) error {
 	defer f.mu.Unlock()
 	if f.closed {
 		return ErrClosed
+	}
+	if err := f.needKey(); err != nil {
+		return err
 	}
 	if size < f.size {
 		f.cut(size)

@@ -46,6 +46,11 @@ func (f *File) flush(ctx context.Context, keep int64) error {
 		f.mu.Unlock()
 		return ErrClosed
 	}
+	if f.cipher == nil {
+		// Forgotten: Forget flushed everything, and every change needs the key first.
+		f.mu.Unlock()
+		return nil
+	}
 	plan, ok := f.snapshot(keep)
 	f.mu.Unlock()
 	if !ok {

@@ -31,6 +31,9 @@ func (f *File) Allocate(ctx context.Context, off, length int64, keepSize bool) e
 	if f.closed {
 		return ErrClosed
 	}
+	if err := f.needKey(); err != nil {
+		return err
+	}
 	f.size = max(f.size, end)
 	return nil
 }
@@ -77,6 +80,9 @@ func (f *File) dropSegments(off, end int64) (first, last int64, err error) {
 	defer f.mu.Unlock()
 	if f.closed {
 		return 0, 0, ErrClosed
+	}
+	if err := f.needKey(); err != nil {
+		return 0, 0, err
 	}
 	end = min(end, f.size)
 	firstSeg := (off + f.segSize - 1) / f.segSize

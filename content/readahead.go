@@ -173,13 +173,25 @@ func (f *File) stopReadAhead() {
 	ra.wg.Wait()
 }
 
+// pauseReadAhead wipes every window and waits for the workers, like stopReadAhead, but
+// lets later reads start new ones. f.mu must be held exclusively.
+func (f *File) pauseReadAhead() {
+	f.stopReadAhead()
+	ra := &f.ra
+	ra.mu.Lock()
+	ra.stopped = false
+	ra.next, ra.seq = -1, 0
+	ra.ctx, ra.cancel = context.WithCancel(context.Background())
+	ra.mu.Unlock()
+}
+
 // readAhead starts reading the windows from the one holding end on, up to the File's
 // depth, after a sequential read that ended at end. f.mu must be held (shared at least).
 func (f *File) readAhead(end int64) {
 	ra := &f.ra
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
-	if ra.stopped {
+	if ra.stopped || f.cipher == nil {
 		return
 	}
 	// Windows wholly behind the reader are of no more use.

@@ -282,6 +282,16 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			d.log.Error("a filesystem tree could not start; it stays empty", "err", err)
 		}
 	}
+	// When access ends, open files nobody may read any more drop their keys and
+	// decrypted data before the command that ended it returns.
+	trees := []*dshfs.Group{d.group, d.arrivals}
+	tok.Sessions().OnAccessEnd(func() {
+		for _, t := range trees {
+			if t != nil {
+				t.AccessEnded(context.Background())
+			}
+		}
+	})
 	d.usePortalCert(context.Background())
 	d.metrics.VaultSealed.Set(0)
 	d.log.Info("store unsealed", "uid", uid)

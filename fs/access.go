@@ -76,15 +76,23 @@ func (g *Group) check(ctx context.Context, share string, op acl.Op) (grant, sysc
 // checkAs is check for a given uid rather than the request's: an open handle is decided
 // for the uid that opened it (handle.live), whatever uid the kernel put in the request.
 func (g *Group) checkAs(uid int, gid uint32, share string, op acl.Op) (grant, syscall.Errno) {
+	gr, e, reason := g.decide(uid, gid, share, op)
+	if e != 0 {
+		g.denied(reason)
+	}
+	return gr, e
+}
+
+// decide is the decision of checkAs without counting it: AccessEnded asks it of every
+// opener, which is no access attempt.
+func (g *Group) decide(uid int, gid uint32, share string, op acl.Op) (grant, syscall.Errno, metrics.Reason) {
 	be := g.backend()
 	if be == nil {
-		g.denied(metrics.ReasonSealed)
-		return grant{}, eHidden
+		return grant{}, eHidden, metrics.ReasonSealed
 	}
 	ring, ok := be.Sessions.Keyring(uid)
 	if !ok {
-		g.denied(metrics.ReasonNoSession)
-		return grant{}, eHidden
+		return grant{}, eHidden, metrics.ReasonNoSession
 	}
 	name, arrivals := share, g.opts.Tree == acl.Arrivals
 	if arrivals {
@@ -95,18 +103,16 @@ func (g *Group) checkAs(uid int, gid uint32, share string, op acl.Op) (grant, sy
 		ok = ring.Has(share)
 	}
 	if !ok {
-		g.denied(metrics.ReasonNotMember)
-		return grant{}, eHidden
+		return grant{}, eHidden, metrics.ReasonNotMember
 	}
 	d := be.ACL.Decide(uid, g.opts.Tree, name, op)
 	if !d.Allow {
-		g.denied(metrics.Reason(d.Reason))
 		if d.Reason == acl.ReasonReadOnly || d.Reason == acl.ReasonInboundOnly {
-			return grant{}, syscall.EACCES
+			return grant{}, syscall.EACCES, metrics.Reason(d.Reason)
 		}
-		return grant{}, eHidden
+		return grant{}, eHidden, metrics.Reason(d.Reason)
 	}
-	return grant{be: be, uid: uid, gid: gid, share: share, ring: ring, arrivals: arrivals, readOnly: d.Mode != acl.ReadWrite}, 0
+	return grant{be: be, uid: uid, gid: gid, share: share, ring: ring, arrivals: arrivals, readOnly: d.Mode != acl.ReadWrite}, 0, ""
 }
 
 func (g *Group) denied(r metrics.Reason) {

@@ -38,6 +38,9 @@ func errno(log *slog.Logger, op string, err error) syscall.Errno {
 		return syscall.ENAMETOOLONG
 	case errors.Is(err, meta.ErrCrossShare):
 		return syscall.EXDEV
+	case errors.Is(err, content.ErrLocked):
+		// The file's key was dropped because its opener lost access at that moment.
+		return syscall.EACCES
 	case errors.Is(err, content.ErrTooLarge):
 		return syscall.EFBIG
 	case errors.Is(err, content.ErrInvalidRange):

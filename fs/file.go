@@ -37,6 +37,10 @@ type openFile struct {
 	// unsynced is set while the file's create (meta.CreateOpen) may not be durable yet;
 	// the first durable commit of its content clears it (commitTo), else flush syncs.
 	unsynced atomic.Bool
+	// openers are the handles open on the file, each acting for its opener's uid; when
+	// none of them may read the file any more, its key and decrypted data are dropped
+	// (Group.AccessEnded). Guarded by the table shard's lock.
+	openers map[*handle]struct{}
 }
 
 // flush writes out the file's data and returns once the file is durable, its create
@@ -93,6 +97,42 @@ func (t *fileTable) acquire(ino meta.Ino, open func() (*openFile, error)) (*open
 	of.refs = 1
 	s.m[ino] = of
 	return of, nil
+}
+
+// addOpener and removeOpener keep of.openers.
+func (t *fileTable) addOpener(of *openFile, h *handle) {
+	s := t.shard(of.ino)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if of.openers == nil {
+		of.openers = make(map[*handle]struct{})
+	}
+	of.openers[h] = struct{}{}
+}
+
+func (t *fileTable) removeOpener(of *openFile, h *handle) {
+	s := t.shard(of.ino)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(of.openers, h)
+}
+
+// openFiles returns every open file with the openers it has now.
+func (t *fileTable) openFiles() map[*openFile][]*handle {
+	out := make(map[*openFile][]*handle)
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for _, of := range s.m {
+			hs := make([]*handle, 0, len(of.openers))
+			for h := range of.openers {
+				hs = append(hs, h)
+			}
+			out[of] = hs
+		}
+		s.mu.Unlock()
+	}
+	return out
 }
 
 // release drops one reference; the last one flushes and closes the data, and reports
@@ -217,10 +257,58 @@ func commitTo(be *Backend, ino meta.Ino, id vault.FileID, wrapped vault.WrappedK
 	}
 }
 
+// ensureKey gives the file its content key back, with gr's share key, if AccessEnded
+// dropped it while no opener could read it.
+func (of *openFile) ensureKey(gr grant) error {
+	if !of.f.Locked() {
+		return nil
+	}
+	return gr.useKey(func(k *vault.Key) error { return of.f.Unlock(k) })
+}
+
+// AccessEnded is called after sessions ended or lost keys (logout, disable, expiry,
+// removal from a share): every open file none of whose openers may read it now loses its
+// content key and decrypted read-ahead, after what was written to it is flushed; a file
+// that some opener still reads only loses its read-ahead windows, which may have been
+// decrypted for the one who lost access. The next use by an opener with access unwraps
+// the key again.
+func (g *Group) AccessEnded(ctx context.Context) {
+	for of, hs := range g.files.openFiles() {
+		if of.detached.Load() {
+			continue
+		}
+		allowed, denied := 0, 0
+		for _, h := range hs {
+			if _, e, _ := g.decide(h.uid, h.gid, h.n.share, acl.Read); e == 0 {
+				allowed++
+			} else {
+				denied++
+			}
+		}
+		switch {
+		case allowed == 0 && len(hs) > 0:
+			if of.f.Locked() {
+				continue
+			}
+			if err := of.f.Forget(ctx); err != nil {
+				g.log.Error("group tree: could not drop the key of a file nobody may read; it is kept until the next try", "err", err)
+			} else if g.met != nil {
+				g.met.FileKeysDropped.Inc()
+			}
+		case denied > 0:
+			of.f.DropReadAhead()
+		}
+	}
+}
+
 // truncate sets a file's size, through its open data if it is open.
 func (g *Group) truncate(ctx context.Context, gr grant, a *meta.Attr, size int64) error {
 	of, err := g.files.acquire(a.Ino, func() (*openFile, error) { return g.openData(gr, a) })
 	if err != nil {
+		return err
+	}
+	if err := of.ensureKey(gr); err != nil {
+		g.closeData(ctx, of)
 		return err
 	}
 	err = of.f.Truncate(ctx, size)
@@ -362,6 +450,12 @@ func (g *Group) newHandle(ctx context.Context, n *node, gr grant, a *meta.Attr, 
 		return nil, 0, errno(g.log, "open", err)
 	}
 	h := &handle{g: g, n: n, of: of, uid: gr.uid, gid: gr.gid}
+	g.files.addOpener(of, h)
+	if err := of.ensureKey(gr); err != nil {
+		g.files.removeOpener(of, h)
+		g.closeData(ctx, of)
+		return nil, 0, errno(g.log, "open", err)
+	}
 	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		if err := of.f.Truncate(ctx, 0); err != nil {
 			g.closeData(ctx, of)
@@ -450,6 +544,11 @@ func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uin
 // open. A refusal is audited once per handle, naming the opener.
 func (h *handle) live(ctx context.Context, op acl.Op) syscall.Errno {
 	gr, e := h.g.checkAs(h.uid, h.gid, h.n.share, op)
+	if e == 0 && gr.be == h.of.be && !h.of.detached.Load() {
+		if err := h.of.ensureKey(gr); err != nil {
+			return errno(h.g.log, "open", err)
+		}
+	}
 	if e != 0 {
 		if !h.deniedAudited.Swap(true) {
 			action := "fs.read"
@@ -546,6 +645,7 @@ func (h *handle) Release(ctx context.Context) (e syscall.Errno) {
 	}
 	h.closed = true
 	h.mu.Unlock()
+	h.g.files.removeOpener(h.of, h)
 	_, err := h.g.closeData(context.WithoutCancel(ctx), h.of)
 	return errno(h.g.log, "release", err)
 }

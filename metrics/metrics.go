@@ -103,6 +103,9 @@ type Metrics struct {
 	IntegrityErrors prometheus.Counter
 	// VaultSealed is 1 while the store is sealed and 0 while it is unsealed.
 	VaultSealed prometheus.Gauge
+	// FileKeysDropped counts open files whose content key and decrypted data were dropped
+	// because none of their openers could read them any more.
+	FileKeysDropped prometheus.Counter
 
 	fuseOps      *prometheus.CounterVec
 	fuseDuration *prometheus.HistogramVec
@@ -150,6 +153,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: namespace, Name: "vault_sealed",
 			Help: "1 while the store is sealed, 0 while it is unsealed.",
 		}),
+		FileKeysDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "file_keys_dropped_total",
+			Help: "Open files whose content key and decrypted data were dropped because none of their openers could read them any more.",
+		}),
 		fuseOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "fuse_operations_total",
 			Help: "Filesystem operations finished, by tree, operation and result.",
@@ -181,7 +188,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"method", "result"}),
 	}
 	all := []prometheus.Collector{
-		m.SessionsActive, m.Lockouts, m.ArrivalsExpired, m.IntegrityErrors, m.VaultSealed,
+		m.SessionsActive, m.Lockouts, m.ArrivalsExpired, m.IntegrityErrors, m.VaultSealed, m.FileKeysDropped,
 		m.fuseOps, m.fuseDuration, m.denied, m.readBytes, m.writtenBytes, m.openFiles, m.logins,
 	}
 	for i, c := range all {

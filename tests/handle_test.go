@@ -87,3 +87,55 @@ func deniedWrites(t *testing.T, e *env) float64 {
 	}
 	return 0
 }
+
+// TestRevocationDropsKeys: when nobody who holds a file open may read it any more, the
+// daemon drops its content key and decrypted data (counted); a member still reading keeps
+// working, what was written before is kept, and the opener's handle works again once it
+// has access again.
+func TestRevocationDropsKeys(t *testing.T) {
+	g := newGroupEnv(t)
+	S := g.S + "/s1"
+	g.shOK(t, uidAlice, "printf secret > "+S+"/f && head -c 8000000 /dev/urandom >> "+S+"/f")
+	dropped := func() string { return metricValue(t, g.scrape(), "dsh_file_keys_dropped_total") }
+
+	a := g.hold(t, uidAlice, S+"/f", true)
+	e := g.hold(t, uidErin, S+"/f", false)
+	for _, h := range []*holder{a, e} {
+		if got := h.do("read"); !strings.HasPrefix(got, "ok secret") {
+			t.Fatalf("first read: %q", got)
+		}
+	}
+	// Erin is removed; Alice still reads the same open file.
+	g.iao.as("share", "remove", "s1", "erin").ok(t)
+	if got := e.do("read"); got != "err EACCES" {
+		t.Fatalf("erin after removal: %q", got)
+	}
+	if got := a.do("read"); !strings.HasPrefix(got, "ok secret") {
+		t.Fatalf("alice after erin's removal: %q", got)
+	}
+	if got := dropped(); got != "0" {
+		t.Fatalf("a key was dropped while a member still reads: %s", got)
+	}
+	// Alice writes, then logs out: nobody may read the file; its key goes before the
+	// logout returns, and the write is kept.
+	if got := a.do("write"); got != "ok" {
+		t.Fatalf("write: %q", got)
+	}
+	spare := g.alice.spare(t, 1)[0]
+	g.alice.as("logout").ok(t)
+	if got := dropped(); got != "1" {
+		t.Fatalf("after the last reader's logout, keys dropped = %s, want 1", got)
+	}
+	if got := a.do("read"); got != "err EACCES" {
+		t.Fatalf("alice after logout: %q", got)
+	}
+	spare.login(t).ok(t)
+	if got := a.do("read"); !strings.HasPrefix(got, "ok Wecret") {
+		t.Fatalf("alice's handle after a new login: %q", got)
+	}
+	a.close()
+	e.close()
+	if got := g.shOK(t, uidAlice, "head -c 6 "+S+"/f"); got != "Wecret" {
+		t.Fatalf("file starts with %q", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"dsh/audit"
@@ -95,6 +96,23 @@ type Sessions struct {
 
 	mu    sync.RWMutex
 	byUID map[int]*session
+
+	// onEnd is called after sessions ended or lost keys (OnAccessEnd).
+	onEnd atomic.Pointer[func()]
+}
+
+// OnAccessEnd registers fn, called after a logout, a disabled user's sessions ending, the
+// expiry sweep ending sessions, a removal from a share, and sealing: whoever holds data
+// decrypted for a session (the filesystem's open files) drops what nobody may read any
+// more. fn is called with no lock of Sessions held and may call back into it. An expiry
+// found by a lookup (Keyring) is left to the next sweep, so that fn never runs on the
+// filesystem's hot path.
+func (s *Sessions) OnAccessEnd(fn func()) { s.onEnd.Store(&fn) }
+
+func (s *Sessions) accessEnded() {
+	if fn := s.onEnd.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 func newSessions(keys Keys, aud Auditor, met *metrics.Metrics, now func() time.Time) *Sessions {
@@ -206,6 +224,7 @@ func (s *Sessions) Logout(ctx context.Context, uid int) bool {
 	s.mu.Unlock()
 	if ok {
 		s.finish(ctx, sess, "logout")
+		s.accessEnded()
 	}
 	return ok
 }
@@ -228,6 +247,7 @@ func (s *Sessions) EndUser(ctx context.Context, user string) {
 	for _, sess := range s.byUser(user) {
 		s.endIf(ctx, sess.uid, sess, "user ended")
 	}
+	s.accessEnded()
 }
 
 // EndAll ends every session, as when the vault is sealed.
@@ -239,6 +259,7 @@ func (s *Sessions) EndAll(ctx context.Context) {
 	for _, sess := range all {
 		s.finish(ctx, sess, "all ended")
 	}
+	s.accessEnded()
 }
 
 // Sweep ends every expired session, so that their keys are wiped even when nobody asks for
@@ -255,6 +276,9 @@ func (s *Sessions) Sweep(ctx context.Context) {
 	s.mu.RUnlock()
 	for _, sess := range expired {
 		s.endIf(ctx, sess.uid, sess, "expired")
+	}
+	if len(expired) > 0 {
+		s.accessEnded()
 	}
 }
 
@@ -293,6 +317,7 @@ func (s *Sessions) RevokeShare(user, share string) {
 		}
 		r.mu.Unlock()
 	}
+	s.accessEnded()
 }
 
 // reconcile makes the keyring of sess hold exactly the keys of the shares its uid belongs
