@@ -24,8 +24,9 @@ var chunkPool = sync.Pool{New: func() any { return new(chunkBuf) }}
 // zeroChunk is the content of a chunk in a hole. It is only ever read.
 var zeroChunk [vault.ChunkSize]byte
 
-// getChunk returns an all-zero buffer.
-func (s *Store) getChunk() *chunkBuf {
+// getChunk returns an all-zero buffer, taken from the budget for f (nil: a flush's scratch).
+func (s *Store) getChunk(f *File) *chunkBuf {
+	s.budget.take(f)
 	n := s.buffers.Add(1)
 	for p := s.peakBuffers.Load(); n > p && !s.peakBuffers.CompareAndSwap(p, n); p = s.peakBuffers.Load() {
 	}
@@ -39,4 +40,5 @@ func (s *Store) putChunk(b *chunkBuf) {
 	b.n = 0
 	chunkPool.Put(b)
 	s.buffers.Add(-1)
+	s.budget.give()
 }

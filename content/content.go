@@ -107,6 +107,8 @@ type Options struct {
 	// flushes by itself. Zero or less means 32 MiB. A File streaming sequentially may
 	// hold up to about MaxDirty plus one segment.
 	MaxDirty int64
+	// Budget, if set, bounds the unflushed data of all Files of every Store sharing it.
+	Budget *Budget
 }
 
 // Store reads and writes file content in one blob store. It is safe for concurrent use; it
@@ -114,6 +116,7 @@ type Options struct {
 type Store struct {
 	blobs    blob.Store
 	maxDirty int64
+	budget   *Budget
 	// segChunks is SegmentChunks; tests shrink it to cross segment boundaries cheaply. The
 	// format allows any value, but every File of one store must agree, so it never changes
 	// in production.
@@ -132,7 +135,7 @@ func New(blobs blob.Store, opts Options) *Store {
 	if md <= 0 {
 		md = defaultMaxDirty
 	}
-	return &Store{blobs: blobs, maxDirty: md, segChunks: SegmentChunks}
+	return &Store{blobs: blobs, maxDirty: md, budget: opts.Budget, segChunks: SegmentChunks}
 }
 
 // NewFile draws a FileID and a random content key for a new file and returns the key

@@ -212,6 +212,17 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 			f.mu.Unlock()
 			return done, err
 		}
+		if f.store.budget.over() {
+			// The writers of all open files together hold too much: flush the largest
+			// holder (perhaps this File) before taking more.
+			f.mu.Unlock()
+			f.store.budget.relieve(ctx)
+			f.mu.Lock()
+			if f.closed {
+				f.mu.Unlock()
+				return done, ErrClosed
+			}
+		}
 		pos := off + int64(done)
 		seg := pos / f.segSize
 		if f.wantAutoFlush(seg) {
@@ -277,7 +288,7 @@ func (f *File) writeLocked(ctx context.Context, p []byte, pos int64) (int, error
 // Only the part the write does not cover is read from the stored object. f.mu must be
 // held.
 func (f *File) newDirty(ctx context.Context, c int64, from, to int) (*chunkBuf, error) {
-	b := f.store.getChunk()
+	b := f.store.getChunk(f)
 	start := c * vault.ChunkSize
 	if fb := f.flushing[c]; fb != nil {
 		// A flush is writing this chunk: copy, and leave its buffer unchanged.
@@ -436,6 +447,7 @@ func (f *File) Close() int64 {
 		return 0
 	}
 	f.closed = true
+	f.store.budget.forget(f)
 	// The workers must be gone before the cache is emptied: they put objects in it.
 	f.stopReadAhead()
 	var lost int64

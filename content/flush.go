@@ -162,7 +162,7 @@ func (f *File) writeSegments(ctx context.Context, plan *flushPlan) ([]segState, 
 		wg       sync.WaitGroup
 	)
 	work := func() {
-		scratch := f.store.getChunk()
+		scratch := f.store.getChunk(nil)
 		defer func() {
 			scratch.n = vault.ChunkSize // it held plaintext of old objects: wipe it all
 			f.store.putChunk(scratch)

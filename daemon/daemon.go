@@ -272,11 +272,13 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	d.parts, d.acl, d.wrap, d.tok, d.sealer = p, a, wrap, tok, sealer
 	// One namespace store for both trees: it caches inodes, so it must make every change.
 	ns := meta.New(p.KV, meta.Options{})
+	// One budget for the unflushed writes of both trees (FUSE writers and uploads alike).
+	budget := content.NewBudget(0)
 	for _, t := range []*dshfs.Group{d.group, d.arrivals} {
 		if t == nil {
 			continue
 		}
-		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{}),
+		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{Budget: budget}),
 			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: p.Audit}
 		if err := t.Attach(context.Background(), be); err != nil {
 			d.log.Error("a filesystem tree could not start; it stays empty", "err", err)
