@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,4 +139,41 @@ func TestRevocationDropsKeys(t *testing.T) {
 	if got := g.shOK(t, uidAlice, "head -c 6 "+S+"/f"); got != "Wecret" {
 		t.Fatalf("file starts with %q", got)
 	}
+}
+
+// TestManyUnflushedWritersStayInBudget: one member holds 24 files open, each with 24 MiB
+// written and never closed (below each file's own limit): the daemon's peak memory stays
+// under its 256 MiB budget, because all open files share one budget for unflushed data.
+func TestManyUnflushedWritersStayInBudget(t *testing.T) {
+	g := newGroupEnv(t)
+	h := g.holdWith(t, uidAlice, "ok filled", "fill", g.S+"/s1", "24", strconv.Itoa(24<<20))
+	peak := vmHWM(t, g.env)
+	h.close()
+	if peak > 256<<10 {
+		t.Fatalf("daemon peak memory %d KiB with 24 writers holding 24 MiB each", peak)
+	}
+	t.Logf("daemon peak memory: %d MiB", peak>>10)
+	if got := g.shOK(t, uidErin, "cmp "+g.S+"/s1/fill-0 "+g.S+"/s1/fill-23 && stat -c %s "+g.S+"/s1/fill-23"); got != strconv.Itoa(24<<20)+"\n" {
+		t.Fatalf("after close: %q", got)
+	}
+}
+
+// vmHWM is the daemon's peak resident memory in KiB.
+func vmHWM(t *testing.T, e *env) int {
+	t.Helper()
+	e.mu.Lock()
+	pid := e.cmd.Process.Pid
+	e.mu.Unlock()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
 }

@@ -47,6 +47,8 @@ func main() {
 		mapped(os.Args[2])
 	case "isolate":
 		isolate(os.Args[2], os.Args[3:])
+	case "fill":
+		fill(os.Args[2], os.Args[3], os.Args[4])
 	case "unixsock":
 		unixSocket(os.Args[2])
 	case "rename2":
@@ -218,5 +220,36 @@ func unixSocket(path string) {
 		result(nil, s)
 	case <-time.After(10 * time.Second):
 		fmt.Println("err timeout")
+	}
+}
+
+// fill opens n files in dir, writes size bytes to each in 1 MiB writes without closing any,
+// prints the result, and holds them open until stdin ends: a writer that never flushes.
+func fill(dir, count, size string) {
+	n, _ := strconv.Atoi(count)
+	sz, _ := strconv.ParseInt(size, 10, 64)
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	var files []*os.File
+	for i := 0; i < n; i++ {
+		f, err := os.Create(fmt.Sprintf("%s/fill-%d", dir, i))
+		if err != nil {
+			result(err, "")
+			return
+		}
+		files = append(files, f)
+		for off := int64(0); off < sz; off += int64(len(buf)) {
+			if _, err := f.Write(buf); err != nil {
+				result(err, "")
+				return
+			}
+		}
+	}
+	result(nil, "filled")
+	io.Copy(io.Discard, os.Stdin)
+	for _, f := range files {
+		f.Close()
 	}
 }
