@@ -3,7 +3,7 @@ GO      ?= go
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X dsh/internal/version.Version=$(VERSION)
 
-.PHONY: all build test demo bench microbench lint deps fuzz clean
+.PHONY: all build test demo bench microbench lint deps fuzz fsx clean
 
 all: build
 
@@ -35,6 +35,11 @@ microbench:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+
+# make fsx: the model-checked random file operations (tests/fsx) for a million operations
+# against a live mount (make test runs 100,000). DSH_FSX_SEED=N replays a failure.
+fsx: deps
+	DSH_FSX_OPS=$${DSH_FSX_OPS:-1000000} $(GO) test -count=1 -timeout 6h -v -run '^TestFsx$$' ./tests/
 
 # A short run of every fuzz target; FUZZTIME=5m for a longer one.
 FUZZTIME ?= 20s

@@ -33,6 +33,9 @@ var dshBin string
 // fsprobeBin makes single system calls as a test uid (tests/fsprobe).
 var fsprobeBin string
 
+// fsxBin checks random operations on one file against a model (tests/fsx).
+var fsxBin string
+
 func TestMain(m *testing.M) {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -58,12 +61,18 @@ func TestMain(m *testing.M) {
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		err = build.Run()
 	}
-	if err == nil {
-		probe := exec.Command("go", "build", "-o", filepath.Join(binDir, "fsprobe"), "./tests/fsprobe")
-		probe.Dir = root
-		probe.Stdout, probe.Stderr = os.Stderr, os.Stderr
-		err = probe.Run()
-		fsprobeBin = filepath.Join(binDir, "fsprobe")
+	for _, tool := range []struct {
+		name string
+		bin  *string
+	}{{"fsprobe", &fsprobeBin}, {"fsx", &fsxBin}} {
+		if err != nil {
+			break
+		}
+		build := exec.Command("go", "build", "-o", filepath.Join(binDir, tool.name), "./tests/"+tool.name)
+		build.Dir = root
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		err = build.Run()
+		*tool.bin = filepath.Join(binDir, tool.name)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "build the binaries under test:", err)
