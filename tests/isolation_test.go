@@ -11,38 +11,31 @@ import (
 	"time"
 )
 
-// TestIsolationFromKernelCaches runs the probe (tests/fsprobe isolate) as a uid with no
-// account, a logged-in non-member and root without a session, against a share whose member
-// is working in it at that moment and has just made the kernel cache every name and
-// attribute the probe asks for. Every vector must fail as for a name that does not exist,
-// and no watch may deliver an event. The table (vector × actor → result) is logged.
-func TestIsolationFromKernelCaches(t *testing.T) {
-	g := newGroupEnv(t)
-	S := g.S + "/s1"
-	g.shOK(t, uidAlice, "cd "+S+" && mkdir dir && echo secret > dir/file && echo a,b > top.csv && ln -s top.csv link && setfattr -n user.x -v 1 top.csv 2>/dev/null; true")
-	paths := []string{S, S + "/dir", S + "/dir/file", S + "/top.csv", S + "/link"}
-	cache := "stat " + strings.Join(paths, " ") + " >/dev/null && ls -lR " + S + " >/dev/null"
+// actor is a uid the probe runs as.
+type actor struct {
+	name string
+	uid  int
+}
 
-	actors := []struct {
-		name string
-		uid  int
-	}{{"no account", uidOutsider}, {"non-member", uidCarol}, {"root", 0}}
-	table := map[string]map[string]string{} // vector -> actor -> results
+// probeIsolation runs the probe (tests/fsprobe isolate) as each actor against paths while
+// activity (a member working there, keeping every name and attribute in the kernel's
+// caches) runs in a loop. Every vector must fail with ENOENT, as for a name that does not
+// exist, and no watch may deliver an event. It returns the table (vector × actor).
+func probeIsolation(t *testing.T, e *env, actors []actor, paths []string, activity func(i int)) string {
+	t.Helper()
+	table := map[string]map[string]string{}
 	for _, a := range actors {
-		g.shOK(t, uidAlice, cache)
-		// The member works in the share while the probe runs: creates, renames, writes.
+		activity(-1)
 		ctx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
-				g.sh(uidAlice, fmt.Sprintf("cd %s && echo x > patient-%d.csv && mv patient-%d.csv dir/moved-%d.csv && echo y >> dir/file && cat top.csv >/dev/null && ls dir >/dev/null && %s", S, i, i, i, cache))
+				activity(i)
 				time.Sleep(50 * time.Millisecond)
 			}
-		}()
+		})
 		cmd := exec.Command(fsprobeBin, append([]string{"isolate", "3"}, paths...)...)
-		cmd.Dir = g.dir
+		cmd.Dir = e.dir
 		if a.uid != 0 {
 			cmd.SysProcAttr = credential(a.uid)
 		}
@@ -80,14 +73,54 @@ func TestIsolationFromKernelCaches(t *testing.T) {
 	}
 	sort.Strings(vectors)
 	var b strings.Builder
-	b.WriteString("| vector | no account | non-member | root without session |\n|---|---|---|---|\n")
-	for _, v := range vectors {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", v, table[v]["no account"], table[v]["non-member"], table[v]["root"])
+	b.WriteString("| vector |")
+	for _, a := range actors {
+		b.WriteString(" " + a.name + " |")
 	}
-	t.Logf("probe results (each vector against %d paths inside the share):\n%s", len(paths), b.String())
+	b.WriteString("\n|---|" + strings.Repeat("---|", len(actors)) + "\n")
+	for _, v := range vectors {
+		b.WriteString("| " + v + " |")
+		for _, a := range actors {
+			b.WriteString(" " + table[v][a.name] + " |")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
 
+// TestIsolationFromKernelCaches probes a share whose member is working in it as a uid
+// with no account, a logged-in non-member and root without a session.
+func TestIsolationFromKernelCaches(t *testing.T) {
+	g := newGroupEnv(t)
+	S := g.S + "/s1"
+	g.shOK(t, uidAlice, "cd "+S+" && mkdir dir && echo secret > dir/file && echo a,b > top.csv && ln -s top.csv link")
+	paths := []string{S, S + "/dir", S + "/dir/file", S + "/top.csv", S + "/link"}
+	cache := "stat " + strings.Join(paths, " ") + " >/dev/null && ls -lR " + S + " >/dev/null"
+	table := probeIsolation(t, g.env, []actor{{"no account", uidOutsider}, {"non-member", uidCarol}, {"root without session", 0}}, paths, func(i int) {
+		if i < 0 {
+			g.shOK(t, uidAlice, cache)
+			return
+		}
+		// The member works in the share while the probe runs: creates, renames, writes.
+		g.sh(uidAlice, fmt.Sprintf("cd %s && echo x > patient-%d.csv && mv patient-%d.csv dir/moved-%d.csv && echo y >> dir/file && cat top.csv >/dev/null && ls dir >/dev/null && %s", S, i, i, i, cache))
+	})
+	t.Logf("probe results (each vector against %d paths inside the share):\n%s", len(paths), table)
 	// The member still works through all of it.
-	if got := g.shOK(t, uidAlice, "cat "+S+"/dir/file | head -1"); got != "secret\n" {
+	if got := g.shOK(t, uidAlice, "head -1 "+S+"/dir/file"); got != "secret\n" {
 		t.Fatalf("member reads %q", got)
 	}
+}
+
+// TestIsolationArrivals probes a user's Arrivals folder while its owner reads an upload
+// there, as another logged-in user, a uid with no account and root without a session.
+func TestIsolationArrivals(t *testing.T) {
+	a := newArrivalsEnv(t)
+	src := a.localFile(t, "patient-export.csv", 200_000)
+	a.dsh(uidAlice, "", "upload", src).ok(t)
+	Q := a.Q + "/alice"
+	paths := []string{Q, Q + "/patient-export.csv"}
+	table := probeIsolation(t, a.env, []actor{{"no account", uidOutsider}, {"another user", uidBob}, {"root without session", 0}}, paths, func(i int) {
+		a.sh(uidAlice, "ls -l "+Q+" >/dev/null && stat "+Q+"/patient-export.csv >/dev/null && cat "+Q+"/patient-export.csv > /dev/null")
+	})
+	t.Logf("probe results (each vector against %d paths in an Arrivals folder):\n%s", len(paths), table)
 }
