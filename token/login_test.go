@@ -313,4 +313,3 @@ func TestOptionsAreHonoured(t *testing.T) {
 		t.Fatalf("session expires %v, want in an hour", exp)
 	}
 }
-
