@@ -32,6 +32,7 @@ func (g *gateDaemon) Status(ctx context.Context, c Caller) (StatusResponse, erro
 }
 
 func (g *gateDaemon) Upload(ctx context.Context, c Caller, name string, body io.Reader) (ArrivalView, error) {
+	g.entered <- struct{}{}
 	_, err := io.Copy(io.Discard, body)
 	g.uploaded <- err
 	return ArrivalView{Name: name}, err
@@ -101,7 +102,7 @@ func TestPerUIDRequestLimit(t *testing.T) {
 // At most MaxStreams uploads per uid run at once; a stalled one is cut off after the idle
 // time with 408, and its reader sees the error (so the daemon removes what it staged).
 func TestStreamLimitAndIdleTimeout(t *testing.T) {
-	d, sock, refused := startLimited(t, ServerOptions{MaxStreams: 2, StreamIdle: 200 * time.Millisecond})
+	d, sock, refused := startLimited(t, ServerOptions{MaxStreams: 2, StreamIdle: 2 * time.Second})
 	// Two uploads whose bodies never finish: pipes the test never closes.
 	var pipes []*io.PipeWriter
 	errs := make(chan error, 2)
@@ -116,7 +117,9 @@ func TestStreamLimitAndIdleTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A third is refused while the two run (they stall for 200 ms before being cut).
+	<-d.entered
+	<-d.entered
+	// A third is refused while the two run (they stall for 2 s before being cut).
 	_, err := NewClient(sock).Upload(context.Background(), "third", strings.NewReader("x"), 1)
 	if !errors.Is(err, ErrTooMany) || !strings.Contains(err.Error(), "2 uploads running") {
 		t.Fatalf("third upload: %v", err)
@@ -153,6 +156,7 @@ func TestStreamLimitAndIdleTimeout(t *testing.T) {
 		}
 		pw.Close()
 	}()
+	go func() { <-d.entered }()
 	if _, err := NewClient(sock).Upload(context.Background(), "slow", pr, 24); err != nil {
 		t.Fatalf("a slow but moving upload: %v", err)
 	}

@@ -258,3 +258,71 @@ func TestBackoffBoundedKeys(t *testing.T) {
 		t.Fatal("the oldest key was kept")
 	}
 }
+
+// Acquire waits its turn per key; a waiter that gives up leaves no trace, and a slot handed
+// over as it gave up is passed on.
+func TestPerKeyAcquireWaits(t *testing.T) {
+	p := NewPerKey[int](1)
+	bg := context.Background()
+	if err := p.Acquire(bg, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		go func(i int) {
+			if p.Acquire(bg, 1) == nil {
+				got <- i
+			}
+		}(i)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			p.mu.Lock()
+			n := len(p.waiting[1])
+			p.mu.Unlock()
+			if n == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("waiter did not queue")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := p.Acquire(bg, 2); err != nil {
+		t.Fatal("another key waited for key 1")
+	}
+	p.Release(1)
+	if first := <-got; first != 0 {
+		t.Fatalf("waiter %d went first", first)
+	}
+	p.Release(1)
+	<-got
+	p.Release(1)
+	p.Release(2)
+	ctx, cancel := context.WithTimeout(bg, 10*time.Millisecond)
+	defer cancel()
+	p.Acquire(bg, 3)
+	if err := p.Acquire(ctx, 3); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	p.Release(3)
+	if len(p.held) != 0 || len(p.waiting) != 0 {
+		t.Fatalf("left: held %v waiting %v", p.held, p.waiting)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(bg, time.Duration(i%3)*time.Millisecond)
+			defer cancel()
+			if p.Acquire(ctx, i%5) == nil {
+				p.Release(i % 5)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if len(p.held) != 0 || len(p.waiting) != 0 {
+		t.Fatalf("after the race: held %v waiting %v", p.held, p.waiting)
+	}
+}
