@@ -33,6 +33,9 @@ var dshBin string
 // fsprobeBin makes single system calls as a test uid (tests/fsprobe).
 var fsprobeBin string
 
+// hostileBin floods the control socket as a test uid (tests/hostile).
+var hostileBin string
+
 func TestMain(m *testing.M) {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -64,6 +67,13 @@ func TestMain(m *testing.M) {
 		probe.Stdout, probe.Stderr = os.Stderr, os.Stderr
 		err = probe.Run()
 		fsprobeBin = filepath.Join(binDir, "fsprobe")
+	}
+	if err == nil {
+		h := exec.Command("go", "build", "-o", filepath.Join(binDir, "hostile"), "./tests/hostile")
+		h.Dir = root
+		h.Stdout, h.Stderr = os.Stderr, os.Stderr
+		err = h.Run()
+		hostileBin = filepath.Join(binDir, "hostile")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "build the binaries under test:", err)
