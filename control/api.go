@@ -33,6 +33,11 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrLocked: the account is locked after too many failed logins (423).
 	ErrLocked = errors.New("locked")
+	// ErrTooMany: the caller already has too much in progress, or must wait after failed
+	// attempts (429).
+	ErrTooMany = errors.New("too many requests")
+	// ErrTimeout: the request's body stopped arriving and was cut off (408).
+	ErrTimeout = errors.New("timed out")
 )
 
 // ErrorResponse is the body of every non-2xx answer.

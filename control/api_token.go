@@ -61,14 +61,35 @@ type LoginRequest struct {
 	EmergencyCode string `json:"emergency_code,omitempty"`
 }
 
-// SessionView answers GET /v1/session and a login: the caller's session, if any, with the
-// shares it holds keys for.
+// SessionView answers GET /v1/session and a login: the caller's sessions, if any, with the
+// shares they hold keys for. A uid may hold one session started with dsh login and, beside
+// it, sessions of portal sign-ins; Expires is the latest time one of them ends.
 type SessionView struct {
-	Active  bool              `json:"active"`
-	UID     int               `json:"uid"`
-	User    string            `json:"user,omitempty"`
-	Expires time.Time         `json:"expires,omitzero"`
-	Shares  []ShareAccessView `json:"shares"`
+	Active   bool              `json:"active"`
+	UID      int               `json:"uid"`
+	User     string            `json:"user,omitempty"`
+	Expires  time.Time         `json:"expires,omitzero"`
+	Shares   []ShareAccessView `json:"shares"`
+	Sessions []SessionEntry    `json:"sessions,omitempty"`
+	// Current is the session a login just started (0 otherwise).
+	Current uint64 `json:"current,omitempty"`
+}
+
+// Channels of a SessionEntry.
+const (
+	ChannelCommandLine = "command line"
+	ChannelPortal      = "portal"
+)
+
+// SessionEntry is one of a uid's sessions.
+type SessionEntry struct {
+	ID      uint64    `json:"id"`
+	Channel string    `json:"channel"` // ChannelCommandLine or ChannelPortal
+	Method  string    `json:"method"`  // "token" or "ice"
+	Started time.Time `json:"started"`
+	// Expires is when the session ends unless used again (a portal session's idle
+	// timeout), or in any case.
+	Expires time.Time `json:"expires"`
 }
 
 // TokenView describes a soft token without its secret.

@@ -43,6 +43,10 @@ func (e *APIError) Unwrap() error {
 		return ErrUnavailable
 	case http.StatusLocked:
 		return ErrLocked
+	case http.StatusTooManyRequests:
+		return ErrTooMany
+	case http.StatusRequestTimeout:
+		return ErrTimeout
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"dsh/metrics"
 )
 
 // Caller is who is on the other end of the socket, as the kernel reports it (SO_PEERCRED).
@@ -24,7 +26,15 @@ type Caller struct {
 	UID int
 	GID int
 	PID int
+	// Remote is the client address of a request the portal makes for a signed-in browser
+	// (or a sign-in attempt); empty on the control socket. A call with it set is on the
+	// portal channel: its failed credential checks are throttled rather than counted
+	// towards the account's lockout, and a login starts a portal session.
+	Remote string
 }
+
+// Portal reports whether the call comes from the portal rather than the socket.
+func (c Caller) Portal() bool { return c.Remote != "" }
 
 // IsRoot reports whether the caller is the operator (uid 0).
 func (c Caller) IsRoot() bool { return c.UID == 0 }
@@ -69,11 +79,12 @@ type Server struct {
 	routes map[string]route
 	log    *slog.Logger
 	http   *http.Server
+	guard  *guard
 }
 
-// NewServer returns a server that hands requests to d.
-func NewServer(d Daemon, log *slog.Logger) *Server {
-	s := &Server{routes: map[string]route{}, log: log}
+// NewServer returns a server that hands requests to d, within the per-uid bounds of opts.
+func NewServer(d Daemon, log *slog.Logger, opts ServerOptions) *Server {
+	s := &Server{routes: map[string]route{}, log: log, guard: newGuard(opts)}
 	s.handle(http.MethodGet, PathStatus, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
 		return d.Status(ctx, c)
 	})
@@ -144,16 +155,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s takes %s, not %s", r.URL.Path, rt.method, r.Method))
 		return
 	}
-	if rt.stream {
-		if err := http.NewResponseController(w).SetReadDeadline(time.Time{}); err != nil {
-			writeError(w, http.StatusInternalServerError, "cannot stream the request body")
-			return
-		}
-	}
 	c, ok := r.Context().Value(callerKey{}).(Caller)
 	if !ok {
 		writeError(w, http.StatusForbidden, "the caller's identity could not be read from the socket")
 		return
+	}
+	done, err := s.guard.admit(r.Context(), c, rt.stream)
+	if err != nil {
+		writeError(w, StatusFor(err), err.Error())
+		return
+	}
+	defer done()
+	if rt.stream {
+		// No overall deadline (a large upload takes as long as it takes), but the body must
+		// keep moving: a stalled one is cut off after StreamIdle.
+		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.guard.opts.StreamIdle,
+			onStall: func() { s.guard.refused(r.Context(), c, metrics.LimitStreamIdle) }}
 	}
 	v, err := rt.h(r.Context(), c, r)
 	if err != nil {
@@ -200,6 +217,8 @@ var errorKinds = []struct {
 	{ErrConflict, http.StatusConflict},
 	{ErrUnavailable, http.StatusServiceUnavailable},
 	{ErrLocked, http.StatusLocked},
+	{ErrTooMany, http.StatusTooManyRequests},
+	{ErrTimeout, http.StatusRequestTimeout},
 }
 
 // UserMessage is err's message without the kind it starts with ("forbidden: ..."): what a
@@ -277,6 +296,9 @@ func jsonProblem(err error) string {
 
 // withPeerCred puts the kernel's record of the connecting process into the request context.
 func withPeerCred(ctx context.Context, c net.Conn) context.Context {
+	if cc, ok := c.(*countedConn); ok {
+		return context.WithValue(ctx, callerKey{}, cc.caller)
+	}
 	caller, err := peerCred(c)
 	if err != nil {
 		return ctx
@@ -348,7 +370,7 @@ func Listen(path string) (net.Listener, error) {
 
 // Serve answers requests on l until Shutdown. It returns nil after a clean shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := s.http.Serve(&limitListener{Listener: l, g: s.guard}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	return nil

@@ -95,7 +95,7 @@ func startServer(t *testing.T) (*fakeDaemon, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(d, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := NewServer(d, slog.New(slog.NewTextHandler(io.Discard, nil)), ServerOptions{})
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {

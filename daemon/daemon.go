@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"dsh/acl"
@@ -17,6 +18,7 @@ import (
 	"dsh/content"
 	"dsh/control"
 	dshfs "dsh/fs"
+	"dsh/limit"
 	"dsh/meta"
 	"dsh/metrics"
 	"dsh/portal"
@@ -43,7 +45,10 @@ type Config struct {
 	ArrivalsDir string
 	// ArrivalsRetention is how long an arrival is kept; 0 means 720h.
 	ArrivalsRetention time.Duration
-	Log               *slog.Logger
+	// UploadIdle is how long a dsh upload's body may send nothing before it is cut off;
+	// 0 means control.DefaultStreamIdle.
+	UploadIdle time.Duration
+	Log        *slog.Logger
 	// PortalAddr, when set, is where the HTTPS portal listens.
 	PortalAddr string
 	// TLSCert and TLSKey are the portal's certificate and key files; empty means the
@@ -60,13 +65,21 @@ type Daemon struct {
 	lock    *store.Lock
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
+	limits  *metrics.Limits
 	started time.Time
+	// kdf is the memory budget of Argon2id checks, for the socket and the portal together;
+	// it outlives seal and unseal.
+	kdf *limit.Budget
+	// refusals is the unsealed store's audit log behind its Coalescer (nil while sealed),
+	// for refusals recorded outside a request's hold on the store.
+	refusals atomic.Pointer[audit.Coalescer]
 
 	// mu guards parts: requests hold it shared for as long as they use the store, seal and
 	// unseal hold it exclusively, so sealing waits for requests in flight and none starts
 	// on a store that is being closed.
 	mu     sync.RWMutex
 	parts  *store.Parts
+	aud    *audit.Coalescer // every part's audit log: refusals past a burst coalesced
 	acl    *acl.Store
 	wrap   *keyWrapper
 	tok    *token.Service
@@ -90,6 +103,18 @@ type Daemon struct {
 // Arrivals keeps a short timeout: its sweeper and uploads change names by themselves.
 const groupEntryTimeout = time.Hour
 
+// The daemon's memory budget is 256 MiB resident (cmd/dsh keeps Go's heap under 192 MiB).
+// Of that, Badger's tables and caches take about 80 MiB once unsealed; Argon2id checks get
+// kdfBudgetKiB (one password check, 64 MiB, beside one PIN check, 19 MiB); unflushed write
+// data and read-ahead share the rest, bounded in content/ and fs/.
+const (
+	MemoryBudget = 256 << 20
+	kdfBudgetKiB = 96 * 1024
+	// kdfWait is how long a credential check waits for its share of kdfBudgetKiB before
+	// the caller is told the daemon is busy.
+	kdfWait = 10 * time.Second
+)
+
 // New takes the data folder and prepares the daemon; Run starts it.
 func New(cfg Config) (*Daemon, error) {
 	if cfg.Log == nil {
@@ -105,8 +130,14 @@ func New(cfg Config) (*Daemon, error) {
 		lock.Release()
 		return nil, err
 	}
+	lim, err := metrics.NewLimits(reg)
+	if err != nil {
+		lock.Release()
+		return nil, err
+	}
 	m.VaultSealed.Set(1)
-	return &Daemon{cfg: cfg, log: cfg.Log, lock: lock, reg: reg, metrics: m, started: time.Now()}, nil
+	return &Daemon{cfg: cfg, log: cfg.Log, lock: lock, reg: reg, metrics: m, limits: lim, started: time.Now(),
+		kdf: limit.NewBudget(kdfBudgetKiB, kdfWait)}, nil
 }
 
 // Run serves until ctx ends, then shuts down cleanly: the socket is removed, the store
@@ -145,7 +176,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := control.NewServer(d, d.log)
+	srv := control.NewServer(d, d.log, control.ServerOptions{StreamIdle: d.cfg.UploadIdle, Limits: d.limits, Refused: d.limitRefused})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	// runCtx bounds the session sweeper and the portal; stop ends both and waits for the
@@ -240,11 +271,18 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			return fmt.Errorf("audit log: %w", err)
 		}
 	}
+	// Every part records through the Coalescer: a storm of refusals becomes a few records
+	// and a summary a minute per uid instead of filling the disk.
+	aud := audit.NewCoalescer(p.Audit, audit.CoalesceOptions{OnCoalesced: d.limits.Coalesced})
+	closeAll := func() {
+		_ = aud.Close(context.Background())
+		p.Close()
+	}
 	wrap := &keyWrapper{key: p.Root.Derive(vault.PurposeWrap)}
-	a, err := acl.New(p.KV, wrap, p.Audit, acl.Options{RequireSession: true})
+	a, err := acl.New(p.KV, wrap, aud, acl.Options{RequireSession: true})
 	if err != nil {
 		wrap.key.Wipe()
-		p.Close()
+		closeAll()
 		return fmt.Errorf("load accounts and shares: %w", err)
 	}
 	secretKey := p.Root.Derive(vault.PurposeSecret)
@@ -252,7 +290,11 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	secretKey.Wipe()
 	var tok *token.Service
 	if err == nil {
-		tok, err = token.New(token.Deps{Store: p.KV, Directory: acl.Accounts{S: a}, Keys: acl.Keys{S: a}, Sealer: sealer, Auditor: p.Audit, Metrics: d.metrics}, d.cfg.Auth)
+		opts := d.cfg.Auth
+		// A portal sign-in's session ends as the web sign-in does.
+		opts.PortalIdle, opts.PortalLifetime = portal.IdleTimeout, portal.MaxLifetime
+		tok, err = token.New(token.Deps{Store: p.KV, Directory: acl.Accounts{S: a}, Keys: acl.Keys{S: a}, Sealer: sealer,
+			Auditor: aud, Metrics: d.metrics, Limits: d.limits, KDF: d.kdf}, opts)
 	}
 	if err == nil {
 		_, err = p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable)
@@ -266,10 +308,11 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		}
 		a.Close()
 		wrap.key.Wipe()
-		p.Close()
+		closeAll()
 		return err
 	}
-	d.parts, d.acl, d.wrap, d.tok, d.sealer = p, a, wrap, tok, sealer
+	d.parts, d.aud, d.acl, d.wrap, d.tok, d.sealer = p, aud, a, wrap, tok, sealer
+	d.refusals.Store(aud)
 	// One namespace store for both trees: it caches inodes, so it must make every change.
 	ns := meta.New(p.KV, meta.Options{})
 	// One budget for the unflushed writes of both trees (FUSE writers and uploads alike).
@@ -279,7 +322,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			continue
 		}
 		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{Budget: budget}),
-			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: p.Audit}
+			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: aud}
 		if err := t.Attach(context.Background(), be); err != nil {
 			d.log.Error("a filesystem tree could not start; it stays empty", "err", err)
 		}
@@ -322,6 +365,11 @@ func (d *Daemon) seal(uid int, action string) error {
 	}
 	d.dropPortalCert()
 	d.tok.Sessions().EndAll(context.Background())
+	d.refusals.Store(nil)
+	// The last refusal summaries go before the seal record, which is the log's last.
+	if err := d.aud.Close(context.Background()); err != nil {
+		d.log.Error("seal: refusal summaries not written", "err", err)
+	}
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {
 		d.log.Error("seal: audit record not written", "err", err)
 	}
@@ -329,7 +377,7 @@ func (d *Daemon) seal(uid int, action string) error {
 	d.wrap.key.Wipe()
 	d.sealer.Wipe()
 	err := d.parts.Close()
-	d.parts, d.acl, d.wrap, d.tok, d.sealer = nil, nil, nil, nil, nil
+	d.parts, d.aud, d.acl, d.wrap, d.tok, d.sealer = nil, nil, nil, nil, nil, nil
 	d.metrics.VaultSealed.Set(1)
 	d.log.Info("store sealed", "uid", uid, "by", action)
 	if err != nil {
@@ -354,9 +402,16 @@ func (d *Daemon) requireOperator(ctx context.Context, c control.Caller, action s
 	if c.IsRoot() {
 		return nil
 	}
-	_ = d.withStore(func(p *store.Parts) error {
-		_, err := p.Audit.Append(context.WithoutCancel(ctx), audit.Entry{UID: int64(c.UID), Action: action, Result: "denied", Detail: "not the operator"}, audit.Buffered)
-		return err
-	})
+	if aud := d.refusals.Load(); aud != nil {
+		_, _ = aud.Append(context.WithoutCancel(ctx), audit.Entry{UID: int64(c.UID), Action: action, Result: "denied", Detail: "not the operator"}, audit.Buffered)
+	}
 	return fmt.Errorf("%w: %s is for the operator (root) only", control.ErrForbidden, action)
+}
+
+// limitRefused audits a control request that a per-uid limit turned away or cut off. Like
+// every refusal it goes through the Coalescer, so a flood of them stays a few records.
+func (d *Daemon) limitRefused(ctx context.Context, c control.Caller, l metrics.Limit) {
+	if aud := d.refusals.Load(); aud != nil {
+		_, _ = aud.Append(context.WithoutCancel(ctx), audit.Entry{UID: int64(c.UID), Action: "control.limit", Result: "denied", Detail: string(l)}, audit.Buffered)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"time"
 
 	"dsh/control"
 	"dsh/portal"
@@ -17,7 +16,7 @@ import (
 // certificate from files it is used at once; otherwise the store's own certificate is
 // loaded at each unseal (see usePortalCert).
 func (d *Daemon) startPortal(ctx context.Context) (<-chan error, error) {
-	p, err := portal.New(d, portal.Options{Log: d.log.With("part", "portal")})
+	p, err := portal.New(d, portal.Options{Log: d.log.With("part", "portal"), Limits: d.limits})
 	if err != nil {
 		return nil, err
 	}
@@ -84,21 +83,18 @@ func (d *Daemon) UIDOf(user string) (int, bool) {
 	return u.UID, ok
 }
 
-// ActiveSession reports the session of uid, if any: its user and expiry, nothing more. The
-// portal checks it on every request (each chunk of an upload), so it spares Session's
-// share list. ok is false while sealed.
-func (d *Daemon) ActiveSession(uid int) (user string, expires time.Time, ok bool) {
+// TouchSession reports whether session id of uid (a portal sign-in's) is live, and marks it
+// used so that it does not end for being idle. The portal asks on every request of the
+// sign-in (and as an upload's bytes arrive), so it is one lookup. false while sealed.
+func (d *Daemon) TouchSession(uid int, id uint64) bool {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	if d.tok == nil {
-		return "", time.Time{}, false
-	}
-	return d.tok.Sessions().Active(uid)
+	return d.tok != nil && d.tok.Sessions().Touch(uid, id)
 }
 
 // SetQuestions replaces the caller's security questions after checking all factors.
 func (d *Daemon) SetQuestions(ctx context.Context, c control.Caller, password, pin []byte, code string, qs [3]control.Question) error {
-	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	return d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		return t.SetQuestions(ctx, c.UID, password, pin, code, tokenQuestions(qs))
 	})
 }
@@ -106,7 +102,7 @@ func (d *Daemon) SetQuestions(ctx context.Context, c control.Caller, password, p
 // Questions returns the texts of the caller's security questions.
 func (d *Daemon) Questions(ctx context.Context, c control.Caller) ([3]string, error) {
 	var out [3]string
-	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) (err error) {
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) (err error) {
 		out, err = t.Questions(ctx, c.UID)
 		return err
 	})

@@ -37,11 +37,16 @@ func sweepInterval(ttl time.Duration) time.Duration {
 	return min(max(ttl/4, time.Second), 30*time.Second)
 }
 
-// withTokens runs fn with the unsealed token service, or fails with "store is sealed".
-func (d *Daemon) withTokens(ctx context.Context, fn func(ctx context.Context, t *token.Service) error) error {
+// withTokens runs fn with the unsealed token service, or fails with "store is sealed". The
+// context tells the token service which channel c is on: a portal caller's failed checks
+// are throttled instead of counted towards lockout, and its login starts a portal session.
+func (d *Daemon) withTokens(ctx context.Context, c control.Caller, fn func(ctx context.Context, t *token.Service) error) error {
 	// A login or token change that has started is finished and audited even if the
 	// client hangs up, as for acl changes.
 	ctx = context.WithoutCancel(ctx)
+	if c.Portal() {
+		ctx = token.WithOrigin(ctx, token.Origin{Portal: true, Address: c.Remote})
+	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.tok == nil {
@@ -67,6 +72,8 @@ func tokenError(err error) error {
 }
 
 var tokenKinds = []kind{
+	{token.ErrThrottled, control.ErrTooMany},
+	{token.ErrBusy, control.ErrUnavailable},
 	{token.ErrInvalid, control.ErrInvalid},
 	{token.ErrLocked, control.ErrLocked},
 	{token.ErrUnauthorized, control.ErrUnauthorized},
@@ -80,7 +87,7 @@ func (d *Daemon) EnrolmentCode(ctx context.Context, c control.Caller, user strin
 		return control.EnrolmentCode{}, err
 	}
 	var out control.EnrolmentCode
-	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		code, exp, err := t.CreateEnrolment(ctx, c.UID, user)
 		out = control.EnrolmentCode{User: user, Code: code, Expires: exp}
 		return err
@@ -91,7 +98,7 @@ func (d *Daemon) EnrolmentCode(ctx context.Context, c control.Caller, user strin
 // Enrol sets the caller's first credentials with their enrolment code.
 func (d *Daemon) Enrol(ctx context.Context, c control.Caller, code string, password, pin []byte, qs [3]control.Question) (control.TokenCreated, error) {
 	var out control.TokenCreated
-	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		en, err := t.Enrol(ctx, c.UID, code, password, pin, tokenQuestions(qs))
 		out = control.TokenCreated{ID: en.TokenID, URL: en.URL}
 		return err
@@ -99,45 +106,68 @@ func (d *Daemon) Enrol(ctx context.Context, c control.Caller, code string, passw
 	return out, err
 }
 
-// Login starts a session for the caller's uid with a token code or an emergency code.
+// Login starts a session for the caller's uid with a token code or an emergency code: from
+// the socket one that replaces the uid's earlier dsh login, from the portal one beside it.
 func (d *Daemon) Login(ctx context.Context, c control.Caller, user string, password, pin []byte, code, emergency string) (control.SessionView, error) {
-	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	var started token.SessionInfo
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		var err error
 		switch {
 		case emergency != "" && (code != "" || len(pin) > 0):
 			return fmt.Errorf("%w: give either a token code with its PIN or an emergency code, not both", control.ErrInvalid)
 		case emergency != "":
-			_, err = t.LoginICE(ctx, c.UID, user, password, emergency)
+			started, err = t.LoginICE(ctx, c.UID, user, password, emergency)
 		default:
-			_, err = t.Login(ctx, c.UID, user, password, pin, code)
+			started, err = t.Login(ctx, c.UID, user, password, pin, code)
 		}
 		return err
 	})
 	if err != nil {
 		return control.SessionView{}, err
 	}
-	return d.Session(ctx, c)
+	v, err := d.Session(ctx, c)
+	v.Current = started.ID
+	return v, err
 }
 
-// Logout ends the caller's session.
+// Logout ends the caller's sessions: from the socket (dsh logout) every session of the
+// uid, from the portal (a web sign-out) only the portal's, never one started with dsh login.
 func (d *Daemon) Logout(ctx context.Context, c control.Caller) error {
-	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
-		if !t.Sessions().Logout(ctx, c.UID) {
+	return d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
+		ended := false
+		if c.Portal() {
+			ended = t.Sessions().EndPortal(ctx, c.UID)
+		} else {
+			ended = t.Sessions().Logout(ctx, c.UID)
+		}
+		if !ended {
 			return fmt.Errorf("%w: uid %d has no session", control.ErrNotFound, c.UID)
 		}
 		return nil
 	})
 }
 
-// Session describes the caller's session and the shares it holds keys for.
+// sessionEntry is a session as the control socket shows it.
+func sessionEntry(s token.SessionInfo) control.SessionEntry {
+	ch := control.ChannelCommandLine
+	if s.Portal {
+		ch = control.ChannelPortal
+	}
+	return control.SessionEntry{ID: s.ID, Channel: ch, Method: string(s.Method), Started: s.Started, Expires: s.Expires}
+}
+
+// Session describes the caller's sessions and the shares they hold keys for.
 func (d *Daemon) Session(ctx context.Context, c control.Caller) (control.SessionView, error) {
 	out := control.SessionView{UID: c.UID, Shares: []control.ShareAccessView{}}
-	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		user, expires, ok := t.Sessions().Active(c.UID)
 		if !ok {
 			return nil
 		}
 		out.Active, out.User, out.Expires = true, user, expires
+		for _, s := range t.Sessions().List(c.UID) {
+			out.Sessions = append(out.Sessions, sessionEntry(s))
+		}
 		ring, ok := t.Sessions().Keyring(c.UID)
 		if !ok {
 			return nil
@@ -159,7 +189,7 @@ func tokenView(t token.TokenInfo) control.TokenView {
 // ListTokens lists the session user's tokens.
 func (d *Daemon) ListTokens(ctx context.Context, c control.Caller) ([]control.TokenView, error) {
 	var out []control.TokenView
-	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		toks, err := t.ListTokens(ctx, c.UID)
 		for _, tk := range toks {
 			out = append(out, tokenView(tk))
@@ -172,7 +202,7 @@ func (d *Daemon) ListTokens(ctx context.Context, c control.Caller) ([]control.To
 // CreateToken adds a soft token to the session user.
 func (d *Daemon) CreateToken(ctx context.Context, c control.Caller, pin []byte) (control.TokenCreated, error) {
 	var out control.TokenCreated
-	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		en, err := t.CreateToken(ctx, c.UID, pin)
 		out = control.TokenCreated{ID: en.TokenID, URL: en.URL}
 		return err
@@ -182,14 +212,14 @@ func (d *Daemon) CreateToken(ctx context.Context, c control.Caller, pin []byte) 
 
 // RevokeToken deletes one of the session user's tokens.
 func (d *Daemon) RevokeToken(ctx context.Context, c control.Caller, id string) error {
-	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	return d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		return t.RevokeToken(ctx, c.UID, id)
 	})
 }
 
 // SetPIN re-pins one of the session user's tokens.
 func (d *Daemon) SetPIN(ctx context.Context, c control.Caller, id string, pin []byte) error {
-	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	return d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		return t.SetPIN(ctx, c.UID, id, pin)
 	})
 }
@@ -197,7 +227,7 @@ func (d *Daemon) SetPIN(ctx context.Context, c control.Caller, id string, pin []
 // RequestICE issues an emergency code for the password and the three answers.
 func (d *Daemon) RequestICE(ctx context.Context, c control.Caller, user string, password []byte, answers [3][]byte) (control.ICEResponse, error) {
 	var out control.ICEResponse
-	err := d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		code, exp, err := t.RequestICE(ctx, c.UID, user, password, answers)
 		out = control.ICEResponse{Code: code, Expires: exp}
 		return err
@@ -207,7 +237,7 @@ func (d *Daemon) RequestICE(ctx context.Context, c control.Caller, user string, 
 
 // ChangePassword changes the caller's password after checking all three factors.
 func (d *Daemon) ChangePassword(ctx context.Context, c control.Caller, current, pin []byte, code string, newPassword []byte) error {
-	return d.withTokens(ctx, func(ctx context.Context, t *token.Service) error {
+	return d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		return t.ChangePassword(ctx, c.UID, current, pin, code, newPassword)
 	})
 }

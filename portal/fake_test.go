@@ -64,10 +64,13 @@ type fakeUser struct {
 	uid  int
 }
 
-// fakeSession is a user's dsh session as the daemon keeps it.
+// fakeSession is one dsh session as the daemon keeps it: from a portal sign-in, or from
+// dsh login (portal false).
 type fakeSession struct {
-	active  bool
-	expires time.Time
+	id     uint64
+	uid    int
+	portal bool
+	active bool
 }
 
 // fakeService implements Service over in-memory state, recording every call.
@@ -76,9 +79,9 @@ type fakeService struct {
 
 	mu       sync.Mutex
 	users    map[string]fakeUser
-	sessions map[int]*fakeSession // by uid
-	used     map[string]bool      // user + "/" + code: codes spent
-	ice      map[string]string    // user: an issued emergency code
+	sessions map[uint64]*fakeSession // by session ID
+	used     map[string]bool         // user + "/" + code: codes spent
+	ice      map[string]string       // user: an issued emergency code
 	calls    []call
 	// secrets are the byte slices the portal handed over, to check that it wipes them.
 	secrets  [][]byte
@@ -95,6 +98,10 @@ type fakeService struct {
 	members   map[string][]control.MemberView
 	// errs makes a method fail with the given error.
 	errs map[string]error
+	// loginGate, when set, holds every Login until it is closed; each Login that waits
+	// says so on loginEntered first.
+	loginGate    chan struct{}
+	loginEntered chan struct{}
 }
 
 var _ Service = (*fakeService)(nil)
@@ -106,7 +113,7 @@ func newFakeService(clock *fakeClock) *fakeService {
 			"alice": {name: "alice", uid: 1001},
 			"bob":   {name: "bob", uid: 1002},
 		},
-		sessions: map[int]*fakeSession{},
+		sessions: map[uint64]*fakeSession{},
 		used:     map[string]bool{},
 		ice:      map[string]string{},
 		arrivals: map[int][]control.ArrivalView{},
@@ -166,22 +173,37 @@ func (f *fakeService) setErr(method string, err error) {
 	f.mu.Unlock()
 }
 
-// session returns a copy of uid's dsh session.
+// session returns a copy of uid's newest dsh session.
 func (f *fakeService) session(uid int) (fakeSession, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, ok := f.sessions[uid]
-	if !ok {
+	var last *fakeSession
+	for _, s := range f.sessions {
+		if s.uid == uid && (last == nil || s.id > last.id) {
+			last = s
+		}
+	}
+	if last == nil {
 		return fakeSession{}, false
 	}
-	return *s, true
+	return *last, true
 }
 
-// setSession replaces uid's dsh session as the daemon would see it.
-func (f *fakeService) setSession(uid int, s fakeSession) {
+// setSession puts a dsh session as the daemon would see it (ended: active false).
+func (f *fakeService) setSession(s fakeSession) {
 	f.mu.Lock()
-	f.sessions[uid] = &s
+	f.sessions[s.id] = &s
 	f.mu.Unlock()
+}
+
+// cliLogin starts a dsh login session of uid, as the command line would.
+func (f *fakeService) cliLogin(uid int) fakeSession {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nlogin++
+	s := &fakeSession{id: uint64(f.nlogin), uid: uid, active: true}
+	f.sessions[s.id] = s
+	return *s
 }
 
 func (f *fakeService) finished(name string) ([]byte, bool) {
@@ -218,6 +240,10 @@ func (f *fakeService) UIDOf(user string) (int, bool) {
 // Login implements control.Tokens: password, PIN and a code that works once, or password
 // and the emergency code.
 func (f *fakeService) Login(ctx context.Context, c control.Caller, user string, password, pin []byte, code, emergencyCode string) (control.SessionView, error) {
+	if f.loginGate != nil {
+		f.loginEntered <- struct{}{}
+		<-f.loginGate
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	pw, pn := f.keep(password), f.keep(pin)
@@ -237,11 +263,11 @@ func (f *fakeService) Login(ctx context.Context, c control.Caller, user string, 
 		}
 		f.used[user+"/"+code] = true
 	}
-	// Every login starts a new session, which replaces the user's previous one.
+	// Every login starts a new session beside the uid's others.
 	f.nlogin++
-	s := &fakeSession{active: true, expires: f.clock.Now().Add(8*time.Hour + time.Duration(f.nlogin)*time.Second)}
-	f.sessions[u.uid] = s
-	return control.SessionView{Active: true, UID: u.uid, User: user, Expires: s.expires}, nil
+	s := &fakeSession{id: uint64(f.nlogin), uid: u.uid, portal: c.Portal(), active: true}
+	f.sessions[s.id] = s
+	return control.SessionView{Active: true, UID: u.uid, User: user, Expires: f.clock.Now().Add(time.Hour), Current: s.id}, nil
 }
 
 // Logout implements control.Tokens.
@@ -252,24 +278,27 @@ func (f *fakeService) Logout(ctx context.Context, c control.Caller) error {
 	if err := f.errs["Logout"]; err != nil {
 		return err
 	}
-	if _, ok := f.sessions[c.UID]; !ok {
+	// On the portal channel only portal sessions end, as in the daemon.
+	ended := false
+	for id, s := range f.sessions {
+		if s.uid == c.UID && s.active && (s.portal || !c.Portal()) {
+			delete(f.sessions, id)
+			ended = true
+		}
+	}
+	if !ended {
 		return control.WithKind(control.ErrNotFound, errors.New("no session"))
 	}
-	delete(f.sessions, c.UID)
 	return nil
 }
 
-// ActiveSession implements Service.
-func (f *fakeService) ActiveSession(uid int) (string, time.Time, bool) {
+// TouchSession implements Service.
+func (f *fakeService) TouchSession(uid int, id uint64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.record("ActiveSession", control.Caller{UID: uid})
-	u, _ := f.userOf(uid)
-	s, ok := f.sessions[uid]
-	if !ok || !s.active {
-		return "", time.Time{}, false
-	}
-	return u.name, s.expires, true
+	f.record("TouchSession", control.Caller{UID: uid}, id)
+	s, ok := f.sessions[id]
+	return ok && s.active && s.uid == uid
 }
 
 // ListTokens implements control.Tokens.

@@ -151,9 +151,9 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		// The daemon refuses and audits it with the same message as a wrong password.
 		uid = -1
 	}
-	c := control.Caller{UID: uid, GID: -1}
+	c := control.Caller{UID: uid, GID: -1, Remote: clientOf(r)}
 	var sv control.SessionView
-	err := s.checkCredentials(r.Context(), func() (err error) {
+	err := s.checkCredentials(r, func() (err error) {
 		sv, err = s.svc.Login(r.Context(), c, user, sec["password"], sec["pin"],
 			strings.TrimSpace(r.PostFormValue("code")), strings.TrimSpace(r.PostFormValue("emergency")))
 		return err
@@ -163,7 +163,11 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		again(status, msg)
 		return
 	}
-	tok := s.sessions.start(sv.User, uid, sv.Expires)
+	if sv.Current == 0 {
+		again(http.StatusInternalServerError, "The sign-in started no session; try again.")
+		return
+	}
+	tok := s.sessions.start(sv.User, uid, sv.Current)
 	setCookie(w, sessionCookie, tok, 0)
 	http.Redirect(w, r, "/files", http.StatusSeeOther)
 }
@@ -189,13 +193,10 @@ func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sessions.endUser(ws.user) // this sign-in and any other of the user
 	setCookie(w, sessionCookie, "", -1)
-	// The dsh session goes first, so the drives close at once even while an upload is
-	// being cut off; a session that is no longer the one this sign-in started (a later
-	// dsh login) is left alone.
-	var lerr error
-	if s.boundSession(ws) {
-		lerr = s.svc.Logout(r.Context(), caller(ws))
-	}
+	// The portal's dsh sessions go first, so what they opened closes at once even while an
+	// upload is being cut off. Logout on the portal channel ends only the sessions of
+	// portal sign-ins: one started with dsh login is left alone.
+	lerr := s.svc.Logout(r.Context(), caller(ws, r))
 	s.uploads.abortUser(r.Context(), ws.uid)
 	if lerr != nil && control.StatusFor(lerr) != http.StatusNotFound {
 		_, msg := s.message(r, lerr)
@@ -233,8 +234,8 @@ func (s *Server) ice(w http.ResponseWriter, r *http.Request) {
 		uid = -1
 	}
 	var res control.ICEResponse
-	err := s.checkCredentials(r.Context(), func() (err error) {
-		res, err = s.svc.RequestICE(r.Context(), control.Caller{UID: uid, GID: -1}, user, sec["password"],
+	err := s.checkCredentials(r, func() (err error) {
+		res, err = s.svc.RequestICE(r.Context(), control.Caller{UID: uid, GID: -1, Remote: clientOf(r)}, user, sec["password"],
 			[3][]byte{sec["answer1"], sec["answer2"], sec["answer3"]})
 		return err
 	})
@@ -252,7 +253,7 @@ type filesData struct {
 }
 
 func (s *Server) filesPage(w http.ResponseWriter, r *http.Request, ws *websession) {
-	as, err := s.svc.ListArrivals(r.Context(), caller(ws))
+	as, err := s.svc.ListArrivals(r.Context(), caller(ws, r))
 	d := filesData{Arrivals: as}
 	if err != nil {
 		_, d.Error = s.message(r, err)
@@ -270,10 +271,10 @@ type securityData struct {
 }
 
 func (s *Server) securityPage(w http.ResponseWriter, r *http.Request, ws *websession) {
-	toks, err := s.svc.ListTokens(r.Context(), caller(ws))
+	toks, err := s.svc.ListTokens(r.Context(), caller(ws, r))
 	d := securityData{Tokens: toks}
 	if err == nil {
-		d.Questions, err = s.svc.Questions(r.Context(), caller(ws))
+		d.Questions, err = s.svc.Questions(r.Context(), caller(ws, r))
 	}
 	if err != nil {
 		_, d.Error = s.message(r, err)
@@ -288,8 +289,8 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, ws *webs
 	defer sec.wipe()
 	err := sec.confirmed("new", "new2", "new passwords")
 	if err == nil {
-		err = s.checkCredentials(r.Context(), func() error {
-			return s.svc.ChangePassword(r.Context(), caller(ws), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), sec["new"])
+		err = s.checkCredentials(r, func() error {
+			return s.svc.ChangePassword(r.Context(), caller(ws, r), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), sec["new"])
 		})
 	}
 	s.done(w, r, ws, "/security", err, "Your password has been changed.")
@@ -302,8 +303,8 @@ func (s *Server) setQuestions(w http.ResponseWriter, r *http.Request, ws *webses
 	for i := range qs {
 		qs[i] = control.Question{Question: strings.TrimSpace(r.PostFormValue(fmt.Sprintf("question%d", i+1))), Answer: sec[fmt.Sprintf("answer%d", i+1)]}
 	}
-	err := s.checkCredentials(r.Context(), func() error {
-		return s.svc.SetQuestions(r.Context(), caller(ws), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), qs)
+	err := s.checkCredentials(r, func() error {
+		return s.svc.SetQuestions(r.Context(), caller(ws, r), sec["password"], sec["pin"], strings.TrimSpace(r.PostFormValue("code")), qs)
 	})
 	s.done(w, r, ws, "/security", err, "Your security questions have been changed.")
 }
@@ -323,8 +324,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ws *websess
 		return
 	}
 	var tc control.TokenCreated
-	err := s.checkCredentials(r.Context(), func() (err error) {
-		tc, err = s.svc.CreateToken(r.Context(), caller(ws), sec["pin"])
+	err := s.checkCredentials(r, func() (err error) {
+		tc, err = s.svc.CreateToken(r.Context(), caller(ws, r), sec["pin"])
 		return err
 	})
 	if err != nil {
@@ -346,14 +347,14 @@ func (s *Server) setPIN(w http.ResponseWriter, r *http.Request, ws *websession) 
 	id := r.PostFormValue("token")
 	err := sec.confirmed("pin", "pin2", "PINs")
 	if err == nil {
-		err = s.checkCredentials(r.Context(), func() error { return s.svc.SetPIN(r.Context(), caller(ws), id, sec["pin"]) })
+		err = s.checkCredentials(r, func() error { return s.svc.SetPIN(r.Context(), caller(ws, r), id, sec["pin"]) })
 	}
 	s.done(w, r, ws, "/security", err, fmt.Sprintf("Token %s has a new PIN.", id))
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, ws *websession) {
 	id := r.PostFormValue("token")
-	err := s.svc.RevokeToken(r.Context(), caller(ws), id)
+	err := s.svc.RevokeToken(r.Context(), caller(ws, r), id)
 	s.done(w, r, ws, "/security", err, fmt.Sprintf("Token %s has been revoked.", id))
 }
 
@@ -376,10 +377,10 @@ type sharesData struct {
 func (s *Server) sharesPage(w http.ResponseWriter, r *http.Request, ws *websession) {
 	p := base(ws, "Share Manager", "shares")
 	var d sharesData
-	projects, err := s.svc.ListProjects(r.Context(), caller(ws))
+	projects, err := s.svc.ListProjects(r.Context(), caller(ws, r))
 	var shares []control.ShareAccessView
 	if err == nil {
-		shares, err = s.svc.ListShares(r.Context(), caller(ws))
+		shares, err = s.svc.ListShares(r.Context(), caller(ws, r))
 	}
 	if err != nil {
 		_, d.Error = s.message(r, err)
@@ -391,7 +392,7 @@ func (s *Server) sharesPage(w http.ResponseWriter, r *http.Request, ws *websessi
 				continue
 			}
 			sr := shareRow{ShareAccessView: sh}
-			m, err := s.svc.ShareMembers(r.Context(), caller(ws), sh.Share)
+			m, err := s.svc.ShareMembers(r.Context(), caller(ws, r), sh.Share)
 			if err != nil {
 				_, sr.Error = s.message(r, err)
 			}
@@ -407,13 +408,13 @@ func (s *Server) sharesPage(w http.ResponseWriter, r *http.Request, ws *websessi
 
 func (s *Server) createShare(w http.ResponseWriter, r *http.Request, ws *websession) {
 	req := control.ShareCreateRequest{Name: strings.TrimSpace(r.PostFormValue("name")), Project: r.PostFormValue("project")}
-	_, err := s.svc.CreateShare(r.Context(), caller(ws), req)
+	_, err := s.svc.CreateShare(r.Context(), caller(ws, r), req)
 	s.done(w, r, ws, "/shares", err, fmt.Sprintf("Share %s created in project %s.", req.Name, req.Project))
 }
 
 func (s *Server) addMember(w http.ResponseWriter, r *http.Request, ws *websession) {
 	req := control.MemberRequest{Share: r.PostFormValue("share"), User: strings.TrimSpace(r.PostFormValue("user")), ReadOnly: r.PostFormValue("mode") == "ro"}
-	err := s.svc.AddMember(r.Context(), caller(ws), req)
+	err := s.svc.AddMember(r.Context(), caller(ws, r), req)
 	mode := "read-write"
 	if req.ReadOnly {
 		mode = "read-only"
@@ -423,7 +424,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request, ws *websessio
 
 func (s *Server) removeMember(w http.ResponseWriter, r *http.Request, ws *websession) {
 	req := control.MemberRequest{Share: r.PostFormValue("share"), User: r.PostFormValue("user")}
-	err := s.svc.RemoveMember(r.Context(), caller(ws), req)
+	err := s.svc.RemoveMember(r.Context(), caller(ws, r), req)
 	s.done(w, r, ws, "/shares", err, fmt.Sprintf("%s has been removed from %s; their access ended at once.", req.User, req.Share))
 }
 

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,6 +25,8 @@ import (
 
 	"dsh/audit"
 	"dsh/control"
+	"dsh/limit"
+	"dsh/metrics"
 )
 
 // Service is what the portal needs from the daemon: the control socket's operations, for a
@@ -53,9 +54,10 @@ type Service interface {
 	ListArrivals(ctx context.Context, c control.Caller) ([]control.ArrivalView, error)
 	// UIDOf returns the uid of a user ID; ok is false for an unknown ID.
 	UIDOf(user string) (uid int, ok bool)
-	// ActiveSession returns the user and expiry of uid's dsh session; ok is false when it
-	// has none (or the store is sealed). It is cheap: the portal asks on every request.
-	ActiveSession(uid int) (user string, expires time.Time, ok bool)
+	// TouchSession reports whether session id of uid (the dsh session a portal sign-in
+	// started, SessionView.Current) is still live, and marks it used, which keeps it from
+	// ending for being idle. It is cheap: the portal asks on every request of a sign-in.
+	TouchSession(uid int, id uint64) bool
 	// Questions returns the texts of the caller's security questions.
 	Questions(ctx context.Context, c control.Caller) ([3]string, error)
 	// BeginUpload starts a resumable upload of size bytes into the caller's Arrivals.
@@ -85,6 +87,8 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Limits counts requests refused by the portal's limits; nil counts nothing.
+	Limits *metrics.Limits
 }
 
 //go:embed templates/*.html
@@ -110,10 +114,25 @@ type Server struct {
 	fallback *tls.Certificate
 	// open is false while the store is sealed: every page then says so.
 	open atomic.Bool
-	// checking bounds the credential checks running at once: each hashes with Argon2id
-	// (64 MiB), and the daemon that runs them also serves the mounts.
-	checking chan struct{}
+	// The memory of credential checks is bounded in the daemon, for the socket and the
+	// portal together. These keep the web's share of that queue small: signins bounds the
+	// checks of one client address at once (more are refused), checks those of the whole
+	// portal (more wait their turn, up to checkWait).
+	signins *limit.PerKey[string]
+	checks  *limit.Budget
+	lim     *metrics.Limits
 }
+
+// Bounds on the portal's credential checks (sign-in, ICE, password, questions, PINs).
+const (
+	// maxChecksPerAddress is how many checks one client address may have running.
+	maxChecksPerAddress = 2
+	// maxChecks is how many checks the whole portal may have running or queued in the
+	// daemon; the daemon's budget runs one password check at a time.
+	maxChecks = 4
+	// checkWait is how long a check waits for its turn before the page says "busy".
+	checkWait = 10 * time.Second
+)
 
 // New builds the portal over svc.
 func New(svc Service, opts Options) (*Server, error) {
@@ -124,7 +143,7 @@ func New(svc Service, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{svc: svc, log: opts.Log, now: opts.Now, sessions: newSessions(opts.Now), mux: http.NewServeMux(),
-		checking: make(chan struct{}, max(1, runtime.NumCPU()))}
+		signins: limit.NewPerKey[string](maxChecksPerAddress), checks: limit.NewBudget(maxChecks, checkWait), lim: opts.Limits}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -138,7 +157,7 @@ func New(svc Service, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("portal: fallback certificate: %w", err)
 	}
 	s.fallback = &fb
-	s.uploads = newUploads(svc, opts.Log, opts.Now)
+	s.uploads = newUploads(svc, opts.Log, opts.Now, s.touch)
 	if s.tus, err = s.newTus(); err != nil {
 		return nil, err
 	}
@@ -248,10 +267,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every audit record this request leads to names the portal and the client address.
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+	if err != nil || host == "" {
+		host = "unknown"
 	}
-	r = r.WithContext(audit.WithVia(r.Context(), "portal "+host))
+	r = r.WithContext(context.WithValue(audit.WithVia(r.Context(), "portal "+host), clientKey{}, host))
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !sameOrigin(r) {
 		s.log.Warn("portal: cross-site request refused", "path", r.URL.Path, "origin", r.Header.Get("Origin"), "fetch_site", r.Header.Get("Sec-Fetch-Site"), "host", r.Host)
 		s.fail(w, r, nil, http.StatusForbidden, "This request came from another site and was refused.")
@@ -302,20 +321,36 @@ func (s *Server) routes() {
 // sealed reports whether the store is sealed (no certificate of its own is loaded).
 func (s *Server) sealed() bool { return !s.open.Load() }
 
-// checkCredentials runs fn, a call that checks a password or PIN, when fewer than one per
-// CPU are running; a browser waits up to 10 s for its turn, then is asked to try again.
-func (s *Server) checkCredentials(ctx context.Context, fn func() error) error {
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
-	select {
-	case s.checking <- struct{}{}:
-	case <-t.C:
-		return control.WithKind(control.ErrUnavailable, errors.New("the portal is busy checking other sign-ins; try again in a moment"))
-	case <-ctx.Done():
-		return ctx.Err()
+// checkCredentials runs fn, a call that checks a password or PIN, within the portal's
+// bounds: a client address with maxChecksPerAddress checks running is refused at once; the
+// portal runs maxChecks at a time and a browser waits up to checkWait for its turn.
+func (s *Server) checkCredentials(r *http.Request, fn func() error) error {
+	addr := clientOf(r)
+	if !s.signins.TryAcquire(addr) {
+		s.lim.Refused(metrics.LimitPortalSignIns)
+		return control.WithKind(control.ErrTooMany, fmt.Errorf("%d sign-ins or checks from your address are still running; wait for them to finish", maxChecksPerAddress))
 	}
-	defer func() { <-s.checking }()
+	defer s.signins.Release(addr)
+	release, err := s.checks.Acquire(r.Context(), 1)
+	if err != nil {
+		s.lim.Refused(metrics.LimitCredentialChecks)
+		return control.WithKind(control.ErrUnavailable, errors.New("the portal is busy checking other sign-ins; try again in a moment"))
+	}
+	defer release()
 	return fn()
+}
+
+type clientKey struct{}
+
+// clientOf is the client address of a request, as ServeHTTP recorded it.
+func clientOf(r *http.Request) string { return clientIn(r.Context()) }
+
+// clientIn is the client address a request's context carries.
+func clientIn(ctx context.Context) string {
+	if h, _ := ctx.Value(clientKey{}).(string); h != "" {
+		return h
+	}
+	return "unknown"
 }
 
 // sealedMessage is every page's answer while the store is sealed.
@@ -332,8 +367,10 @@ func (s *Server) unsealed(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// caller is the signed-in user as the daemon sees a control-socket caller.
-func caller(ws *websession) control.Caller { return control.Caller{UID: ws.uid, GID: -1} }
+// caller is the signed-in user as the daemon sees a caller on the portal channel.
+func caller(ws *websession, r *http.Request) control.Caller {
+	return control.Caller{UID: ws.uid, GID: -1, Remote: clientOf(r)}
+}
 
 // signedIn wraps a handler that needs a sign-in: without one the browser goes to the
 // sign-in page; a POST must carry the sign-in's CSRF token.
@@ -363,12 +400,10 @@ func (s *Server) signedIn(h func(http.ResponseWriter, *http.Request, *websession
 	}
 }
 
-// boundSession reports whether the dsh session that ws started is still the uid's session:
-// a later dsh login, a logout or an expiry ends the sign-in.
-func (s *Server) boundSession(ws *websession) bool {
-	user, expires, ok := s.svc.ActiveSession(ws.uid)
-	return ok && user == ws.user && expires.Equal(ws.bound)
-}
+// touch reports whether the dsh session that ws started is still live, and keeps it from
+// ending for being idle while the sign-in is used: a logout (dsh logout ends it too), an
+// expiry, a disable or a seal end the sign-in.
+func (s *Server) touch(ws *websession) bool { return s.svc.TouchSession(ws.uid, ws.sid) }
 
 // maxFormBytes bounds a form body; no form of the portal comes near it.
 const maxFormBytes = 64 << 10
@@ -384,7 +419,7 @@ func (s *Server) current(r *http.Request) (*websession, bool) {
 	if !ok {
 		return nil, false
 	}
-	if !s.boundSession(ws) {
+	if !s.touch(ws) {
 		s.sessions.end(c.Value)
 		return nil, false
 	}

@@ -392,7 +392,7 @@ func TestSignedOutRedirects(t *testing.T) {
 	n := e.fake.total()
 	r := b.post("/security/tokens/revoke", url.Values{"csrf": {"x"}, "token": {"tok-1"}}, nil)
 	wantStatus(t, "POST without sign-in", r, http.StatusUnauthorized)
-	wantOnly(t, e.fake, n, "ActiveSession")
+	wantOnly(t, e.fake, n, "TouchSession")
 
 	b.signIn("alice", fakeCode)
 	wantRedirect(t, "GET / signed in", b.get("/"), "/files")
@@ -499,7 +499,7 @@ func TestSignin(t *testing.T) {
 	if !strings.Contains(r.body, `data-csrf="`+csrfOf(t, r.body)+`"`) {
 		t.Error("the upload input does not carry the sign-in's CSRF token")
 	}
-	if sv := e.fake.callsOf("ActiveSession"); len(sv) == 0 || sv[len(sv)-1].Caller.UID != 1001 {
+	if sv := e.fake.callsOf("TouchSession"); len(sv) == 0 || sv[len(sv)-1].Caller.UID != 1001 {
 		t.Errorf("the sign-in was not checked against alice's dsh session: %+v", sv)
 	}
 }
@@ -670,12 +670,12 @@ func TestFormsNeedCSRF(t *testing.T) {
 			if !strings.Contains(r.body, "This form has expired") {
 				t.Errorf("POST %s with %s: no explanation", path, what)
 			}
-			wantOnly(t, e.fake, n, "ActiveSession")
+			wantOnly(t, e.fake, n, "TouchSession")
 		}
 		// Bob's token is no good for alice, and alice's none for bob.
 		n := e.fake.total()
 		wantStatus(t, "bob posts "+path+" with alice's token", bob.post(path, withCSRF(form, aliceCSRF), nil), http.StatusForbidden)
-		wantOnly(t, e.fake, n, "ActiveSession")
+		wantOnly(t, e.fake, n, "TouchSession")
 	}
 	// Still signed in after all that.
 	wantStatus(t, "GET /files", alice.get("/files"), http.StatusOK)
@@ -847,18 +847,25 @@ func TestCreateToken(t *testing.T) {
 func TestSessionBinding(t *testing.T) {
 	e := newEnv(t, true)
 
-	t.Run("replaced", func(t *testing.T) {
+	t.Run("beside dsh login", func(t *testing.T) {
 		b := e.browser()
 		b.signIn("alice", "234567")
 		s, ok := e.fake.session(1001)
-		if !ok {
-			t.Fatal("no dsh session after sign-in")
+		if !ok || !s.portal {
+			t.Fatalf("no portal session after sign-in: %+v", s)
 		}
-		// dsh login elsewhere replaced the session: same user, another expiry.
-		e.fake.setSession(1001, fakeSession{active: true, expires: s.expires.Add(time.Minute)})
-		wantRedirect(t, "GET /files after the session was replaced", b.get("/files"), "/signin")
-		// The sign-in is gone for good, even if the old session came back.
-		e.fake.setSession(1001, s)
+		// A dsh login on the command line starts its own session; the sign-in goes on.
+		e.fake.cliLogin(1001)
+		wantStatus(t, "GET /files after a dsh login", b.get("/files"), http.StatusOK)
+		if c := e.fake.callsOf("TouchSession"); c[len(c)-1].Args[0] != s.id {
+			t.Fatalf("the sign-in checked session %v, want its own %d", c[len(c)-1].Args[0], s.id)
+		}
+		// Ended, the sign-in is gone for good, even if the session came back.
+		s.active = false
+		e.fake.setSession(s)
+		wantRedirect(t, "GET /files after the session ended", b.get("/files"), "/signin")
+		s.active = true
+		e.fake.setSession(s)
 		wantRedirect(t, "GET /files with the old session back", b.get("/files"), "/signin")
 	})
 
@@ -866,12 +873,13 @@ func TestSessionBinding(t *testing.T) {
 		b := e.browser()
 		b.signIn("alice", "345678")
 		s, _ := e.fake.session(1001)
-		e.fake.setSession(1001, fakeSession{active: false, expires: s.expires})
+		s.active = false
+		e.fake.setSession(s)
 		wantRedirect(t, "GET /files after the session ended", b.get("/files"), "/signin")
 		n := e.fake.total()
 		r := b.post("/security/tokens/revoke", url.Values{"csrf": {"whatever"}, "token": {"tok-1"}}, nil)
 		wantStatus(t, "POST after the session ended", r, http.StatusUnauthorized)
-		wantOnly(t, e.fake, n, "ActiveSession")
+		wantOnly(t, e.fake, n, "TouchSession")
 	})
 
 	t.Run("signed in elsewhere", func(t *testing.T) {
@@ -885,7 +893,8 @@ func TestSessionBinding(t *testing.T) {
 		e.fake.mu.Unlock()
 		third := e.browser()
 		third.signIn("alice", fakeCode)
-		wantRedirect(t, "alice's first browser after she signed in again", first.get("/files"), "/signin")
+		// Each browser's sign-in has its own dsh session: a second one ends nothing.
+		wantStatus(t, "alice's first browser after she signed in again", first.get("/files"), http.StatusOK)
 		wantStatus(t, "alice's new browser", third.get("/files"), http.StatusOK)
 		wantStatus(t, "bob", second.get("/files"), http.StatusOK)
 	})
@@ -1000,7 +1009,7 @@ func TestSignout(t *testing.T) {
 	}
 
 	// The old cookie no longer works, even with the dsh session back as it was.
-	e.fake.setSession(1001, dsh)
+	e.fake.setSession(dsh)
 	u, _ := url.Parse(e.ts.URL)
 	b.jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: old, Path: "/", Secure: true}})
 	wantRedirect(t, "GET /files with the old cookie", b.get("/files"), "/signin")

@@ -19,7 +19,9 @@ const (
 )
 
 // Lifetimes of a portal sign-in: it ends after IdleTimeout without a request, after
-// MaxLifetime in any case, and whenever the dsh session it is bound to ends.
+// MaxLifetime in any case, and whenever the dsh session it started ends. The daemon gives
+// that session the same two limits (token.Options.PortalIdle, PortalLifetime), so it ends
+// by itself when the sign-in does, and never replaces or outlives a dsh login's session.
 const (
 	IdleTimeout = 15 * time.Minute
 	MaxLifetime = time.Hour
@@ -38,9 +40,9 @@ type websession struct {
 	uid     int
 	csrf    string
 	created time.Time
-	// bound is the expiry of the dsh session the sign-in started: a later logout, or a
-	// login elsewhere that replaced it, ends this sign-in too.
-	bound time.Time
+	// sid names the dsh session the sign-in started (SessionView.Current): when it ends,
+	// the sign-in ends too.
+	sid uint64
 
 	mu    sync.Mutex
 	seen  time.Time
@@ -81,11 +83,11 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// start records a new sign-in and returns the cookie value for it.
-func (ss *sessions) start(user string, uid int, bound time.Time) string {
+// start records a new sign-in bound to dsh session sid and returns the cookie value for it.
+func (ss *sessions) start(user string, uid int, sid uint64) string {
 	tok := randomToken()
 	now := ss.now()
-	s := &websession{user: user, uid: uid, csrf: randomToken(), created: now, seen: now, bound: bound}
+	s := &websession{user: user, uid: uid, csrf: randomToken(), created: now, seen: now, sid: sid}
 	ss.mu.Lock()
 	ss.m[sha256.Sum256([]byte(tok))] = s
 	ss.mu.Unlock()
@@ -108,10 +110,6 @@ func (ss *sessions) lookup(tok string) (*websession, bool) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !now.Before(s.bound) {
-		delete(ss.m, h)
-		return nil, false
-	}
 	if s.timedOut(now) {
 		return nil, false
 	}
@@ -128,8 +126,8 @@ func (s *websession) timedOut(now time.Time) bool {
 	return s.dead
 }
 
-// peek returns the sign-in of a cookie value even when it has timed out, as long as the
-// dsh session it started may still be open: signing out must still end that session.
+// peek returns the sign-in of a cookie value even when it has timed out (until the sweep
+// forgets it): signing out from a page left open must still work.
 func (ss *sessions) peek(tok string) (*websession, bool) {
 	if tok == "" {
 		return nil, false
@@ -138,10 +136,7 @@ func (ss *sessions) peek(tok string) (*websession, bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	s, ok := ss.m[h]
-	if !ok || !ss.now().Before(s.bound) {
-		return nil, false
-	}
-	return s, true
+	return s, ok
 }
 
 // endAll forgets every sign-in (the store was sealed).
@@ -170,14 +165,14 @@ func (ss *sessions) endUser(user string) {
 	}
 }
 
-// sweep forgets sign-ins whose dsh session is over, so abandoned ones do not pile up
-// (a timed-out one stays until then, for its sign-out).
+// sweep forgets sign-ins past their maximum lifetime, so abandoned ones do not pile up (a
+// timed-out one stays until then, for its sign-out; its dsh session has ended by itself).
 func (ss *sessions) sweep() {
 	now := ss.now()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for h, s := range ss.m {
-		if !now.Before(s.bound) {
+		if now.Sub(s.created) > MaxLifetime {
 			delete(ss.m, h)
 		}
 	}

@@ -18,17 +18,27 @@ import (
 	xslog "golang.org/x/exp/slog"
 
 	"dsh/control"
+	"dsh/limit"
 )
 
-// Limits on uploads in progress, so that abandoned transfers cannot pile up: each holds a
-// staged file and up to a few MiB of buffers.
+// Limits on uploads in progress, so that abandoned transfers cannot pile up and no user
+// can take the others' turn: each upload holds a staged file, and each chunk being received
+// up to one piece of unflushed data in the daemon.
 const (
 	maxUploadsPerUser = 16
 	// maxUploads caps the uploads in progress of all users together.
 	maxUploads = 256
-	// maxWriting is how many chunks are written at once: each write may buffer up to
-	// content.MaxDirty (32 MiB) before it flushes, and the daemon's memory budget is 256 MiB.
+	// maxReceiving is how many chunks of one user are received at once; further chunks of
+	// that user wait (without reading) until one is done.
+	maxReceiving = 2
+	// maxWriting is how many pieces are written into the store at once, among all users:
+	// a slot is held only while bytes that have arrived are encrypted and written (never
+	// while waiting for the network), and a freed slot goes to the user holding fewest.
 	maxWriting = 4
+	// pieceSize is the most of one chunk written by one call into the store, ending on a
+	// multiple of it: one content segment (content.SegmentSize), so each piece's flush
+	// writes whole segments and no chunk holds more than that unflushed.
+	pieceSize = 16 << 20
 	// uploadIdle is how long an unfinished upload waits for its client to come back.
 	uploadIdle = 24 * time.Hour
 )
@@ -57,8 +67,13 @@ type uploads struct {
 	// locker is tusd's lock per upload; taking it stops the request that holds it (tusd
 	// closes that request's body), which is how a sign-out ends a transfer in flight.
 	locker *memorylocker.MemoryLocker
-	// writing bounds the chunks being written at once.
-	writing chan struct{}
+	// receiving bounds the chunks of each user being received; writing the pieces being
+	// written into the store, in turns among users.
+	receiving *limit.PerKey[int]
+	writing   *limit.Fair[int]
+	// touch keeps a sign-in's dsh session from ending for being idle while its chunk is
+	// still arriving.
+	touch func(*websession) bool
 
 	mu sync.Mutex
 	m  map[string]*staged
@@ -67,8 +82,9 @@ type uploads struct {
 	pending map[int]int
 }
 
-func newUploads(svc Service, log *slog.Logger, now func() time.Time) *uploads {
-	return &uploads{svc: svc, log: log, now: now, locker: memorylocker.New(), writing: make(chan struct{}, maxWriting),
+func newUploads(svc Service, log *slog.Logger, now func() time.Time, touch func(*websession) bool) *uploads {
+	return &uploads{svc: svc, log: log, now: now, locker: memorylocker.New(),
+		receiving: limit.NewPerKey[int](maxReceiving), writing: limit.NewFair[int](maxWriting), touch: touch,
 		m: make(map[string]*staged), pending: make(map[int]int)}
 }
 
@@ -99,6 +115,13 @@ func (s *Server) newTus() (http.Handler, error) {
 // change something, the sign-in's CSRF token in the X-CSRF-Token header.
 func (s *Server) tusAuth(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPatch {
+			// A chunk refused or cut off half-way (a sign-out, a stalled or vanished
+			// client) leaves body bytes unread; without this, net/http would try to read
+			// them before answering, waiting on a client that may send nothing. Over HTTP/2
+			// the header is dropped and the stream is reset instead.
+			w.Header().Set("Connection", "close")
+		}
 		if s.sealed() {
 			http.Error(w, "dsh is sealed", http.StatusServiceUnavailable)
 			return
@@ -157,7 +180,7 @@ func (u *uploads) NewUpload(ctx context.Context, info tusd.FileInfo) (tusd.Uploa
 	if err := u.reserve(ws.uid); err != nil {
 		return nil, err
 	}
-	up, err := u.svc.BeginUpload(ctx, caller(ws), name, info.Size)
+	up, err := u.svc.BeginUpload(ctx, control.Caller{UID: ws.uid, GID: -1, Remote: clientIn(ctx)}, name, info.Size)
 	u.mu.Lock()
 	u.pending[ws.uid]--
 	if u.pending[ws.uid] == 0 {
@@ -320,27 +343,110 @@ func (u *uploads) list(keep func(*staged) bool) []*staged {
 }
 
 // WriteChunk implements tusd.Upload. tusd holds the upload's lock around it.
+//
+// The chunk is written in pieces of at most pieceSize, each ending on a multiple of it.
+// While a piece's bytes arrive, no write slot is held: a client that trickles its bytes
+// holds only its own receiving turn, never a slot the other users' writes need.
 func (st *staged) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	u := st.owner
 	st.mu.Lock()
 	if st.ended {
 		st.mu.Unlock()
 		return 0, tusd.ErrNotFound
 	}
-	st.seen = st.owner.now()
+	st.seen = u.now()
 	st.mu.Unlock()
-	select {
-	case st.owner.writing <- struct{}{}:
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	if err := u.receiving.Acquire(ctx, st.uid); err != nil {
+		return 0, err
 	}
-	defer func() { <-st.owner.writing }()
-	// When the client goes away mid-chunk, what arrived is kept and the client resumes
-	// from the new offset (HEAD answers it from Offset).
-	n, err := st.up.Write(ctx, offset, src)
-	if err != nil {
-		return n, st.owner.tusError(err)
+	defer u.receiving.Release(st.uid)
+	ws, _ := signedInFrom(ctx)
+	sr := &slotReader{ctx: ctx, r: src, slots: u.writing, uid: st.uid, touch: func() {
+		if ws != nil {
+			u.touch(ws)
+		}
+	}}
+	defer sr.release()
+	var total int64
+	for !sr.eof {
+		end := (offset/pieceSize + 1) * pieceSize
+		if size := st.up.Size(); size >= 0 {
+			end = min(end, size)
+		}
+		// When the client goes away mid-chunk, what arrived is kept and the client resumes
+		// from the new offset (HEAD answers it from Offset).
+		sr.limit = end - offset
+		n, err := st.up.Write(ctx, offset, sr)
+		total += n
+		offset += n
+		sr.release()
+		if err != nil {
+			return total, u.tusError(err)
+		}
+		if end == offset && offset == st.up.Size() {
+			break // at the declared size; tusd itself reads no further
+		}
+		if sr.limit > 0 {
+			break // the chunk ended before the piece did
+		}
 	}
-	return n, nil
+	return total, nil
+}
+
+// slotReader feeds one piece of a chunk to the store, holding a write slot only while the
+// store works on bytes that have arrived: it reads the network with no slot held, takes a
+// slot when it hands a buffer over, and gives it back when the store asks for more. The
+// store's final flush of the piece runs under the slot of its last read.
+type slotReader struct {
+	ctx   context.Context
+	r     io.Reader
+	slots *limit.Fair[int]
+	uid   int
+	touch func()
+	// limit is what is left of the current piece; eof is set once the chunk has ended.
+	limit int64
+	eof   bool
+	held  bool
+}
+
+// Read fills p from the network as far as the piece allows, then takes a write slot.
+func (s *slotReader) Read(p []byte) (int, error) {
+	s.release()
+	if s.limit <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > s.limit {
+		p = p[:s.limit]
+	}
+	n := 0
+	var err error
+	for n < len(p) && err == nil {
+		var m int
+		m, err = s.r.Read(p[n:])
+		n += m
+	}
+	s.limit -= int64(n)
+	if err == io.EOF {
+		s.eof = true
+	}
+	if n > 0 {
+		s.touch()
+	}
+	if aerr := s.slots.Acquire(s.ctx, s.uid); aerr != nil {
+		return n, aerr
+	}
+	s.held = true
+	if err == nil && s.limit == 0 {
+		err = io.EOF // the piece is complete; the next Write takes the rest
+	}
+	return n, err
+}
+
+func (s *slotReader) release() {
+	if s.held {
+		s.held = false
+		s.slots.Release(s.uid)
+	}
 }
 
 // GetInfo implements tusd.Upload.

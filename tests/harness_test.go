@@ -36,6 +36,9 @@ var fsprobeBin string
 // fsxBin checks random operations on one file against a model (tests/fsx).
 var fsxBin string
 
+// hostileBin floods the control socket as a test uid (tests/hostile).
+var hostileBin string
+
 func TestMain(m *testing.M) {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -64,7 +67,7 @@ func TestMain(m *testing.M) {
 	for _, tool := range []struct {
 		name string
 		bin  *string
-	}{{"fsprobe", &fsprobeBin}, {"fsx", &fsxBin}} {
+	}{{"fsprobe", &fsprobeBin}, {"fsx", &fsxBin}, {"hostile", &hostileBin}} {
 		if err != nil {
 			break
 		}

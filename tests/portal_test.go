@@ -127,7 +127,8 @@ func TestPortalSignInUpload(t *testing.T) {
 var otpauthURL = regexp.MustCompile(`otpauth://\S+`)
 
 // TestPortalTokensICELockoutCSRF: create a token on the Security page and sign in with it,
-// the ICE flow end to end, lockout after wrong codes, and forms without their CSRF token.
+// the ICE flow end to end, a lockout from the command line that the portal honours (wrong
+// PINs on the portal itself lock nothing), and forms without their CSRF token.
 func TestPortalTokensICELockoutCSRF(t *testing.T) {
 	a := newArrivalsEnv(t, "--lockout-threshold", "3")
 	b := a.newBrowser(t, "alice")
@@ -164,13 +165,17 @@ func TestPortalTokensICELockoutCSRF(t *testing.T) {
 		t.Fatalf("a refused form changed the tokens:\n%s\n%s", tokensBefore, after)
 	}
 
-	// Sign out (ends the dsh session too), then sign in with the new token.
+	// Sign out: the sign-in's dsh session ends, the one alice started with dsh login
+	// stays. Then sign in with the new token.
+	if st := a.dsh(uidAlice, "", "status").ok(t).stdout; !strings.Contains(st, "portal") || !strings.Contains(st, "command line") {
+		t.Fatalf("dsh status while signed in on the web: %q", st)
+	}
 	b.submit("#signout")
 	if p := b.path(); p != "/signin" {
 		t.Fatalf("sign-out landed on %s", p)
 	}
-	if st := a.dsh(uidAlice, "", "status").stdout; strings.Contains(st, "logged in") && !strings.Contains(st, "not logged in") {
-		t.Fatalf("the dsh session outlived the portal sign-out: %q", st)
+	if st := a.dsh(uidAlice, "", "status").ok(t).stdout; strings.Contains(st, "portal") || !strings.Contains(st, "command line") {
+		t.Fatalf("after the portal sign-out, want alice's command-line session only: %q", st)
 	}
 	b.signin("alice", testPassword, "1357", tok.nextCode(t))
 	if !b.signedIn() {
@@ -200,7 +205,8 @@ func TestPortalTokensICELockoutCSRF(t *testing.T) {
 		t.Fatalf("a spent emergency code: flash %q", f)
 	}
 
-	// Lockout: three wrong PINs lock bob's account; then even the right factors are refused.
+	// Three wrong PINs on the portal lock nothing (they are throttled instead): bob's dsh
+	// login works. Three on the command line lock the account, for the portal too.
 	lb := a.newBrowser(t, "bob")
 	for i := 0; i < 3; i++ {
 		lb.signin("bob", testPassword, "0000", totpAt(t, a.bob.secret, time.Now()))
@@ -208,9 +214,15 @@ func TestPortalTokensICELockoutCSRF(t *testing.T) {
 			t.Fatal("signed in with a wrong PIN")
 		}
 	}
+	lb.shot("signin-refused-3")
+	a.bob.login(t).ok(t)
+	for i := 0; i < 3; i++ {
+		a.dsh(uidBob, testPassword+"\n0000\n", "login", "--code", totpAt(t, a.bob.secret, time.Now())).fails(t, 2, "wrong user ID, password, PIN or code")
+	}
+	time.Sleep(1500 * time.Millisecond) // the portal's delay on bob's account after three failures
 	lb.signin("bob", testPassword, testPIN, a.bob.nextCode(t))
 	if f := lb.flash(); !strings.Contains(f, "locked until") || lb.signedIn() {
-		t.Fatalf("after three failures: flash %q, signed in %v", f, lb.signedIn())
+		t.Fatalf("after three command-line failures: flash %q, signed in %v", f, lb.signedIn())
 	}
 	lb.shot("locked")
 }

@@ -2,7 +2,6 @@ package token
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ const (
 	reasonInvalid        = "invalid input"
 	reasonError          = "internal error"
 	reasonNoSession      = "no session"
+	reasonBusy           = "busy"
 )
 
 // record appends one audit entry. Details are reason classes, never secrets.
@@ -93,17 +93,14 @@ func (s *Service) loadUser(ctx context.Context, user string) (rec userRecord, to
 	return rec, toks, found, err
 }
 
-// addFailure counts one failed attempt and locks the account when the limit is reached;
-// it reports whether this failure locked it. The count restarts after a lock, so the
-// next lock again takes MaxFailures attempts.
-func (s *Service) addFailure(rec *userRecord, now time.Time) bool {
-	rec.Failures++
-	if rec.Failures < s.opts.MaxFailures {
-		return false
+// failed refuses after a check could not be made: the memory budget was exhausted (busy),
+// or the store or a sealed secret failed.
+func (s *Service) failed(ctx context.Context, uid int, user, action string, err error) error {
+	detail := reasonError
+	if errors.Is(err, ErrBusy) {
+		detail = reasonBusy
 	}
-	rec.Failures = 0
-	rec.LockedUntil = now.Add(s.opts.Lockout)
-	return true
+	return s.refuse(ctx, uid, user, action, detail, fmt.Errorf("token: %s: %w", action, err))
 }
 
 // factors are what a caller presents. For a token login pin and code are set; for an
@@ -150,102 +147,127 @@ type authenticated struct {
 	tokenID string
 }
 
-// authenticate checks all factors, then commits the outcome atomically: on success the
-// TOTP step (or emergency code) is consumed and the failure count reset; on failure the
-// count rises and may lock the account. The expensive hashing happens outside the
-// transaction, which may run more than once; inside it only cheap re-checks are made, so
-// two racing logins with one code cannot both succeed.
-func (s *Service) authenticate(ctx context.Context, peerUID int, userID string, f factors, action string) (authenticated, error) {
-	user, reason, err := s.resolve(peerUID, userID)
-	if err != nil {
-		if reason == reasonUnknownUser {
-			s.checkDecoy(f.password)
-		}
-		return authenticated{}, s.refuse(ctx, peerUID, user, action, reason, fmt.Errorf("token: %s: %w", action, err))
-	}
-	rec, toks, found, err := s.loadUser(ctx, user)
-	if err != nil {
-		return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonError, fmt.Errorf("token: %s: %w", action, err))
-	}
-	if !found {
-		s.checkDecoy(f.password)
-		return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonNotEnrolled, fmt.Errorf("token: %s: %w", action, ErrUnauthorized))
-	}
-	now := s.now()
-	if now.Before(rec.LockedUntil) {
-		return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonLocked, fmt.Errorf("token: %s: %w", action, &LockedError{Until: rec.LockedUntil}))
-	}
+// checked is what checkFactors found.
+type checked struct {
+	passOK, secondOK bool
+	tokenID          string // the token whose code matched
+	step             int64  // the TOTP step it matched
+}
 
-	passOK := rec.Password.matches(f.password)
-	var tokID string
-	var matched int64
-	secondOK := false
+// checkFactors checks the factors in f against rec and toks, the stored credentials of
+// user, or against the decoys when rec is nil (an unknown user, another uid's user, an
+// account without credentials). Every path does the same Argon2id work: one hash with the
+// password parameters and one with the short ones. The code picks the token (a cheap HMAC
+// per token), so only that token's PIN is hashed, however many tokens the user has; with
+// no token matching, the PIN is checked against the decoy.
+func (s *Service) checkFactors(ctx context.Context, user string, rec *userRecord, toks []tokenRecord, f factors, now time.Time) (checked, error) {
+	var c checked
+	ph := s.decoy
+	if rec != nil {
+		ph = rec.Password
+	}
+	ok, err := s.verify(ctx, ph, f.password)
+	if err != nil {
+		return c, err
+	}
+	c.passOK = ok
+	sh, valid := s.decoyShort, false
+	second := f.pin
 	if f.ice {
-		secondOK = rec.ICE != nil && now.Before(rec.ICE.Expires) && rec.ICE.Code.matches([]byte(f.emergency))
+		second = []byte(f.emergency)
+		defer wipe(second)
+		if rec != nil && rec.ICE != nil {
+			sh, valid = rec.ICE.Code, now.Before(rec.ICE.Expires)
+		}
 	} else {
 		for i := range toks {
-			if !toks[i].PIN.matches(f.pin) {
-				continue
-			}
 			secret, err := s.sealer.Open(toks[i].Secret, sealContext(user, toks[i].ID))
 			if err != nil {
-				return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonError, fmt.Errorf("token: %s: open token secret: %w", action, err))
+				return c, fmt.Errorf("open token secret: %w", err)
 			}
 			st, ok := matchStep(string(secret), f.code, now)
 			wipe(secret)
-			if ok {
-				tokID, matched, secondOK = toks[i].ID, st, true
-				break
+			if ok && !valid {
+				sh, valid, c.tokenID, c.step = toks[i].PIN, true, toks[i].ID, st
 			}
 		}
 	}
+	ok, err = s.verify(ctx, sh, second)
+	if err != nil {
+		return c, err
+	}
+	c.secondOK = ok && valid
+	return c, nil
+}
 
-	var granted, locked, replay bool
-	var lockedUntil time.Time
-	ok := passOK && secondOK
-	err = s.st.Update(ctx, func(tx kv.Txn) error {
-		granted, locked, replay = false, false, false
-		var cur userRecord
-		if found, err := getJSON(tx, userKey(user), &cur); err != nil {
-			return err
-		} else if !found {
-			return ErrUnauthorized
+// authenticate checks all factors of the user of peerUID (userID, if given, must be that
+// user), then settles the outcome atomically: on success the TOTP step (or emergency code)
+// is consumed and the failure count reset; on failure the command line's count rises and
+// may lock the account, and the portal's throttles slow their caller down. The expensive
+// hashing happens outside the transaction, which may run more than once; inside it only
+// cheap re-checks are made, so two racing logins with one code cannot both succeed.
+func (s *Service) authenticate(ctx context.Context, peerUID int, userID string, f factors, action string) (authenticated, error) {
+	if err := s.throttled(ctx, peerUID, userID, action); err != nil {
+		return authenticated{}, err
+	}
+	a, err := s.authenticateOnce(ctx, peerUID, userID, f, action)
+	s.throttleOutcome(ctx, peerUID, userID, err)
+	return a, err
+}
+
+func (s *Service) authenticateOnce(ctx context.Context, peerUID int, userID string, f factors, action string) (authenticated, error) {
+	user, reason, rerr := s.resolve(peerUID, userID)
+	var rec *userRecord
+	var toks []tokenRecord
+	if rerr == nil {
+		r, t, found, err := s.loadUser(ctx, user)
+		if err != nil {
+			return authenticated{}, s.failed(ctx, peerUID, user, action, err)
 		}
-		if now.Before(cur.LockedUntil) {
-			lockedUntil = cur.LockedUntil
-			return &LockedError{Until: cur.LockedUntil}
-		}
-		good := ok && subtle.ConstantTimeCompare(cur.Password.Hash, rec.Password.Hash) == 1
-		if good && f.ice {
-			// The code is spent by this transaction; a racing one finds it gone.
-			good = cur.ICE != nil && rec.ICE != nil && subtle.ConstantTimeCompare(cur.ICE.Code.Hash, rec.ICE.Code.Hash) == 1
-			if good {
-				cur.ICE = nil
-			}
-		}
-		if good && !f.ice {
-			var t tokenRecord
-			found, err := getJSON(tx, tokenKey(user, tokID), &t)
-			if err != nil {
-				return err
-			}
-			if !found || matched <= t.LastStep {
-				good, replay = false, found
-			} else {
-				t.LastStep, t.LastUsed = matched, now
-				if err := putJSON(tx, tokenKey(user, tokID), &t); err != nil {
-					return err
-				}
-			}
-		}
-		if good {
-			cur.Failures, cur.LockedUntil = 0, time.Time{}
+		if found {
+			rec, toks = &r, t
 		} else {
-			locked = s.addFailure(&cur, now)
-			lockedUntil = cur.LockedUntil
+			reason, rerr = reasonNotEnrolled, ErrUnauthorized
 		}
-		granted = good
-		return putJSON(tx, userKey(user), &cur)
+	}
+	now := s.now()
+	// The check runs before any refusal is decided, on every path: the answer's timing
+	// says nothing about whether the user exists, is the caller's, is locked or has tokens.
+	c, err := s.checkFactors(ctx, user, rec, toks, f, now)
+	if err != nil {
+		return authenticated{}, s.failed(ctx, peerUID, user, action, err)
+	}
+	if rerr != nil {
+		return authenticated{}, s.refuse(ctx, peerUID, user, action, reason, fmt.Errorf("token: %s: %w", action, rerr))
+	}
+	if now.Before(rec.LockedUntil) {
+		return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonLocked, fmt.Errorf("token: %s: %w", action, &LockedError{Until: rec.LockedUntil}))
+	}
+	replay := false
+	v, err := s.settle(ctx, user, now, c.passOK && c.secondOK, func(tx kv.Txn, cur *userRecord) (bool, error) {
+		replay = false
+		if subtle.ConstantTimeCompare(cur.Password.Hash, rec.Password.Hash) != 1 {
+			return false, nil // the password changed since it was checked
+		}
+		if f.ice {
+			// The code is spent by this transaction; a racing one finds it gone.
+			if cur.ICE == nil || rec.ICE == nil || subtle.ConstantTimeCompare(cur.ICE.Code.Hash, rec.ICE.Code.Hash) != 1 {
+				return false, nil
+			}
+			cur.ICE = nil
+			return true, nil
+		}
+		var t tokenRecord
+		found, err := getJSON(tx, tokenKey(user, c.tokenID), &t)
+		if err != nil {
+			return false, err
+		}
+		if !found || c.step <= t.LastStep {
+			replay = found
+			return false, nil
+		}
+		t.LastStep, t.LastUsed = c.step, now
+		return true, putJSON(tx, tokenKey(user, c.tokenID), &t)
 	})
 	var le *LockedError
 	switch {
@@ -254,11 +276,11 @@ func (s *Service) authenticate(ctx context.Context, peerUID int, userID string, 
 	case errors.Is(err, ErrUnauthorized):
 		return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonNotEnrolled, fmt.Errorf("token: %s: %w", action, err))
 	case err != nil:
-		return authenticated{}, s.refuse(ctx, peerUID, user, action, reasonError, fmt.Errorf("token: %s: %w", action, err))
+		return authenticated{}, s.failed(ctx, peerUID, user, action, err)
 	}
-	if !granted {
-		if locked {
-			s.lockedOut(ctx, peerUID, user, lockedUntil)
+	if !v.granted {
+		if v.lockedNow {
+			s.lockedOut(ctx, peerUID, user, v.until)
 		}
 		detail := reasonBadCredentials
 		if replay {
@@ -266,76 +288,76 @@ func (s *Service) authenticate(ctx context.Context, peerUID int, userID string, 
 		}
 		return authenticated{}, s.refuse(ctx, peerUID, user, action, detail, fmt.Errorf("token: %s: %w", action, ErrUnauthorized))
 	}
-	return authenticated{user: user, tokenID: tokID}, nil
+	return authenticated{user: user, tokenID: c.tokenID}, nil
 }
 
-// Login checks password, PIN and TOTP code for the user of peerUID (userID, if given,
-// must be that user) and starts a session holding the user's keys, replacing any earlier
-// session of peerUID. It returns when the session expires.
-func (s *Service) Login(ctx context.Context, peerUID int, userID string, password, pin []byte, code string) (time.Time, error) {
+// Login checks password, PIN and TOTP code for the user of peerUID (userID, if given, must
+// be that user) and starts a session holding the user's keys. On the command line (the
+// default Origin) it replaces any earlier command-line session of peerUID; on the portal
+// it starts a portal session beside it (see Sessions). It returns the new session.
+func (s *Service) Login(ctx context.Context, peerUID int, userID string, password, pin []byte, code string) (SessionInfo, error) {
 	return s.login(ctx, peerUID, userID, factors{password: password, pin: pin, code: code}, metrics.MethodToken)
 }
 
 // LoginICE is Login with an emergency code instead of PIN and TOTP code. The code is
 // spent by a successful login.
-func (s *Service) LoginICE(ctx context.Context, peerUID int, userID string, password []byte, emergencyCode string) (time.Time, error) {
+func (s *Service) LoginICE(ctx context.Context, peerUID int, userID string, password []byte, emergencyCode string) (SessionInfo, error) {
 	return s.login(ctx, peerUID, userID, factors{password: password, emergency: emergencyCode, ice: true}, metrics.MethodICE)
 }
 
-func (s *Service) login(ctx context.Context, peerUID int, userID string, f factors, m metrics.Method) (time.Time, error) {
+// loginResult is the metric result of a failed login.
+func loginResult(err error) metrics.Result {
+	switch {
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, ErrLocked), errors.Is(err, ErrForbidden), errors.Is(err, ErrThrottled):
+		return metrics.ResultDenied
+	}
+	return metrics.ResultError
+}
+
+func (s *Service) login(ctx context.Context, peerUID int, userID string, f factors, m metrics.Method) (SessionInfo, error) {
 	action := "token.login." + string(m)
 	// Malformed input is refused before any check, so a typo does not count towards
 	// lockout; saying so reveals nothing about the stored credentials.
 	if err := f.check(); err != nil {
 		s.countLogin(m, metrics.ResultDenied)
-		return time.Time{}, s.refuse(ctx, peerUID, userID, action, reasonInvalid, fmt.Errorf("token: login: %w", err))
+		return SessionInfo{}, s.refuse(ctx, peerUID, userID, action, reasonInvalid, fmt.Errorf("token: login: %w", err))
 	}
 	a, err := s.authenticate(ctx, peerUID, userID, f, action)
 	if err != nil {
-		if errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrLocked) || errors.Is(err, ErrForbidden) {
-			s.countLogin(m, metrics.ResultDenied)
-		} else {
-			s.countLogin(m, metrics.ResultError)
-		}
-		return time.Time{}, err
+		s.countLogin(m, loginResult(err))
+		return SessionInfo{}, err
 	}
-	expires := s.now().Add(s.opts.SessionTTL)
-	ring, err := s.sessions.buildKeyring(ctx, peerUID, a.user, expires)
+	sess := s.sessions.newSession(peerUID, a.user, m, originOf(ctx).Portal, s.now(), s.opts)
+	ring, err := s.sessions.buildKeyring(ctx, peerUID, a.user)
 	if err != nil {
 		s.countLogin(m, metrics.ResultError)
-		return time.Time{}, s.refuse(ctx, peerUID, a.user, action, reasonError, fmt.Errorf("token: login: %w", err))
+		return SessionInfo{}, s.refuse(ctx, peerUID, a.user, action, reasonError, fmt.Errorf("token: login: %w", err))
 	}
 	// Fail closed: no access is granted that the audit log does not hold.
-	if err := s.record(ctx, peerUID, a.user, action, a.tokenID, "ok", "", audit.Durable); err != nil {
+	if err := s.record(ctx, peerUID, a.user, action, a.tokenID, "ok", sess.describe(), audit.Durable); err != nil {
 		ring.wipeAll()
 		s.countLogin(m, metrics.ResultError)
-		return time.Time{}, fmt.Errorf("token: login refused: %w", err)
+		return SessionInfo{}, fmt.Errorf("token: login refused: %w", err)
 	}
-	sess := &session{uid: peerUID, user: a.user, method: m, expires: expires, ring: ring}
-	s.sessions.install(ctx, sess)
+	s.sessions.install(ctx, sess, ring)
 	// A disable or a membership change that committed while the keyring was being built
 	// found no session to adjust; catch up with the state as it is now, so that nothing
 	// revoked before this point survives in the new session.
 	if _, active, ok := s.dir.UserByUID(peerUID); !ok || !active {
-		s.sessions.endIf(ctx, peerUID, sess, "user ended")
+		s.sessions.End(ctx, peerUID, sess.id, "user ended")
 		s.countLogin(m, metrics.ResultDenied)
-		return time.Time{}, fmt.Errorf("token: login: %w: account is disabled", ErrForbidden)
+		return SessionInfo{}, fmt.Errorf("token: login: %w: account is disabled", ErrForbidden)
 	}
-	if err := s.sessions.reconcile(ctx, sess); err != nil {
-		s.sessions.endIf(ctx, peerUID, sess, "keyring error")
+	if err := s.sessions.reconcile(ctx, peerUID, a.user); err != nil {
+		s.sessions.End(ctx, peerUID, sess.id, "keyring error")
 		s.countLogin(m, metrics.ResultError)
-		return time.Time{}, fmt.Errorf("token: login: %w", err)
+		return SessionInfo{}, fmt.Errorf("token: login: %w", err)
 	}
 	s.countLogin(m, metrics.ResultOK)
-	return expires, nil
-}
-
-// checkDecoy spends on password the time a real password check takes.
-func (s *Service) checkDecoy(password []byte) {
-	s.decoyOnce.Do(func() {
-		var salt [16]byte
-		rand.Read(salt[:])
-		s.decoy, _ = newHash(salt[:], s.opts.PasswordKDF)
-	})
-	_ = s.decoy.matches(password)
+	info, ok := s.sessions.info(peerUID, sess.id)
+	if !ok {
+		// Ended already (a logout or seal raced with the login).
+		return SessionInfo{}, fmt.Errorf("token: login: %w: the session ended at once", ErrForbidden)
+	}
+	return info, nil
 }

@@ -90,16 +90,16 @@ func (s *Service) Enrol(ctx context.Context, peerUID int, code string, password,
 	}
 
 	rec := userRecord{}
-	if rec.Password, err = newHash(password, s.opts.PasswordKDF); err != nil {
+	if rec.Password, err = s.hash(ctx, password, s.opts.PasswordKDF); err != nil {
 		return Enrolled{}, fmt.Errorf("token: enrol: %w", err)
 	}
 	for i, q := range qs {
 		rec.Questions[i].Question = q.Question
-		if rec.Questions[i].Answer, err = newHash(q.Answer, s.opts.ShortKDF); err != nil {
+		if rec.Questions[i].Answer, err = s.hash(ctx, q.Answer, s.opts.ShortKDF); err != nil {
 			return Enrolled{}, fmt.Errorf("token: enrol: %w", err)
 		}
 	}
-	tok, url, err := s.newToken(user, pin, now)
+	tok, url, err := s.newToken(ctx, user, pin, now)
 	if err != nil {
 		return Enrolled{}, fmt.Errorf("token: enrol: %w", err)
 	}
@@ -141,7 +141,7 @@ func (s *Service) Enrol(ctx context.Context, peerUID int, code string, password,
 }
 
 // newToken builds a token record with a fresh sealed secret and hashed PIN.
-func (s *Service) newToken(user string, pin []byte, now time.Time) (tokenRecord, string, error) {
+func (s *Service) newToken(ctx context.Context, user string, pin []byte, now time.Time) (tokenRecord, string, error) {
 	id, err := randomID()
 	if err != nil {
 		return tokenRecord{}, "", err
@@ -156,7 +156,7 @@ func (s *Service) newToken(user string, pin []byte, now time.Time) (tokenRecord,
 	if err != nil {
 		return tokenRecord{}, "", fmt.Errorf("seal token secret: %w", err)
 	}
-	pinHash, err := newHash(pin, s.opts.ShortKDF)
+	pinHash, err := s.hash(ctx, pin, s.opts.ShortKDF)
 	if err != nil {
 		return tokenRecord{}, "", err
 	}

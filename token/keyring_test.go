@@ -7,7 +7,7 @@ import "dsh/vault"
 func (r *Keyring) key(share string) (*vault.Key, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if r.closed || !r.now().Before(r.expires) {
+	if !r.live() {
 		return nil, false
 	}
 	k, ok := r.shares[share]
@@ -18,7 +18,7 @@ func (r *Keyring) key(share string) (*vault.Key, bool) {
 func (r *Keyring) arrivalsKey() (*vault.Key, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if r.closed || !r.now().Before(r.expires) || r.arrivals == nil {
+	if !r.live() || r.arrivals == nil {
 		return nil, false
 	}
 	return r.arrivals, true

@@ -20,98 +20,102 @@ type TokenInfo struct {
 
 // RequestICE issues an 8-digit emergency code to a user who gives the password and all
 // three security answers (case-sensitive), replacing any earlier code. Wrong answers count
-// towards lockout like a failed login, so the answers cannot be guessed at leisure.
+// like a failed login (towards lockout on the command line, the throttles on the portal),
+// so the answers cannot be guessed at leisure.
 func (s *Service) RequestICE(ctx context.Context, peerUID int, userID string, password []byte, answers [3][]byte) (code string, expires time.Time, err error) {
 	const action = "token.ice.issue"
-	user, reason, err := s.resolve(peerUID, userID)
-	if err != nil {
-		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reason, fmt.Errorf("token: ICE: %w", err))
+	if err := s.throttled(ctx, peerUID, userID, action); err != nil {
+		return "", time.Time{}, err
 	}
-	rec, _, found, err := s.loadUser(ctx, user)
-	if err != nil {
-		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonError, fmt.Errorf("token: ICE: %w", err))
+	code, expires, err = s.requestICE(ctx, peerUID, userID, password, answers, action)
+	s.throttleOutcome(ctx, peerUID, userID, err)
+	return code, expires, err
+}
+
+func (s *Service) requestICE(ctx context.Context, peerUID int, userID string, password []byte, answers [3][]byte, action string) (string, time.Time, error) {
+	user, reason, rerr := s.resolve(peerUID, userID)
+	var rec *userRecord
+	if rerr == nil {
+		r, _, found, err := s.loadUser(ctx, user)
+		if err != nil {
+			return "", time.Time{}, s.failed(ctx, peerUID, user, action, err)
+		}
+		if found {
+			rec = &r
+		} else {
+			reason, rerr = reasonNotEnrolled, ErrUnauthorized
+		}
 	}
-	if !found {
-		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonNotEnrolled, fmt.Errorf("token: ICE: %w", ErrUnauthorized))
+	// The same Argon2id work on every path, as for a login: the password and every answer
+	// are hashed, against the decoys where the user has nothing to check against.
+	ph, qs := s.decoy, [3]hashed{s.decoyShort, s.decoyShort, s.decoyShort}
+	if rec != nil {
+		ph = rec.Password
+		for i := range qs {
+			qs[i] = rec.Questions[i].Answer
+		}
+	}
+	ok, err := s.verify(ctx, ph, password)
+	for i := range answers {
+		if err != nil {
+			break
+		}
+		var match bool
+		// Every answer is hashed even after a wrong one, so timing does not tell which.
+		match, err = s.verify(ctx, qs[i], answers[i])
+		ok = ok && match
+	}
+	if err != nil {
+		return "", time.Time{}, s.failed(ctx, peerUID, user, action, err)
+	}
+	if rerr != nil {
+		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reason, fmt.Errorf("token: ICE: %w", rerr))
 	}
 	now := s.now()
 	if now.Before(rec.LockedUntil) {
 		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonLocked, fmt.Errorf("token: ICE: %w", &LockedError{Until: rec.LockedUntil}))
 	}
-	ok := rec.Password.matches(password)
-	for i := range answers {
-		// Every answer is hashed even after a wrong one, so timing does not tell which.
-		if !rec.Questions[i].Answer.matches(answers[i]) {
-			ok = false
-		}
-	}
+	var code string
 	var ice *emergency
 	if ok {
 		if code, err = randomDigits(8); err != nil {
 			return "", time.Time{}, fmt.Errorf("token: ICE: %w", err)
 		}
-		h, err := newHash([]byte(code), s.opts.ShortKDF)
+		h, err := s.hash(ctx, []byte(code), s.opts.ShortKDF)
 		if err != nil {
-			return "", time.Time{}, fmt.Errorf("token: ICE: %w", err)
+			return "", time.Time{}, s.failed(ctx, peerUID, user, action, err)
 		}
-		expires = now.Add(s.opts.ICEValidity)
-		ice = &emergency{Code: h, Expires: expires}
+		ice = &emergency{Code: h, Expires: now.Add(s.opts.ICEValidity)}
 	}
-	var locked bool
-	var until time.Time
-	err = s.st.Update(ctx, func(tx kv.Txn) error {
-		var cur userRecord
-		if found, err := getJSON(tx, userKey(user), &cur); err != nil {
-			return err
-		} else if !found {
-			return fmt.Errorf("credentials of %q: %w", user, ErrNotFound)
-		}
-		if now.Before(cur.LockedUntil) {
-			return &LockedError{Until: cur.LockedUntil}
-		}
-		locked = false
-		if ok {
-			cur.ICE, cur.Failures, cur.LockedUntil = ice, 0, time.Time{}
-		} else {
-			locked = s.addFailure(&cur, now)
-			until = cur.LockedUntil
-		}
-		return putJSON(tx, userKey(user), &cur)
+	v, err := s.settle(ctx, user, now, ok, func(_ kv.Txn, cur *userRecord) (bool, error) {
+		cur.ICE = ice
+		return true, nil
 	})
 	if err != nil {
-		detail := reasonError
 		if errors.Is(err, ErrLocked) {
-			detail = reasonLocked
+			return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonLocked, fmt.Errorf("token: ICE: %w", err))
 		}
-		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, detail, fmt.Errorf("token: ICE: %w", err))
+		return "", time.Time{}, s.failed(ctx, peerUID, user, action, err)
 	}
-	if !ok {
-		if locked {
-			s.lockedOut(ctx, peerUID, user, until)
+	if !v.granted {
+		if v.lockedNow {
+			s.lockedOut(ctx, peerUID, user, v.until)
 		}
 		return "", time.Time{}, s.refuse(ctx, peerUID, user, action, reasonBadCredentials, fmt.Errorf("token: ICE: %w", ErrUnauthorized))
 	}
 	if err := s.record(ctx, peerUID, user, action, "", "ok", "", audit.Durable); err != nil {
 		return "", time.Time{}, fmt.Errorf("token: ICE: %w", err)
 	}
-	return code, expires, nil
-}
-
-// lockedOut records and counts a lockout that a failure just caused.
-func (s *Service) lockedOut(ctx context.Context, uid int, user string, until time.Time) {
-	if s.met != nil {
-		s.met.Lockouts.Inc()
-	}
-	_ = s.record(ctx, uid, user, "token.lockout", "", "ok", "until "+until.UTC().Format(time.RFC3339), audit.Durable)
+	return code, ice.Expires, nil
 }
 
 // sessionUser returns the user of uid's active session, or ErrForbidden.
 func (s *Service) sessionUser(ctx context.Context, uid int, action string) (string, error) {
-	sess, ok := s.sessions.active(uid)
+	user, _, ok := s.sessions.Active(uid)
 	if !ok {
 		return "", s.refuse(ctx, uid, "", action, reasonNoSession, fmt.Errorf("token: %s: %w: no active session (log in first with dsh login)", action, ErrForbidden))
 	}
-	return sess.user, nil
+	return user, nil
 }
 
 // ListTokens lists the soft tokens of the user of uid's session, in token ID order,
@@ -147,7 +151,7 @@ func (s *Service) CreateToken(ctx context.Context, uid int, pin []byte) (Enrolle
 	if err := checkPIN(pin); err != nil {
 		return Enrolled{}, s.refuse(ctx, uid, user, action, reasonInvalid, fmt.Errorf("token: create token: %w", err))
 	}
-	tok, url, err := s.newToken(user, pin, s.now())
+	tok, url, err := s.newToken(ctx, user, pin, s.now())
 	if err != nil {
 		return Enrolled{}, fmt.Errorf("token: create token: %w", err)
 	}
@@ -202,7 +206,7 @@ func (s *Service) SetPIN(ctx context.Context, uid int, id string, pin []byte) er
 	if err := checkPIN(pin); err != nil {
 		return s.refuse(ctx, uid, "", action, reasonInvalid, fmt.Errorf("token: set PIN: %w", err))
 	}
-	h, err := newHash(pin, s.opts.ShortKDF)
+	h, err := s.hash(ctx, pin, s.opts.ShortKDF)
 	if err != nil {
 		return fmt.Errorf("token: set PIN: %w", err)
 	}
@@ -218,7 +222,7 @@ func (s *Service) ChangePassword(ctx context.Context, peerUID int, current, pin 
 		return s.refuse(ctx, peerUID, "", action, reasonInvalid, fmt.Errorf("token: change password: %w", err))
 	}
 	return s.changeCredentials(ctx, peerUID, factors{password: current, pin: pin, code: code}, action, "change password", func() (func(*userRecord), error) {
-		h, err := newHash(newPassword, s.opts.PasswordKDF)
+		h, err := s.hash(ctx, newPassword, s.opts.PasswordKDF)
 		if err != nil {
 			return nil, err
 		}
@@ -237,7 +241,7 @@ func (s *Service) SetQuestions(ctx context.Context, peerUID int, password, pin [
 	return s.changeCredentials(ctx, peerUID, factors{password: password, pin: pin, code: code}, action, "set security questions", func() (func(*userRecord), error) {
 		var hashed [3]question
 		for i, q := range qs {
-			h, err := newHash(q.Answer, s.opts.ShortKDF)
+			h, err := s.hash(ctx, q.Answer, s.opts.ShortKDF)
 			if err != nil {
 				return nil, err
 			}

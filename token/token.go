@@ -1,20 +1,32 @@
 // Package token authenticates dsh users: enrolment, passwords, TOTP soft tokens with PINs,
-// ICE emergency codes, lockout, and the in-memory sessions that hold each logged-in user's
-// share keys. It owns every credential under the "token/" prefix of the key-value store and
-// must never store or log a secret in plaintext: passwords, PINs, answers and one-time codes
-// are kept only as Argon2id or SHA-256 hashes, TOTP secrets only sealed, and no error, log
-// line or audit record ever carries one.
+// ICE emergency codes, lockout and throttling, and the in-memory sessions that hold each
+// logged-in user's share keys. It owns every credential under the "token/" prefix of the
+// key-value store and must never store or log a secret in plaintext: passwords, PINs,
+// answers and one-time codes are kept only as Argon2id or SHA-256 hashes, TOTP secrets only
+// sealed, and no error, log line or audit record ever carries one.
+//
+// Calls come from two channels, told apart by the context (WithOrigin): the command line
+// (the control socket, the default) and the web portal. Failed checks on the command line
+// count towards the account's lockout; failed checks on the portal are throttled per client
+// address and per account instead, so that nobody who can reach the portal can lock an owner
+// out of dsh login. A portal sign-in's session lives as long as the web sign-in and sits
+// beside, never in place of, a session started with dsh login.
+//
+// Every Argon2id computation takes its share of one process-wide memory budget (Deps.KDF),
+// and every credential check does the same Argon2id work whether or not the user exists, is
+// the caller, or has tokens, so that its answer and its timing say nothing about who exists.
 package token
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"dsh/audit"
 	"dsh/kv"
+	"dsh/limit"
 	"dsh/metrics"
 	"dsh/vault"
 )
@@ -35,6 +47,12 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrNotFound is returned for an unknown token or user record.
 	ErrNotFound = errors.New("not found")
+	// ErrThrottled is returned on the portal channel while a client address or an account
+	// must wait after failed attempts (a *ThrottledError says how long).
+	ErrThrottled = errors.New("too many failed attempts")
+	// ErrBusy is returned when no share of the memory for credential checks came free in
+	// time: too many checks are running or waiting.
+	ErrBusy = errors.New("busy checking other logins")
 )
 
 // Directory is the part of the user directory the token service needs; the daemon adapts
@@ -89,7 +107,17 @@ var (
 
 // Default limits used when the corresponding Options field is zero.
 const (
-	DefaultSessionTTL    = 10 * time.Hour
+	DefaultSessionTTL = 10 * time.Hour
+	// DefaultPortalIdle and DefaultPortalLifetime end a portal sign-in's session, as the
+	// web sign-in itself ends: after 15 minutes without a request, and after an hour.
+	DefaultPortalIdle     = 15 * time.Minute
+	DefaultPortalLifetime = time.Hour
+	// DefaultKDFMemory is the memory, in KiB, that Argon2id checks may use at once when
+	// Deps.KDF is nil: one password check (64 MiB) beside one PIN check (19 MiB).
+	DefaultKDFMemory = 96 * 1024
+	// DefaultKDFWait is how long a check waits for its share of that memory before the
+	// caller is told the daemon is busy.
+	DefaultKDFWait       = 10 * time.Second
 	DefaultMaxFailures   = 5
 	DefaultLockout       = 15 * time.Minute
 	DefaultICEValidity   = 24 * time.Hour
@@ -121,7 +149,23 @@ type Options struct {
 	EnrolValidity time.Duration
 	// Issuer is the issuer written into otpauth URLs; empty means DefaultIssuer.
 	Issuer string
+	// PortalIdle and PortalLifetime end a portal session after that long without use
+	// (Touch) and after that long in all; zero means the defaults. A portal session never
+	// outlives SessionTTL either.
+	PortalIdle, PortalLifetime time.Duration
+	// AddressThrottle and AccountThrottle slow down failed portal attempts per client
+	// address and per account; zero means DefaultAddressThrottle, DefaultAccountThrottle.
+	AddressThrottle, AccountThrottle limit.BackoffPolicy
 }
+
+// The portal's throttles. An address gets 5 failures for free, an account 3; after that each
+// attempt waits 1 s, doubling with each further failure up to 15 minutes (the lockout's
+// length); an hour without failures starts again from nothing. At most 10,000 addresses and
+// 10,000 account names are remembered (the stalest go first).
+var (
+	DefaultAddressThrottle = limit.BackoffPolicy{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour, MaxKeys: 10000}
+	DefaultAccountThrottle = limit.BackoffPolicy{Free: 3, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour, MaxKeys: 10000}
+)
 
 func (o Options) withDefaults() Options {
 	if o.Now == nil {
@@ -151,10 +195,23 @@ func (o Options) withDefaults() Options {
 	if o.Issuer == "" {
 		o.Issuer = DefaultIssuer
 	}
+	if o.PortalIdle <= 0 {
+		o.PortalIdle = DefaultPortalIdle
+	}
+	if o.PortalLifetime <= 0 {
+		o.PortalLifetime = DefaultPortalLifetime
+	}
+	if o.AddressThrottle == (limit.BackoffPolicy{}) {
+		o.AddressThrottle = DefaultAddressThrottle
+	}
+	if o.AccountThrottle == (limit.BackoffPolicy{}) {
+		o.AccountThrottle = DefaultAccountThrottle
+	}
 	return o
 }
 
-// Deps are the collaborators of a Service. Metrics may be nil (nothing is counted); every
+// Deps are the collaborators of a Service. Metrics and Limits may be nil (nothing is
+// counted), KDF may be nil (the Service makes its own budget of DefaultKDFMemory); every
 // other field is required.
 type Deps struct {
 	Store     kv.Store         // credentials, under "token/"
@@ -163,6 +220,11 @@ type Deps struct {
 	Sealer    Sealer           // seals TOTP secrets; a KeySealer over a derived key
 	Auditor   Auditor          // every authentication event
 	Metrics   *metrics.Metrics // dsh_logins_total, dsh_lockouts_total, dsh_sessions_active
+	Limits    *metrics.Limits  // dsh_limit_refusals_total (throttled, busy)
+	// KDF is the process-wide memory budget, in KiB, of Argon2id computations: each takes
+	// its parameters' memory from it for as long as it runs. The daemon passes one budget
+	// that outlives seal and unseal.
+	KDF *limit.Budget
 }
 
 // Service is the token service. It is safe for concurrent use.
@@ -172,13 +234,23 @@ type Service struct {
 	sealer   Sealer
 	aud      Auditor
 	met      *metrics.Metrics
+	lim      *metrics.Limits
 	opts     Options
 	sessions *Sessions
+	kdf      *limit.Budget
 
-	// decoy is a password hash checked when the user is unknown or not enrolled, so a
-	// refusal takes as long as a wrong password and timing does not tell which IDs exist.
-	decoyOnce sync.Once
-	decoy     hashed
+	// decoy and decoyShort stand in for a password hash and a PIN, answer or emergency code
+	// hash that a caller's user does not have (unknown, not the caller, not enrolled, no
+	// token matching the code), so that every check does the same Argon2id work.
+	decoy, decoyShort hashed
+
+	// kdfRuns counts the Argon2id computations asked for, so tests can check that every
+	// path of a check does the same work.
+	kdfRuns atomic.Uint64
+
+	// The portal's throttles (see Options.AddressThrottle).
+	byAddress *limit.Backoff[string]
+	byAccount *limit.Backoff[string]
 }
 
 // New returns a Service over its dependencies.
@@ -187,14 +259,24 @@ func New(d Deps, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("token: new service: %w: missing dependency", ErrInvalid)
 	}
 	opts = opts.withDefaults()
+	kdf := d.KDF
+	if kdf == nil {
+		kdf = limit.NewBudget(DefaultKDFMemory, DefaultKDFWait)
+	}
 	return &Service{
-		st:       d.Store,
-		dir:      d.Directory,
-		sealer:   d.Sealer,
-		aud:      d.Auditor,
-		met:      d.Metrics,
-		opts:     opts,
-		sessions: newSessions(d.Keys, d.Auditor, d.Metrics, opts.Now),
+		st:         d.Store,
+		dir:        d.Directory,
+		sealer:     d.Sealer,
+		aud:        d.Auditor,
+		met:        d.Metrics,
+		lim:        d.Limits,
+		opts:       opts,
+		sessions:   newSessions(d.Keys, d.Auditor, d.Metrics, opts.Now),
+		kdf:        kdf,
+		decoy:      newDecoy(opts.PasswordKDF),
+		decoyShort: newDecoy(opts.ShortKDF),
+		byAddress:  limit.NewBackoff[string](opts.AddressThrottle, opts.Now),
+		byAccount:  limit.NewBackoff[string](opts.AccountThrottle, opts.Now),
 	}, nil
 }
 
@@ -214,3 +296,15 @@ func (e *LockedError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrLocked) hold.
 func (e *LockedError) Unwrap() error { return ErrLocked }
+
+// ThrottledError is returned (wrapping ErrThrottled) while a portal caller must wait; Wait
+// says how long.
+type ThrottledError struct{ Wait time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("too many failed attempts from this address or for this account; try again in %s",
+		max(e.Wait.Round(time.Second), time.Second))
+}
+
+// Unwrap makes errors.Is(err, ErrThrottled) hold.
+func (e *ThrottledError) Unwrap() error { return ErrThrottled }

@@ -177,7 +177,7 @@ func printShares(v control.SessionView) {
 
 func newLogoutCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use: "logout", Short: "End your session and wipe its keys", Args: cobra.NoArgs,
+		Use: "logout", Short: "End your sessions (this uid's dsh login and portal sign-ins) and wipe their keys", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.client().Logout(cmd.Context()); err != nil {
 				return err
@@ -205,6 +205,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 				left = left.Round(time.Minute)
 			}
 			fmt.Printf("logged in as %s (uid %d) until %s (%s left)\n", v.User, v.UID, when(v.Expires), left)
+			rows := make([][]string, 0, len(v.Sessions))
+			for _, s := range v.Sessions {
+				rows = append(rows, []string{s.Channel, s.Method, when(s.Started), when(s.Expires)})
+			}
+			if len(rows) > 0 {
+				table("SESSION\tMETHOD\tSTARTED\tENDS", rows)
+			}
 			printShares(v)
 			return nil
 		},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"dsh/control"
 	"dsh/daemon"
 	dshfs "dsh/fs"
 	"dsh/portal"
@@ -63,7 +64,7 @@ func newInitCmd() *cobra.Command {
 
 func newServeCmd(g *globals) *cobra.Command {
 	var data, passFile, metricsAddr, groupDir, arrivalsDir, portalAddr, tlsCert, tlsKey string
-	var retention time.Duration
+	var retention, uploadIdle time.Duration
 	var pprof bool
 	var auth token.Options
 	c := &cobra.Command{
@@ -100,6 +101,10 @@ func newServeCmd(g *globals) *cobra.Command {
 				return usagef("--arrivals-retention must be positive")
 			}
 			cfg.ArrivalsRetention = retention
+			if uploadIdle <= 0 {
+				return usagef("--upload-idle-timeout must be positive")
+			}
+			cfg.UploadIdle = uploadIdle
 			if passFile != "" {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
@@ -125,6 +130,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&groupDir, "group", "", "mount the Group (S:) tree of project shares here")
 	c.Flags().StringVar(&arrivalsDir, "arrivals", "", "mount the Arrivals (Q:) tree here")
 	c.Flags().DurationVar(&retention, "arrivals-retention", dshfs.DefaultRetention, "how long a file stays in Arrivals after it arrived")
+	c.Flags().DurationVar(&uploadIdle, "upload-idle-timeout", control.DefaultStreamIdle, "cut off a dsh upload that sends nothing for this long")
 	c.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "address of the Prometheus /metrics endpoint")
 	c.Flags().StringVar(&portalAddr, "portal", "127.0.0.1:8443", "address of the HTTPS portal (\"\" for none)")
 	c.Flags().StringVar(&tlsCert, "tls-cert", "", "the portal's certificate (PEM); default: the store's self-signed one")
