@@ -133,7 +133,27 @@ func (b *browser) fill(form string, fields map[string]string) {
 func (b *browser) submit(button string) {
 	b.t.Helper()
 	eval[bool](b, `window.__dshOld = true`)
-	b.do("submit "+button, chromedp.Click(chromedp.CSS(button), chromedp.NodeVisible))
+	// On a loaded machine the page may still be replacing nodes when the click lands
+	// ("could not find node"): find the button again, a few times, before giving up.
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(button), chromedp.NodeVisible))
+		cancel()
+		if err == nil {
+			break
+		}
+		if try == 5 || !strings.Contains(err.Error(), "Could not find node") {
+			b.t.Fatalf("submit %s (%s): %v\npage: %s", button, b.name, err, b.pageText())
+		}
+		time.Sleep(200 * time.Millisecond)
+		// The click may have landed before the node went: then a new page is loading.
+		ctx, cancel = context.WithTimeout(b.ctx, 5*time.Second)
+		old, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__dshOld === true`))
+		cancel()
+		if err != nil || !old {
+			break
+		}
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		// While the next page loads, evaluating may fail (no context yet): try again.
