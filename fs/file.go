@@ -458,6 +458,7 @@ func (g *Group) newHandle(ctx context.Context, n *node, gr grant, a *meta.Attr, 
 	}
 	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		if err := of.f.Truncate(ctx, 0); err != nil {
+			g.files.removeOpener(of, h)
 			g.closeData(ctx, of)
 			return nil, 0, errno(g.log, "open", err)
 		}
