@@ -50,6 +50,7 @@ type Daemon interface {
 	Accounts
 	Tokens
 	Arrivals
+	SMB
 }
 
 type callerKey struct{}
@@ -116,6 +117,7 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 	s.accountRoutes(d)
 	s.tokenRoutes(d)
 	s.arrivalsRoutes(d)
+	s.smbRoutes(d)
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
