@@ -132,7 +132,7 @@ func TestSMBArrivals(t *testing.T) {
 		t.Fatalf("after the delete, Arrivals holds %q", got)
 	}
 	log := s.dsh(0, "", "audit", "show").ok(t).stdout
-	for _, want := range []string{`user=alice fs.open "arrivals:alice/wave2.csv" ok (read)`, `user=alice fs.unlink "arrivals:alice/wave2.csv" ok`, `user=alice fs.create "arrivals:alice/new.csv" denied`} {
+	for _, want := range []string{`user=alice fs.open "arrivals:alice/wave2.csv" ok (read)`, `user=alice fs.delete "arrivals:alice/wave2.csv" ok`, `user=alice fs.create "arrivals:alice/new.csv" denied`} {
 		if !strings.Contains(log, want) {
 			t.Errorf("audit log lacks %q", want)
 		}
