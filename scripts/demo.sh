@@ -176,7 +176,8 @@ for u in alice:2001 bob:2002 carol:2003; do
   fi
 done
 if [ -n "$samba_ok" ]; then
-  smbd --foreground --no-process-group --debug-stdout -s "$dir/samba/smb.conf" >"$dir/samba/smbd.log" 2>&1 &
+  # Its own session: smbd signals its whole process group when it stops.
+  setsid smbd --foreground --no-process-group --debug-stdout -s "$dir/samba/smb.conf" >"$dir/samba/smbd.log" 2>&1 &
   smbd_pid=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$smbport") 2>/dev/null && break; sleep 0.1; done
   say "Each user gets a random SMB password from dsh (needs their live session); Samba stores only its NT hash"
@@ -203,7 +204,7 @@ if [ -n "$samba_ok" ]; then
   smb carol S "ls" || true
   say "The audit log names each SMB user"
   "$dsh" audit show | grep -E 'smb\.|from-windows|carol\.csv' | tail -n 12
-  login carol 2003 >/dev/null || true
+  login carol 2003 >/dev/null 2>&1 || true
 fi
 
 say "Members see their shares; a member may not manage the share"
