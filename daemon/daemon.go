@@ -54,6 +54,9 @@ type Config struct {
 	// TLSCert and TLSKey are the portal's certificate and key files; empty means the
 	// store's self-signed certificate.
 	TLSCert, TLSKey string
+	// SMBConf, when set, is the smb.conf of the Samba in front of the trees, whose passdb
+	// `dsh smb password` writes.
+	SMBConf string
 	// Ready, when set, is called once the socket, metrics endpoint and portal are listening.
 	Ready func(socket, metricsAddr string)
 }

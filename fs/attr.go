@@ -29,12 +29,18 @@ const blockSize = 128 << 10
 
 // fillAttr writes the attributes of a as gr's caller sees them. Every member sees every
 // file as their own (owner = the caller), as in a home folder; a read-only member sees no
-// write bits, so tools know before they try. live, when ≥ 0, is the size of an open file
-// with unflushed writes.
+// write bits, so tools know before they try. In Arrivals the owner's folders keep the
+// owner's write bit: removing a name is allowed there (adding one is not), and Samba, which
+// decides a delete from the folder's mode before it asks the filesystem, must see that.
+// live, when ≥ 0, is the size of an open file with unflushed writes.
 func fillAttr(a *meta.Attr, gr grant, live int64, out *fuse.Attr) {
 	mode := a.Mode & 0o7777
 	if gr.readOnly {
-		mode &^= 0o222
+		if gr.arrivals && a.Kind == meta.KindDir {
+			mode &^= 0o022
+		} else {
+			mode &^= 0o222
+		}
 	}
 	size := a.Size
 	if live >= 0 {

@@ -87,6 +87,8 @@ type Group struct {
 
 	server *fuse.Server
 	dir    string
+	// mountedAt is when the tree was mounted: the times its root shows.
+	mountedAt time.Time
 }
 
 // New returns an unmounted Group.

@@ -22,6 +22,7 @@ func (g *Group) Mount(dir string) error {
 	if err := CleanStale(dir); err != nil {
 		return err
 	}
+	g.mountedAt = time.Now()
 	zero := time.Duration(0)
 	opts := &gofs.Options{
 		MountOptions: fuse.MountOptions{

@@ -38,7 +38,10 @@ const rootIno = 1<<63 - 1
 func (r *rootNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	ctx = context.WithoutCancel(ctx) // uninterruptible: see fs.go
 	uid, gid, _ := callerOf(ctx)
-	out.Attr = fuse.Attr{Ino: rootIno, Mode: syscall.S_IFDIR | 0o555, Nlink: 2, Owner: fuse.Owner{Uid: uint32(uid), Gid: gid}, Blksize: blockSize}
+	// Its times are those of the mount: Windows Explorer shows them for the drive.
+	t := uint64(r.g.mountedAt.Unix())
+	out.Attr = fuse.Attr{Ino: rootIno, Mode: syscall.S_IFDIR | 0o555, Nlink: 2, Owner: fuse.Owner{Uid: uint32(uid), Gid: gid}, Blksize: blockSize,
+		Atime: t, Mtime: t, Ctime: t}
 	out.SetTimeout(0)
 	return 0
 }

@@ -8,6 +8,7 @@ top=$PWD
 dir="$top/demo"
 metrics="${DEMO_METRICS:-127.0.0.1:9464}"
 portal="${DEMO_PORTAL:-127.0.0.1:8443}"
+smbport="${DEMO_SMB_PORT:-4445}"
 if [ "$(id -u)" -ne 0 ]; then
   echo "make demo runs as root: it acts as several users (setpriv) and, later, mounts FUSE" >&2
   exit 1
@@ -49,13 +50,27 @@ else
 fi
 mkdir -p "$S" "$Q"
 
+# Samba's config is written before the daemon starts: the daemon sets SMB passwords in the
+# passdb it names (dsh serve --smb-conf).
+"$dsh" smb config --group "$S" --arrivals "$Q" --listen 127.0.0.1 --port "$smbport" --state "$dir/samba" \
+  --dsh "$dsh" --out "$dir/samba/smb.conf" >/dev/null
+
 say "Start the daemon (sealed) with the Group drive on $S and Arrivals on $Q; its log is $dir/serve.log"
-"$dsh" serve --data "$dir/store" --group "$S" --arrivals "$Q" --metrics "$metrics" --portal "$portal" >"$dir/serve.log" 2>&1 &
+"$dsh" serve --data "$dir/store" --group "$S" --arrivals "$Q" --metrics "$metrics" --portal "$portal" \
+  --smb-conf "$dir/samba/smb.conf" >"$dir/serve.log" 2>&1 &
 pid=$!
 echo "$pid" > "$dir/serve.pid"
+smbd_pid=
+made_accounts=()
 stop() {
   local rc=$?
   trap - INT TERM EXIT
+  if [ -n "$smbd_pid" ]; then
+    say "Stopping Samba"
+    kill -TERM "$smbd_pid" 2>/dev/null || true
+    wait "$smbd_pid" 2>/dev/null || true
+  fi
+  for a in "${made_accounts[@]}"; do userdel -f "$a" 2>/dev/null || true; done
   say "Stopping the daemon"
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -146,6 +161,52 @@ in_as 2002 "cp $Q/bob/new-wave.csv $S/cohort-data/ && ls -l $S/cohort-data"
 say "On disk everything is ciphertext: no file name, no content"
 grep -rl "participant" "$dir/store" || echo "(grep finds no 'participant' under $dir/store)"
 
+say "Samba in front of dsh: S: and Q: as Windows drives (smbd on 127.0.0.1:$smbport, all its state in $dir/samba)"
+echo "The smb.conf came from: dsh smb config --group $S --arrivals $Q --listen 127.0.0.1 --port $smbport --state $dir/samba"
+grep -E '^\[|root preexec|vfs objects|server smb encrypt|oplocks =|smb2 leases' "$dir/samba/smb.conf"
+# Samba maps an SMB user to a Unix account: each user's account is named by their user ID,
+# with their uid (the operator's step: useradd -M -N -s /usr/sbin/nologin -u UID ID).
+samba_ok=1
+for u in alice:2001 bob:2002 carol:2003; do
+  id=${u%%:*}; uid=${u##*:}
+  if have=$(id -u "$id" 2>/dev/null); then
+    [ "$have" = "$uid" ] || { echo "(this host has a user $id with uid $have, not $uid: skipping the Samba part)"; samba_ok=; }
+  else
+    useradd -M -N -s /usr/sbin/nologin -u "$uid" "$id" && made_accounts+=("$id")
+  fi
+done
+if [ -n "$samba_ok" ]; then
+  # Its own session: smbd signals its whole process group when it stops.
+  setsid smbd --foreground --no-process-group --debug-stdout -s "$dir/samba/smb.conf" >"$dir/samba/smbd.log" 2>&1 &
+  smbd_pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$smbport") 2>/dev/null && break; sleep 0.1; done
+  say "Each user gets a random SMB password from dsh (needs their live session); Samba stores only its NT hash"
+  declare -A smbauth
+  for u in bob:2002 carol:2003 alice:2001; do
+    id=${u%%:*}; uid=${u##*:}
+    out=$(as "$uid" smb password)
+    if [ "$id" = bob ]; then echo "$out"; fi
+    smbauth[$id]="$run_dir/smbauth-$id"
+    (umask 077; printf 'username = %s\npassword = %s\n' "$id" "$(sed -n 's/^password: //p' <<<"$out")" > "${smbauth[$id]}")
+  done
+  smb() { local id=$1 share=$2; shift 2; printf '$ (as %s) smbclient //127.0.0.1/%s -c %q\n' "$id" "$share" "$*"; smbclient "//127.0.0.1/$share" -p "$smbport" -A "${smbauth[$id]}" -c "$*" 2>&1; }
+  say "bob (member, logged in) lists S:, copies a file out and one in"
+  smb bob S "ls; ls cohort-data/*; get cohort-data/cohort.csv $run_dir/cohort-from-smb.csv; put $run_dir/new-wave.csv cohort-data/from-windows.csv; ls cohort-data/*"
+  cat "$run_dir/cohort-from-smb.csv"
+  say "bob's Arrivals through Q:"
+  smb bob Q "ls; ls bob/*"
+  say "carol (read-only member) reads but may not write"
+  smb carol S "get cohort-data/cohort.csv /dev/null; put $run_dir/new-wave.csv cohort-data/carol.csv" || true
+  say "alice (the IAO, logged in, no member) sees no share through S: either"
+  smb alice S "ls; ls cohort-data/*" || true
+  say "After logout, the SMB password alone opens nothing: the tree connect is refused"
+  as 2003 logout
+  smb carol S "ls" || true
+  say "The audit log names each SMB user"
+  "$dsh" audit show | grep -E 'smb\.|from-windows|carol\.csv' | tail -n 12
+  login carol 2003 >/dev/null 2>&1 || true
+fi
+
 say "Members see their shares; a member may not manage the share"
 as 2002 share list
 as 2003 share list
@@ -171,5 +232,8 @@ echo "  PIN:      $pin"
 echo "  code:     oathtool --totp -b ${secret[alice]}   (bob: oathtool --totp -b ${secret[bob]})"
 echo "A code works once: wait for the next 30-second step before reusing oathtool. Signing in starts"
 echo "that user's dsh session, as dsh login does; signing out ends it."
+if [ -n "$smbd_pid" ]; then
+  echo "Samba: smbclient //127.0.0.1/S -p $smbport -A $run_dir/smbauth-bob  (bob's SMB credentials; bob must be logged in)"
+fi
 say "Running. Group drive: $S, Arrivals: $Q (try: setpriv --reuid 2002 --regid 2002 --clear-groups ls -l $S/cohort-data $Q/bob). Press Ctrl-C to stop."
 wait "$pid"

@@ -4,12 +4,19 @@
 set -euo pipefail
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
+# Samba in front of dsh (Q: and S: as Windows drives): smbd, its VFS modules (streams_xattr),
+# smbclient; the SMB tests' probe also needs Debian's python3-impacket.
+samba() {
+  need smbd samba; need smbclient smbclient
+  compgen -G '/usr/lib/*/samba/vfs/streams_xattr.so' >/dev/null || want+=(samba-vfs-modules)
+}
 need fusermount3 fuse3
 need oathtool oathtool
 case "${1:-test}" in
-  test) need promtool prometheus; need curl curl; need git git; need sqlite3 sqlite3; need rsync rsync; need gocryptfs gocryptfs; need chromium chromium ;;
-  demo) need curl curl ;;
-  bench) need gocryptfs gocryptfs ;;
+  test) need promtool prometheus; need curl curl; need git git; need sqlite3 sqlite3; need rsync rsync; need gocryptfs gocryptfs; need chromium chromium
+        samba; /usr/bin/python3 -c 'import impacket' >/dev/null 2>&1 || want+=(python3-impacket) ;;
+  demo) need curl curl; samba ;;
+  bench) need gocryptfs gocryptfs; samba ;;
 esac
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
@@ -19,8 +26,9 @@ fi
 echo "deps: installing ${want[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null
-# promtool is all we use of the prometheus package: keep its service from being started by
-# the install (policy-rc.d answering 101 tells invoke-rc.d "not now"), and skip recommends.
+# promtool is all we use of the prometheus package, and Samba is started by the tests and the
+# demo with their own configs: keep the packages' services from being started by the install
+# (policy-rc.d answering 101 tells invoke-rc.d "not now"), and skip recommends.
 policy=/usr/sbin/policy-rc.d
 made_policy=
 if [ ! -e "$policy" ]; then

@@ -12,6 +12,7 @@ import (
 func TestBenchSmoke(t *testing.T) {
 	requireFUSE(t)
 	requireTool(t, "gocryptfs")
+	requireSamba(t)
 	root, _ := filepath.Abs("..")
 	bin := t.TempDir()
 	for _, p := range []string{"ceiling", "dshbench"} {
@@ -28,7 +29,7 @@ func TestBenchSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dshbench -quick: %v\n%s", err, out)
 	}
-	for _, want := range []string{"machine: ", "1. sequential write", "6. open+close", "8b. dsh peak RSS", "dsh/gocryptfs"} {
+	for _, want := range []string{"machine: ", "1. sequential write", "6. open+close", "8b. dsh peak RSS", "dsh/gocryptfs", "S1. SMB sequential write", "S3. SMB create+close", "dsh/plain"} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("bench output lacks %q:\n%s", want, out)
 		}

@@ -35,6 +35,10 @@ type config struct {
 	uid                  int
 	out, work, bin, ceil string
 	keep                 bool
+	// smb adds the rows through Samba: smbSize bytes written and read, smbFiles files put.
+	smb, smbOnly bool
+	smbSize      int64
+	smbFiles     int
 }
 
 // row is one line of the table. higher says whether a bigger figure is better.
@@ -69,9 +73,14 @@ func main() {
 	flag.StringVar(&c.bin, "dsh", "bin/dsh", "the dsh binary")
 	flag.StringVar(&c.ceil, "ceiling", "bin/ceiling", "the loopback (ceiling) binary")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work folder")
+	flag.BoolVar(&c.smb, "smb", true, "also measure through Samba (smbd and smbclient)")
+	flag.BoolVar(&c.smbOnly, "smb-only", false, "measure only the SMB rows")
+	flag.Int64Var(&c.smbSize, "smb-size", 1<<30, "bytes of the SMB sequential write and read")
+	flag.IntVar(&c.smbFiles, "smb-files", 2000, "small files put through SMB")
 	flag.Parse()
 	if c.quick {
 		c.runs, c.writeSize, c.randSize, c.randReads, c.files, c.opens, c.uploadSize = 1, 8<<20, 4<<20, 200, 100, 500, 8<<20
+		c.smbSize, c.smbFiles = 8<<20, 50
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "dshbench:", err)
@@ -125,7 +134,11 @@ func run(c config) error {
 		r.vals = map[string][]float64{}
 	}
 	add := func(i int, target string, v float64) { rows[i].vals[target] = append(rows[i].vals[target], v) }
-	for run := 0; run < c.runs; run++ {
+	runs := c.runs
+	if c.smbOnly {
+		runs, c.smb = 0, true
+	}
+	for run := 0; run < runs; run++ {
 		for _, tg := range targets {
 			dir := t.dirs[tg]
 			fmt.Printf("run %d/%d: %s\n", run+1, c.runs, tg)
@@ -175,7 +188,45 @@ func run(c config) error {
 		add(7, "dsh", v)
 		add(9, "dsh", t.peakMiB())
 	}
-	return report(c, rows)
+	var smbRows []*row
+	if c.smb {
+		if smbRows, err = t.smbRows(); err != nil {
+			return err
+		}
+	}
+	return report(c, rows, smbRows)
+}
+
+// smbRows measures the SMB rows, Samba over a plain folder and over dsh interleaved.
+func (t *testbed) smbRows() ([]*row, error) {
+	b, err := t.setupSMB()
+	if b != nil {
+		defer b.teardown()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("smb: %w", err)
+	}
+	rows := []*row{
+		{name: "S1. SMB sequential write (smbclient put)", unit: "MB/s", higher: true},
+		{name: "S2. SMB sequential read, cold (smbclient get)", unit: "MB/s", higher: true},
+		{name: "S3. SMB create+close of 4 KiB files (smbclient mput)", unit: "files/s", higher: true},
+	}
+	for _, r := range rows {
+		r.vals = map[string][]float64{}
+	}
+	for run := 0; run < t.c.runs; run++ {
+		for _, tg := range smbTargets {
+			fmt.Printf("run %d/%d: %s\n", run+1, t.c.runs, tg)
+			w, r, f, err := b.run(tg, run)
+			if err != nil {
+				return nil, err
+			}
+			for i, v := range []float64{w, r, f} {
+				rows[i].vals[tg] = append(rows[i].vals[tg], v)
+			}
+		}
+	}
+	return rows, nil
 }
 
 // work1 runs one workload as the test uid and returns its figure.
@@ -211,8 +262,13 @@ func ratio(r *row, other string) string {
 	return fmt.Sprintf("%.2f", o/d)
 }
 
-func report(c config, rows []*row) error {
+func report(c config, rows, smbRows []*row) error {
 	var b strings.Builder
+	if c.smbOnly {
+		fmt.Fprintf(&b, "Machine: %s, %d cores, kernel %s.\n\n%s", cpuModel(), runtime.NumCPU(), kernel(), smbReport(c, smbRows))
+		fmt.Print("\n" + b.String())
+		return os.WriteFile(c.out, []byte(b.String()), 0o644)
+	}
 	fmt.Fprintf(&b, "Machine: %s, %d cores, kernel %s. Medians of %d runs, targets interleaved. Ratios are dsh's speed relative to the other target (above 1: dsh faster; for time and memory rows, other/dsh).\n\n", cpuModel(), runtime.NumCPU(), kernel(), c.runs)
 	fmt.Fprintf(&b, "| workload | unit | plain | fuse-ceiling | gocryptfs | dsh | dsh/ceiling | dsh/gocryptfs |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -225,6 +281,9 @@ func report(c config, rows []*row) error {
 			fmt.Fprintf(&b, " %s |", fmtNum(median(r.vals[tg])))
 		}
 		fmt.Fprintf(&b, " %s | %s |\n", ratio(r, "fuse-ceiling"), ratio(r, "gocryptfs"))
+	}
+	if len(smbRows) > 0 {
+		b.WriteString("\n" + smbReport(c, smbRows))
 	}
 	fmt.Print("\n" + b.String())
 	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {

@@ -147,7 +147,8 @@ func (t *testbed) startDSH() error {
 		return err
 	}
 	cmd := exec.Command(t.c.bin, "--socket", t.socket, "serve", "--data", data, "--unseal-passphrase-file", pass,
-		"--group", S, "--arrivals", Q, "--metrics", "127.0.0.1:0", "--portal", "127.0.0.1:0")
+		"--group", S, "--arrivals", Q, "--metrics", "127.0.0.1:0", "--portal", "127.0.0.1:0",
+		"--smb-conf", filepath.Join(t.work, "samba", "smb.conf"))
 	logf, err := os.Create(filepath.Join(t.work, "dsh.log"))
 	if err != nil {
 		return err

@@ -63,7 +63,7 @@ func newInitCmd() *cobra.Command {
 }
 
 func newServeCmd(g *globals) *cobra.Command {
-	var data, passFile, metricsAddr, groupDir, arrivalsDir, portalAddr, tlsCert, tlsKey string
+	var data, passFile, metricsAddr, groupDir, arrivalsDir, portalAddr, tlsCert, tlsKey, smbConf string
 	var retention, uploadIdle time.Duration
 	var pprof bool
 	var auth token.Options
@@ -94,6 +94,11 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			if arrivalsDir != "" {
 				if cfg.ArrivalsDir, err = filepath.Abs(arrivalsDir); err != nil {
+					return err
+				}
+			}
+			if smbConf != "" {
+				if cfg.SMBConf, err = filepath.Abs(smbConf); err != nil {
 					return err
 				}
 			}
@@ -135,6 +140,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&portalAddr, "portal", "127.0.0.1:8443", "address of the HTTPS portal (\"\" for none)")
 	c.Flags().StringVar(&tlsCert, "tls-cert", "", "the portal's certificate (PEM); default: the store's self-signed one")
 	c.Flags().StringVar(&tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
+	c.Flags().StringVar(&smbConf, "smb-conf", "", "smb.conf of the Samba serving the trees (dsh smb config), for dsh smb password")
 	c.Flags().BoolVar(&pprof, "pprof", false, "also serve /debug/pprof on the metrics address")
 	c.Flags().DurationVar(&auth.SessionTTL, "session-ttl", token.DefaultSessionTTL, "lifetime of a login session")
 	c.Flags().IntVar(&auth.MaxFailures, "lockout-threshold", token.DefaultMaxFailures, "failed logins in a row that lock an account")
