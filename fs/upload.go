@@ -13,6 +13,7 @@ import (
 
 	"dsh/content"
 	"dsh/meta"
+	"dsh/scan"
 	"dsh/vault"
 )
 
@@ -378,6 +379,15 @@ func (u *Upload) Finish(ctx context.Context) (Arrival, error) {
 			return Arrival{}, fmt.Errorf("arrivals: record empty upload: %w", err)
 		}
 	}
+	// The malware gate: nothing is published that the scanner did not call clean. A file
+	// it stops goes to quarantine, and the upload ends there.
+	v, err := u.scanStaged(ctx, off)
+	if err != nil {
+		return Arrival{}, err
+	}
+	if v.Result != scan.Clean {
+		return u.quarantine(ctx, v, off)
+	}
 	// Publish under the first free name: one rename, never over an existing file.
 	final := ""
 	for i := 0; i < 1000 && final == ""; i++ {
@@ -410,7 +420,7 @@ func (u *Upload) Finish(ctx context.Context) (Arrival, error) {
 		takeBack()
 		return Arrival{}, fmt.Errorf("arrivals: published upload: %w", err)
 	}
-	if err := u.g.recordAs(ctx, be, u.uid, u.user, "arrivals.upload", u.user+"/"+final, "ok", fmt.Sprintf("%d bytes", a.Size)); err != nil {
+	if err := u.g.recordAs(ctx, be, u.uid, u.user, "arrivals.upload", u.user+"/"+final, "ok", fmt.Sprintf("%d bytes; scan clean", a.Size)); err != nil {
 		// The file is there but unaccounted for: take it back, as if it had never arrived.
 		takeBack()
 		return Arrival{}, err
