@@ -35,7 +35,6 @@ func pinObjKey(id blob.ID, name string) []byte {
 	return append(b, name...)
 }
 
-
 func encodePin(ids []blob.ID) []byte {
 	b := make([]byte, 0, 1+len(ids)*blob.IDLen)
 	b = append(b, valueVersion)
