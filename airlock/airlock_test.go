@@ -24,7 +24,9 @@ import (
 type fakeDir struct{}
 
 func (fakeDir) ShareProject(share string) (string, bool) { return "p1", share == "s1" }
-func (fakeDir) CanRead(uid int, share string) bool     { return share == "s1" && uid >= 1001 && uid <= 1003 }
+func (fakeDir) CanRead(uid int, share string) bool {
+	return share == "s1" && uid >= 1001 && uid <= 1003
+}
 func (fakeDir) Managers(p string) (string, []string, bool) {
 	return "iao", []string{"iaa"}, p == "p1"
 }
