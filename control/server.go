@@ -50,6 +50,7 @@ type Daemon interface {
 	Accounts
 	Tokens
 	Arrivals
+	Airlock
 }
 
 type callerKey struct{}
@@ -116,6 +117,7 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 	s.accountRoutes(d)
 	s.tokenRoutes(d)
 	s.arrivalsRoutes(d)
+	s.airlockRoutes(d)
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -166,6 +168,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if v == nil {
 		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if st, ok := v.(*Stream); ok {
+		writeStream(w, st)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -23,6 +23,7 @@ type fakeDaemon struct {
 	Accounts // account endpoints are exercised end to end in tests/; unused here
 	Tokens   // only Login is faked here; the rest is exercised end to end in tests/
 	Arrivals // exercised end to end in tests/
+	Airlock  // exercised end to end in tests/airlock_test.go
 	loginPW  []byte
 	mu       sync.Mutex
 	sealed   bool

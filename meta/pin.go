@@ -189,3 +189,18 @@ func pinnedSet(tx kv.Txn) (map[blob.ID]struct{}, error) {
 	})
 	return set, err
 }
+
+// Pins returns the names of the pins that start with prefix.
+func (s *Store) Pins(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	err := s.db.View(ctx, func(tx kv.Txn) error {
+		return tx.Scan(pinKey(prefix), nil, func(k, _ []byte) (bool, error) {
+			out = append(out, string(k[len(pinPrefix):]))
+			return true, nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("meta: pins: %w", err)
+	}
+	return out, nil
+}

@@ -88,6 +88,8 @@ func newRoot() *cobra.Command {
 		newQuestionsCmd(g),
 		newUploadCmd(g),
 		newArrivalsCmd(g),
+		newQuarantineCmd(g),
+		newEgressCmd(g),
 	)
 	markUsage(root)
 	return root

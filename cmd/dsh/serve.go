@@ -16,6 +16,7 @@ import (
 	"dsh/daemon"
 	dshfs "dsh/fs"
 	"dsh/portal"
+	"dsh/scan"
 	"dsh/store"
 	"dsh/token"
 	"dsh/vault"
@@ -65,6 +66,9 @@ func newServeCmd(g *globals) *cobra.Command {
 	var data, passFile, metricsAddr, groupDir, arrivalsDir, portalAddr, tlsCert, tlsKey string
 	var retention time.Duration
 	var pprof bool
+	var clamdSocket string
+	var clamd scan.ClamdOptions
+	var egressWindow time.Duration
 	var auth token.Options
 	c := &cobra.Command{
 		Use:   "serve --data DIR [--unseal-passphrase-file F] [--metrics ADDR]",
@@ -100,6 +104,10 @@ func newServeCmd(g *globals) *cobra.Command {
 				return usagef("--arrivals-retention must be positive")
 			}
 			cfg.ArrivalsRetention = retention
+			if egressWindow <= 0 || clamd.MaxSize <= 0 || clamd.Wait <= 0 {
+				return usagef("--egress-window, --clamd-max-size and --clamd-wait must be positive")
+			}
+			cfg.ClamdSocket, cfg.Clamd, cfg.EgressWindow = clamdSocket, clamd, egressWindow
 			if passFile != "" {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
@@ -130,6 +138,10 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&tlsCert, "tls-cert", "", "the portal's certificate (PEM); default: the store's self-signed one")
 	c.Flags().StringVar(&tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	c.Flags().BoolVar(&pprof, "pprof", false, "also serve /debug/pprof on the metrics address")
+	c.Flags().StringVar(&clamdSocket, "clamd", "", "clamd's Unix socket: the malware gate of uploads and egress (without it both are refused)")
+	c.Flags().Int64Var(&clamd.MaxSize, "clamd-max-size", scan.DefaultMaxSize, "files larger than this (bytes) are held for manual review unscanned; at most clamd's StreamMaxLength")
+	c.Flags().DurationVar(&clamd.Wait, "clamd-wait", scan.DefaultWait, "how long an upload waits for an unreachable clamd before it fails")
+	c.Flags().DurationVar(&egressWindow, "egress-window", 7*24*time.Hour, "how long approved files may be downloaded")
 	c.Flags().DurationVar(&auth.SessionTTL, "session-ttl", token.DefaultSessionTTL, "lifetime of a login session")
 	c.Flags().IntVar(&auth.MaxFailures, "lockout-threshold", token.DefaultMaxFailures, "failed logins in a row that lock an account")
 	c.Flags().DurationVar(&auth.Lockout, "lockout-duration", token.DefaultLockout, "how long a locked account stays locked")
