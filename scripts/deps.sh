@@ -7,9 +7,9 @@ need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
 need fusermount3 fuse3
 need oathtool oathtool
 case "${1:-test}" in
-  test) need promtool prometheus; need curl curl; need git git; need sqlite3 sqlite3; need rsync rsync; need gocryptfs gocryptfs; need chromium chromium ;;
-  demo) need curl curl ;;
-  bench) need gocryptfs gocryptfs ;;
+  test) need clamd clamav-daemon; need promtool prometheus; need curl curl; need git git; need sqlite3 sqlite3; need rsync rsync; need gocryptfs gocryptfs; need chromium chromium ;;
+  demo) need curl curl; need clamd clamav-daemon ;;
+  bench) need gocryptfs gocryptfs; need clamd clamav-daemon ;;
 esac
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
