@@ -85,6 +85,8 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// Airlock, when set, adds the Applications & Data pages (airlock.go).
+	Airlock Airlock
 }
 
 //go:embed templates/*.html
@@ -103,6 +105,7 @@ type Server struct {
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	tus      http.Handler
+	airlock  Airlock
 
 	// cert is the certificate served; nil while none is loaded (a sealed store without
 	// --tls-cert), when fallback is served.
@@ -143,6 +146,12 @@ func New(svc Service, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.routes()
+	if opts.Airlock != nil {
+		s.airlock = opts.Airlock
+		if err := s.airlockRoutes(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
