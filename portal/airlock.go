@@ -266,7 +266,6 @@ func (s *Server) egressDownload(w http.ResponseWriter, r *http.Request, ws *webs
 	}
 }
 
-
 func init() {
 	funcs["state"] = stateLabel
 	funcs["short"] = func(h string) string {
