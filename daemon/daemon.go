@@ -129,6 +129,8 @@ func New(cfg Config) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: cfg.Log, lock: lock, reg: reg, metrics: m, airlockMet: am, started: time.Now()}
 	if cfg.ClamdSocket != "" {
 		d.scanner = scan.NewClamd(cfg.ClamdSocket, cfg.Clamd)
+	} else {
+		cfg.Log.Warn("no malware scanner (--clamd SOCKET): every upload and egress request is refused")
 	}
 	return d, nil
 }

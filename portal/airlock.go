@@ -235,6 +235,12 @@ func hexDump(b []byte) string {
 // it before this call returns; the bytes are hashed again as they stream, and a difference
 // cuts the answer short of its length, so the browser reports a failed download.
 func (s *Server) egressDownload(w http.ResponseWriter, r *http.Request, ws *websession) {
+	if r.Method != http.MethodGet {
+		// A HEAD would count (and audit) as a download without a byte sent.
+		w.Header().Set("Allow", http.MethodGet)
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
 	st, err := s.airlock.DownloadEgress(r.Context(), caller(ws), r.URL.Query().Get("id"), fileArg(r))
 	if err != nil {
 		status, msg := s.message(r, err)
