@@ -44,7 +44,8 @@ func Sample() []byte {
 type Options struct {
 	// StreamMaxLength is clamd's INSTREAM limit in bytes; 0 means 64 MiB.
 	StreamMaxLength int64
-	// MaxFileSize is clamd's MaxFileSize and MaxScanSize; 0 means StreamMaxLength.
+	// MaxFileSize is clamd's MaxFileSize (and a quarter of its MaxScanSize); 0 means
+	// StreamMaxLength.
 	MaxFileSize int64
 	// TmpfsParent is where clamd's temporary folder is made; it must be on tmpfs. Empty
 	// means /dev/shm.
@@ -94,7 +95,9 @@ func Config(dir, tmp string, streamMax, fileMax int64) string {
 		"LogTime yes",
 		fmt.Sprintf("StreamMaxLength %d", streamMax),
 		fmt.Sprintf("MaxFileSize %d", fileMax),
-		fmt.Sprintf("MaxScanSize %d", fileMax),
+		// MaxScanSize counts everything scanned, the file and what clamd finds inside it:
+		// well above MaxFileSize, so that a file under the limits is not held for it.
+		fmt.Sprintf("MaxScanSize %d", min(4*fileMax, 4000<<20)),
 		"AlertExceedsMax yes",
 		"AlertEncrypted yes",
 		"SelfCheck 0",
