@@ -257,6 +257,25 @@ func TestAirlockEgress(t *testing.T) {
 		t.Fatalf("earlier requests: %q", s)
 	}
 
+	// Garbage on the socket: malformed IDs, file numbers and bodies are refused cleanly.
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"GET", "/v1/egress/show?id=../../acl", "", 404},
+		{"GET", "/v1/egress/show?id=" + strings.ToUpper(id), "", 404},
+		{"GET", "/v1/egress/download?id=" + id + "&file=abc", "", 400},
+		{"GET", "/v1/egress/download?id=" + id + "&file=99", "", 403},
+		{"GET", "/v1/egress/view?id=" + id + "&file=-1", "", 403}, // the operator never sees files
+		{"POST", "/v1/egress/approve", `{"id":"` + id + `","extra":1}`, 400},
+		{"POST", "/v1/egress/create", `{"share":"s1","paths":"x"}`, 400},
+		{"POST", "/v1/quarantine/release", `{"id":"../../x"}`, 404},
+	} {
+		if code, body := a.rawRequest(c.method, c.path, c.body); code != c.status {
+			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, code, body, c.status)
+		}
+	}
+
 	a.dsh(0, "", "audit", "verify").ok(t)
 	audit := a.dsh(0, "", "audit", "show").ok(t).stdout
 	for _, want := range []string{
