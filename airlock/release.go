@@ -39,8 +39,9 @@ func frozen(f File) Frozen {
 	return Frozen{Path: f.Path, Size: f.Size, Objects: f.Objects, Content: f.Content}
 }
 
-// Download hands file n of request id to its requester: only the requester, only while the
-// request is approved or released and its window is open, and only the approved bytes. The
+// Download hands file n of request id to its requester: only the requester (and only while
+// still a member of the share), only while the request is approved or released and its
+// window is open, and only the approved bytes. The
 // file is hashed and scanned before any byte leaves (a difference or a finding refuses the
 // download), the download is audited (the first one releases the request, after which the
 // approval can no longer be revoked), and the bytes are hashed again as they stream.
@@ -71,6 +72,9 @@ func (s *Store) Download(ctx context.Context, who Who, id string, n int) (*Downl
 		return refuse(fmt.Errorf("%w: request %s is %s", ErrState, r.ID, r.State.Label()))
 	case !s.now().Before(r.Expires):
 		return refuse(fmt.Errorf("%w: the download window of request %s ended", ErrState, r.ID))
+	case !s.dir.CanRead(who.UID, r.Share):
+		// Someone who has left the share takes nothing out of it, approved or not.
+		return refuse(fmt.Errorf("%w: you are no longer a member of share %s", ErrForbidden, r.Share))
 	case s.scanner == nil:
 		return refuse(fmt.Errorf("%w: no malware scanner is configured", ErrScan))
 	}

@@ -52,8 +52,8 @@ type Arrival struct {
 type Ingester interface {
 	// Ingest streams body into uid's Arrivals folder under name (or "name (N).ext" when
 	// name is taken) and returns the file as it arrived. Nothing is visible before the
-	// whole file is durable; on any error nothing is left behind but objects for the
-	// collector.
+	// whole file is durable and scanned clean; on any error nothing is left behind but
+	// objects for the collector (and a quarantined file, when the scanner stopped it).
 	Ingest(ctx context.Context, uid int, name string, body io.Reader) (Arrival, error)
 	// List returns uid's arrivals with their expiry.
 	List(ctx context.Context, uid int) ([]Arrival, error)

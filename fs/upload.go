@@ -352,7 +352,10 @@ func (u *Upload) Write(ctx context.Context, off int64, r io.Reader) (int64, erro
 }
 
 // Finish publishes the staged file, once Offset has reached the announced size (else an
-// error wrapping ErrOffset): one rename, under the first free name of name, "name (1).ext",
+// error wrapping ErrOffset) and the malware gate has called it clean (ingestscan.go): a file
+// the scanner stops is moved to quarantine (an error wrapping ErrQuarantined, the upload
+// closed), and without a verdict nothing is published (an error wrapping ErrScanner, the
+// upload left open). Publishing is one rename, under the first free name of name, "name (1).ext",
 // ..., never over an existing file; the arrival is audited, and if the audit record
 // cannot be written the file is taken back as if it had never arrived. Once the file was
 // published the upload is closed, whatever the outcome; an error before that leaves it
