@@ -125,7 +125,11 @@ func (s *Store) transition(ctx context.Context, who Who, action string, r *Reque
 	from := r.State
 	r.State = to
 	r.History = append(r.History, Event{At: s.now(), By: who.name(), Action: action, State: to, Why: why})
-	full := fmt.Sprintf("%s -> %s; %s", from.Label(), to.Label(), detail)
+	fromLabel := from.Label()
+	if from == "" {
+		fromLabel = "new"
+	}
+	full := fmt.Sprintf("%s -> %s; %s", fromLabel, to.Label(), detail)
 	if why != "" {
 		full += "; why: " + clip(why, MaxReason)
 	}
@@ -194,7 +198,7 @@ func checkPaths(paths []string) ([]string, error) {
 func (s *Store) Create(ctx context.Context, who Who, share string, paths []string, reason string, draft bool) (*Request, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &Request{ID: newID(), Share: share, Requester: who.User, Reason: strings.TrimSpace(reason), State: Draft, Created: s.now()}
+	r := &Request{ID: newID(), Share: share, Requester: who.User, Reason: strings.TrimSpace(reason), Created: s.now()}
 	action := "egress.submit"
 	if draft {
 		action = "egress.draft"

@@ -302,7 +302,7 @@ func (d *Daemon) DeleteQuarantine(ctx context.Context, c control.Caller, id stri
 		if err != nil {
 			return err
 		}
-		return g.DeleteQuarantined(ctx, c.UID, "", id)
+		return g.DeleteQuarantined(ctx, c.UID, "operator", id)
 	})
 }
 
