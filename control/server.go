@@ -61,6 +61,7 @@ type Daemon interface {
 	Tokens
 	Arrivals
 	SMB
+	Airlock
 }
 
 type callerKey struct{}
@@ -129,6 +130,7 @@ func NewServer(d Daemon, log *slog.Logger, opts ServerOptions) *Server {
 	s.tokenRoutes(d)
 	s.arrivalsRoutes(d)
 	s.smbRoutes(d)
+	s.airlockRoutes(d)
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -185,6 +187,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if v == nil {
 		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if st, ok := v.(*Stream); ok {
+		writeStream(w, st)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -24,6 +24,7 @@ type fakeDaemon struct {
 	Tokens   // only Login is faked here; the rest is exercised end to end in tests/
 	Arrivals // exercised end to end in tests/
 	SMB      // exercised end to end in tests/ (with Samba)
+	Airlock  // exercised end to end in tests/airlock_test.go
 	loginPW  []byte
 	mu       sync.Mutex
 	sealed   bool

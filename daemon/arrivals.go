@@ -23,6 +23,8 @@ var arrivalsKinds = []kind{
 	{dshfs.ErrOffset, control.ErrConflict},
 	{dshfs.ErrTooLarge, control.ErrInvalid},
 	{dshfs.ErrUploadClosed, control.ErrNotFound},
+	{dshfs.ErrQuarantined, control.ErrForbidden},
+	{dshfs.ErrScanner, control.ErrUnavailable},
 }
 
 // arrivalsError gives the ingest path's errors their control kinds.

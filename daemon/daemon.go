@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"dsh/acl"
+	"dsh/airlock"
 	"dsh/audit"
 	"dsh/content"
 	"dsh/control"
@@ -22,6 +23,7 @@ import (
 	"dsh/meta"
 	"dsh/metrics"
 	"dsh/portal"
+	"dsh/scan"
 	"dsh/store"
 	"dsh/token"
 	"dsh/vault"
@@ -59,6 +61,13 @@ type Config struct {
 	SMBConf string
 	// Ready, when set, is called once the socket, metrics endpoint and portal are listening.
 	Ready func(socket, metricsAddr string)
+	// Clamd is clamd's socket, the malware gate of uploads and of egress; without it every
+	// upload and egress request is refused (fail closed).
+	Clamd scan.ClamdOptions
+	// ClamdSocket is where clamd listens.
+	ClamdSocket string
+	// EgressWindow is how long approved files may be downloaded; 0 means 7 days.
+	EgressWindow time.Duration
 }
 
 // Daemon is one running dsh service.
@@ -95,6 +104,12 @@ type Daemon struct {
 	// portal is the HTTPS site, nil when not configured.
 	portal     *portal.Server
 	portalAddr string
+
+	// The airlock (airlock.go): the scanner (nil without --clamd), its metrics, and the
+	// egress requests while unsealed.
+	scanner    *scan.Clamd
+	airlockMet *metrics.Airlock
+	egress     *airlock.Store
 }
 
 // groupEntryTimeout is how long the kernel may keep a name inside a share of the Group
@@ -139,8 +154,19 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	m.VaultSealed.Set(1)
-	return &Daemon{cfg: cfg, log: cfg.Log, lock: lock, reg: reg, metrics: m, limits: lim, started: time.Now(),
-		kdf: limit.NewBudget(kdfBudgetKiB, kdfWait)}, nil
+	am, err := metrics.NewAirlock(reg)
+	if err != nil {
+		lock.Release()
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Log, lock: lock, reg: reg, metrics: m, limits: lim, airlockMet: am, started: time.Now(),
+		kdf: limit.NewBudget(kdfBudgetKiB, kdfWait)}
+	if cfg.ClamdSocket != "" {
+		d.scanner = scan.NewClamd(cfg.ClamdSocket, cfg.Clamd)
+	} else {
+		cfg.Log.Warn("no malware scanner (--clamd SOCKET): every upload and egress request is refused")
+	}
+	return d, nil
 }
 
 // Run serves until ctx ends, then shuts down cleanly: the socket is removed, the store
@@ -164,8 +190,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	if d.cfg.ArrivalsDir != "" {
-		d.arrivals = dshfs.New(dshfs.Options{Tree: acl.Arrivals, Retention: d.cfg.ArrivalsRetention, DataDir: d.cfg.DataDir,
-			EntryTimeout: time.Second, Log: d.log, Metrics: d.metrics})
+		opts := dshfs.Options{Tree: acl.Arrivals, Retention: d.cfg.ArrivalsRetention, DataDir: d.cfg.DataDir,
+			EntryTimeout: time.Second, Log: d.log, Metrics: d.metrics, Airlock: d.airlockMet}
+		if d.scanner != nil {
+			opts.Scanner = d.scanner
+		}
+		d.arrivals = dshfs.New(opts)
 		if err := d.arrivals.Mount(d.cfg.ArrivalsDir); err != nil {
 			return err
 		}
@@ -198,6 +228,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ttl = token.DefaultSessionTTL
 	}
 	go d.sweepSessions(runCtx, sweepInterval(ttl))
+	go d.sweepEgress(runCtx, egressSweepInterval(d.cfg.EgressWindow))
 	if d.cfg.PortalAddr != "" {
 		if portalDone, err = d.startPortal(runCtx); err != nil {
 			d.shutdown(srv)
@@ -340,6 +371,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			}
 		}
 	})
+	d.openAirlock(ns, a, tok)
 	d.usePortalCert(context.Background())
 	d.metrics.VaultSealed.Set(0)
 	d.log.Info("store unsealed", "uid", uid)
@@ -376,6 +408,7 @@ func (d *Daemon) seal(uid int, action string) error {
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {
 		d.log.Error("seal: audit record not written", "err", err)
 	}
+	d.egress = nil
 	d.acl.Close()
 	d.wrap.key.Wipe()
 	d.sealer.Wipe()

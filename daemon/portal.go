@@ -16,7 +16,7 @@ import (
 // certificate from files it is used at once; otherwise the store's own certificate is
 // loaded at each unseal (see usePortalCert).
 func (d *Daemon) startPortal(ctx context.Context) (<-chan error, error) {
-	p, err := portal.New(d, portal.Options{Log: d.log.With("part", "portal"), Limits: d.limits})
+	p, err := portal.New(d, portal.Options{Log: d.log.With("part", "portal"), Limits: d.limits, Airlock: d})
 	if err != nil {
 		return nil, err
 	}

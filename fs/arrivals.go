@@ -52,8 +52,8 @@ type Arrival struct {
 type Ingester interface {
 	// Ingest streams body into uid's Arrivals folder under name (or "name (N).ext" when
 	// name is taken) and returns the file as it arrived. Nothing is visible before the
-	// whole file is durable; on any error nothing is left behind but objects for the
-	// collector.
+	// whole file is durable and scanned clean; on any error nothing is left behind but
+	// objects for the collector (and a quarantined file, when the scanner stopped it).
 	Ingest(ctx context.Context, uid int, name string, body io.Reader) (Arrival, error)
 	// List returns uid's arrivals with their expiry.
 	List(ctx context.Context, uid int) ([]Arrival, error)
@@ -100,7 +100,7 @@ func (g *Group) arrivalsCaller(uid int) (be *Backend, user string, ring *token.K
 // checkName refuses names that are not a single path element a desktop could show.
 func checkName(name string) error {
 	switch {
-	case name == "" || name == "." || name == ".." || name == incomingDir:
+	case name == "" || name == "." || name == ".." || name == incomingDir || name == quarantineDir:
 		return fmt.Errorf("%w: %q", ErrBadName, name)
 	case len(name) > 255:
 		return fmt.Errorf("%w: longer than 255 bytes", ErrBadName)
@@ -186,7 +186,7 @@ func (g *Group) List(ctx context.Context, uid int) ([]Arrival, error) {
 func (g *Group) eachArrival(ctx context.Context, be *Backend, dir meta.Ino, fn func(name string, a *meta.Attr) error) error {
 	var ents []meta.Dirent
 	if err := be.Meta.ReadDir(ctx, dir, 0, func(d meta.Dirent) bool {
-		if d.Name != incomingDir {
+		if d.Name != incomingDir && d.Name != quarantineDir {
 			ents = append(ents, d)
 		}
 		return true
@@ -319,7 +319,8 @@ func (g *Group) retain(ctx context.Context, be *Backend) {
 	}
 }
 
-// hidden reports names the tree never shows: the staging folder of uploads in Arrivals.
+// hidden reports names the tree never shows: the staging folder of uploads in Arrivals, and
+// the quarantine of uploads the malware gate stopped.
 func (g *Group) hidden(name string) bool {
-	return g.opts.Tree == acl.Arrivals && name == incomingDir
+	return g.opts.Tree == acl.Arrivals && (name == incomingDir || name == quarantineDir)
 }

@@ -27,6 +27,7 @@ import (
 	"dsh/content"
 	"dsh/meta"
 	"dsh/metrics"
+	"dsh/scan"
 	"dsh/token"
 )
 
@@ -60,6 +61,11 @@ type Options struct {
 	GCInterval time.Duration
 	Log        *slog.Logger
 	Metrics    *metrics.Metrics
+	// Scanner is the malware gate of uploads into Arrivals (ingestscan.go): nothing is
+	// published that it did not call clean. Without one, every upload is refused.
+	Scanner scan.Scanner
+	// Airlock counts scans and quarantined files; nil counts nothing.
+	Airlock *metrics.Airlock
 }
 
 // Group is one mounted tree: S: (the project shares) or Q: (Arrivals, with one folder per
@@ -139,6 +145,7 @@ func (g *Group) Attach(ctx context.Context, be *Backend) error {
 		} else if n > 0 {
 			g.log.Info("arrivals: removed uploads interrupted before a restart", "files", n)
 		}
+		g.countQuarantined(ctx, be)
 	}
 	started := time.Now()
 	g.be.Store(be)

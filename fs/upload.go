@@ -13,6 +13,7 @@ import (
 
 	"dsh/content"
 	"dsh/meta"
+	"dsh/scan"
 	"dsh/vault"
 )
 
@@ -351,7 +352,10 @@ func (u *Upload) Write(ctx context.Context, off int64, r io.Reader) (int64, erro
 }
 
 // Finish publishes the staged file, once Offset has reached the announced size (else an
-// error wrapping ErrOffset): one rename, under the first free name of name, "name (1).ext",
+// error wrapping ErrOffset) and the malware gate has called it clean (ingestscan.go): a file
+// the scanner stops is moved to quarantine (an error wrapping ErrQuarantined, the upload
+// closed), and without a verdict nothing is published (an error wrapping ErrScanner, the
+// upload left open). Publishing is one rename, under the first free name of name, "name (1).ext",
 // ..., never over an existing file; the arrival is audited, and if the audit record
 // cannot be written the file is taken back as if it had never arrived. Once the file was
 // published the upload is closed, whatever the outcome; an error before that leaves it
@@ -377,6 +381,15 @@ func (u *Upload) Finish(ctx context.Context) (Arrival, error) {
 		if _, err := be.Meta.SetContent(ctx, u.staged, 0, meta.Content{FileID: u.id, Key: u.wrapped}, time.Now().UnixNano()); err != nil {
 			return Arrival{}, fmt.Errorf("arrivals: record empty upload: %w", err)
 		}
+	}
+	// The malware gate: nothing is published that the scanner did not call clean. A file
+	// it stops goes to quarantine, and the upload ends there.
+	v, err := u.scanStaged(ctx, off)
+	if err != nil {
+		return Arrival{}, err
+	}
+	if v.Result != scan.Clean {
+		return u.quarantine(ctx, v, off)
 	}
 	// Publish under the first free name: one rename, never over an existing file.
 	final := ""
@@ -410,7 +423,7 @@ func (u *Upload) Finish(ctx context.Context) (Arrival, error) {
 		takeBack()
 		return Arrival{}, fmt.Errorf("arrivals: published upload: %w", err)
 	}
-	if err := u.g.recordAs(ctx, be, u.uid, u.user, "arrivals.upload", u.user+"/"+final, "ok", fmt.Sprintf("%d bytes", a.Size)); err != nil {
+	if err := u.g.recordAs(ctx, be, u.uid, u.user, "arrivals.upload", u.user+"/"+final, "ok", fmt.Sprintf("%d bytes; scan clean", a.Size)); err != nil {
 		// The file is there but unaccounted for: take it back, as if it had never arrived.
 		takeBack()
 		return Arrival{}, err

@@ -122,6 +122,8 @@ type harness struct {
 	tok    *token.Service
 	clk    *clock
 	secret string
+	// scanner is the malware gate of the tests (quarantine_test.go).
+	scanner *fakeScanner
 }
 
 func newHarness(t *testing.T) *harness {
@@ -181,7 +183,8 @@ func newHarness(t *testing.T) *harness {
 	// A small dirty limit makes long writes flush by themselves on the way.
 	h.be = &Backend{Meta: meta.New(st, meta.Options{}), Content: content.New(blobs, content.Options{MaxDirty: 2 * mib}),
 		Blobs: blobs, ACL: a, Sessions: h.tok.Sessions(), Audit: h.aud}
-	h.g = New(Options{Tree: acl.Arrivals, Log: slog.New(slog.DiscardHandler), GCInterval: time.Hour})
+	h.scanner = &fakeScanner{}
+	h.g = New(Options{Tree: acl.Arrivals, Log: slog.New(slog.DiscardHandler), GCInterval: time.Hour, Scanner: h.scanner})
 	if err := h.g.Attach(bg, h.be); err != nil {
 		t.Fatal(err)
 	}

@@ -113,8 +113,8 @@ func (s *Store) ReapAll(ctx context.Context) (int, error) {
 	}
 }
 
-// Garbage calls fn with up to max objects of the garbage list, each once, stopping at the
-// first error, which it returns. fn runs outside any transaction; the caller deletes the
+// Garbage calls fn with up to max objects of the garbage list that no pin keeps (pin.go),
+// each once, stopping at the first error, which it returns. fn runs outside any transaction; the caller deletes the
 // objects from the blob store and then passes them to Collected.
 func (s *Store) Garbage(ctx context.Context, max int, fn func(blob.ID) error) error {
 	if max <= 0 {
@@ -123,6 +123,11 @@ func (s *Store) Garbage(ctx context.Context, max int, fn func(blob.ID) error) er
 	var ids []blob.ID
 	seen := map[blob.ID]struct{}{}
 	err := s.db.View(ctx, func(tx kv.Txn) error {
+		// A pinned object stays on the list, untouched, until its last pin goes.
+		pinned, err := pinnedSet(tx)
+		if err != nil {
+			return err
+		}
 		return tx.Scan([]byte(garbagePrefix), nil, func(_, v []byte) (bool, error) {
 			rec, err := decodeGarbage(v)
 			if err != nil {
@@ -130,6 +135,9 @@ func (s *Store) Garbage(ctx context.Context, max int, fn func(blob.ID) error) er
 			}
 			for _, id := range rec {
 				if _, dup := seen[id]; dup {
+					continue
+				}
+				if _, keep := pinned[id]; keep {
 					continue
 				}
 				if len(ids) == max {
@@ -244,7 +252,8 @@ func dropGarbage(tx kv.Txn, key []byte, want map[blob.ID]struct{}) error {
 	return nil
 }
 
-// Referenced calls fn for every object referenced by any inode, orphans included, stopping
+// Referenced calls fn for every object referenced by any inode, orphans included, or kept
+// by a pin, stopping
 // at the first error, which it returns. It is for a full collection: objects that neither an
 // inode nor the garbage list knows were left by a crash between writing an object and
 // committing the metadata. The walk is not one snapshot, so the caller must spare objects
@@ -286,10 +295,24 @@ func (s *Store) Referenced(ctx context.Context, fn func(blob.ID) error) error {
 			}
 		}
 		if count < referenceBatch || last == math.MaxUint64 {
-			return nil
+			break
 		}
 		start = inodeKey(last + 1)
 	}
+	// Pinned objects are referenced too, by the requests that froze them.
+	var pinned map[blob.ID]struct{}
+	if err := s.db.View(ctx, func(tx kv.Txn) (err error) {
+		pinned, err = pinnedSet(tx)
+		return err
+	}); err != nil {
+		return fmt.Errorf("meta: referenced: %w", err)
+	}
+	for id := range pinned {
+		if err := fn(id); err != nil {
+			return fmt.Errorf("meta: referenced: %w", err)
+		}
+	}
+	return nil
 }
 
 // Usage returns the number of inodes (orphans included) and the sum of the sizes of regular

@@ -89,6 +89,8 @@ type Options struct {
 	Now func() time.Time
 	// Limits counts requests refused by the portal's limits; nil counts nothing.
 	Limits *metrics.Limits
+	// Airlock, when set, adds the Applications & Data pages (airlock.go).
+	Airlock Airlock
 }
 
 //go:embed templates/*.html
@@ -107,6 +109,7 @@ type Server struct {
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	tus      http.Handler
+	airlock  Airlock
 
 	// cert is the certificate served; nil while none is loaded (a sealed store without
 	// --tls-cert), when fallback is served.
@@ -162,6 +165,12 @@ func New(svc Service, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.routes()
+	if opts.Airlock != nil {
+		s.airlock = opts.Airlock
+		if err := s.airlockRoutes(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

@@ -50,6 +50,16 @@ else
 fi
 mkdir -p "$S" "$Q"
 
+say "Start a clamd of the demo's own: the tests' one-signature database, temporary files on tmpfs"
+go build -o "$run_dir/testclamd" ./scan/clamdtest/testclamd
+mkdir -p "$dir/clamd"
+"$run_dir/testclamd" --dir "$dir/clamd" --sample "$run_dir/minutes.txt" >"$dir/clamd.out" 2>&1 &
+clamd_pid=$!
+for _ in $(seq 100); do [ -s "$dir/clamd.out" ] && break; sleep 0.1; done
+clamd_sock=$(head -1 "$dir/clamd.out")
+[ -S "$clamd_sock" ] || { cat "$dir/clamd.out" >&2; exit 1; }
+echo "clamd listens on $clamd_sock (config: $dir/clamd/clamd.conf)"
+
 # Samba's config is written before the daemon starts: the daemon sets SMB passwords in the
 # passdb it names (dsh serve --smb-conf).
 "$dsh" smb config --group "$S" --arrivals "$Q" --listen 127.0.0.1 --port "$smbport" --state "$dir/samba" \
@@ -57,7 +67,7 @@ mkdir -p "$S" "$Q"
 
 say "Start the daemon (sealed) with the Group drive on $S and Arrivals on $Q; its log is $dir/serve.log"
 "$dsh" serve --data "$dir/store" --group "$S" --arrivals "$Q" --metrics "$metrics" --portal "$portal" \
-  --smb-conf "$dir/samba/smb.conf" >"$dir/serve.log" 2>&1 &
+  --smb-conf "$dir/samba/smb.conf" --clamd "$clamd_sock" >"$dir/serve.log" 2>&1 &
 pid=$!
 echo "$pid" > "$dir/serve.pid"
 smbd_pid=
@@ -74,6 +84,8 @@ stop() {
   say "Stopping the daemon"
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  kill -TERM "$clamd_pid" 2>/dev/null || true
+  wait "$clamd_pid" 2>/dev/null || true
   rm -rf "$run_dir" "$dir/serve.pid"
   echo "stopped; the store stays in $dir/store (rm -rf $dir to forget it)"
   exit "$rc"
@@ -207,6 +219,41 @@ if [ -n "$samba_ok" ]; then
   login carol 2003 >/dev/null 2>&1 || true
 fi
 
+say "The airlock, way in: every upload is scanned by clamd before it appears; this one carries the test signature"
+chmod 644 "$run_dir/minutes.txt"
+as 2002 upload "$run_dir/minutes.txt" || true
+in_as 2002 "ls -l $Q/bob"
+say "The operator sees the quarantine; a release needs two different people (the uploader never counts)"
+run "$dsh" quarantine list
+qid=$("$dsh" quarantine list | awk 'NR==2 {print $1}')
+run "$dsh" quarantine release "$qid"
+run "$dsh" quarantine release "$qid" || true
+as 2002 quarantine release "$qid" || true
+say "The operator deletes it (a person could also release it as the second person: dsh quarantine release $qid)"
+run "$dsh" quarantine delete "$qid"
+
+say "The airlock, way out: bob asks to release a result; its content is frozen (SHA-256) and scanned at once"
+as 2001 project iaa add cohort carol
+in_as 2002 "printf 'age_band,n\\n40-49,12\\n50-59,31\\n' > $S/cohort-data/table1.csv"
+out=$(as 2002 egress request cohort-data table1.csv --reason "Table 1 of the cohort paper")
+echo "$out"
+eid=$(sed -n 's/^request \(e[0-9a-f]*\): .*/\1/p' <<<"$out")
+say "A later write does not change what was requested; the requester may not approve; the reviewers (IAO alice, IAA carol) see the frozen file"
+in_as 2002 "echo '60-69,2' >> $S/cohort-data/table1.csv"
+as 2002 egress approve "$eid" || true
+as 2003 egress view "$eid" 1
+as 2001 egress list
+say "Two approvals (k = 2 of the project's reviewers)"
+as 2001 egress approve "$eid"
+as 2003 egress approve "$eid"
+as 2001 egress show "$eid"
+say "Only bob downloads, only the approved bytes (hashed and scanned again on the way out)"
+mkdir -m 777 "$run_dir/out"
+as 2001 egress download "$eid" --out "$run_dir/out" || true
+as 2002 egress download "$eid" --out "$run_dir/out"
+in_as 2002 "cat $run_dir/out/table1.csv; sha256sum $run_dir/out/table1.csv"
+as 2001 egress revoke "$eid" --reason "too late" || true
+
 say "Members see their shares; a member may not manage the share"
 as 2002 share list
 as 2003 share list
@@ -219,11 +266,11 @@ run "$dsh" user enable bob
 as 2002 share list
 say "Metrics"
 echo "(the full set: curl -s http://$metrics/metrics)"
-curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active|logins_total|lockouts_total|open_files|written_bytes_total|read_bytes_total)|^dsh_access_denied_total|^dsh_fuse_operations_total.*op="(open|create)"' | grep -v ' 0$' || true
+curl -s "http://$metrics/metrics" | grep -E '^dsh_(vault_sealed|sessions_active|logins_total|lockouts_total|open_files|written_bytes_total|read_bytes_total|ingress_scans_total|quarantine_files|egress_requests_total|egress_downloads_total)|^dsh_access_denied_total|^dsh_fuse_operations_total.*op="(open|create)"' | grep -v ' 0$' || true
 say "The audit log"
 run "$dsh" audit show
 run "$dsh" audit verify
-say "The web portal: https://$portal/ (File Transfer, Security & Tokens, Share Manager)"
+say "The web portal: https://$portal/ (File Transfer, Security & Tokens, Share Manager, Applications & Data)"
 echo "Its certificate is self-signed (made at init): $dir/store/portal-cert.pem; accept it in the browser or import it."
 echo "Sign in as alice (IAO of project cohort) or bob (member of cohort-data):"
 echo "  user ID:  alice   (or bob)"

@@ -13,10 +13,10 @@ samba() {
 need fusermount3 fuse3
 need oathtool oathtool
 case "${1:-test}" in
-  test) need promtool prometheus; need curl curl; need git git; need sqlite3 sqlite3; need rsync rsync; need gocryptfs gocryptfs; need chromium chromium
+  test) need clamd clamav-daemon; need promtool prometheus; need curl curl; need git git; need sqlite3 sqlite3; need rsync rsync; need gocryptfs gocryptfs; need chromium chromium
         samba; /usr/bin/python3 -c 'import impacket' >/dev/null 2>&1 || want+=(python3-impacket) ;;
-  demo) need curl curl; samba ;;
-  bench) need gocryptfs gocryptfs; samba ;;
+  demo) need curl curl; need clamd clamav-daemon; samba ;;
+  bench) need gocryptfs gocryptfs; need clamd clamav-daemon; samba ;;
 esac
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then

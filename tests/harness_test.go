@@ -83,6 +83,7 @@ func TestMain(m *testing.M) {
 	}
 	dshBin = filepath.Join(binDir, "dsh")
 	code := m.Run()
+	stopSharedClamd()
 	os.RemoveAll(binDir)
 	os.Exit(code)
 }
@@ -207,6 +208,8 @@ func (e *env) start(unsealed bool, extra ...string) {
 	if unsealed {
 		args = append(args, "--unseal-passphrase-file", e.passFile)
 	}
+	// The malware gate: a test's own --clamd in extra comes later and wins.
+	args = append(args, clamdArgs(e.t)...)
 	args = append(args, extra...)
 	cmd := exec.Command(dshBin, args...)
 	log := &syncBuffer{}

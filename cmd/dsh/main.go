@@ -89,6 +89,8 @@ func newRoot() *cobra.Command {
 		newUploadCmd(g),
 		newArrivalsCmd(g),
 		newSMBCmd(g),
+		newQuarantineCmd(g),
+		newEgressCmd(g),
 	)
 	markUsage(root)
 	return root

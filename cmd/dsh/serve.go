@@ -17,6 +17,7 @@ import (
 	"dsh/daemon"
 	dshfs "dsh/fs"
 	"dsh/portal"
+	"dsh/scan"
 	"dsh/store"
 	"dsh/token"
 	"dsh/vault"
@@ -66,6 +67,9 @@ func newServeCmd(g *globals) *cobra.Command {
 	var data, passFile, metricsAddr, groupDir, arrivalsDir, portalAddr, tlsCert, tlsKey, smbConf string
 	var retention, uploadIdle time.Duration
 	var pprof bool
+	var clamdSocket string
+	var clamd scan.ClamdOptions
+	var egressWindow time.Duration
 	var auth token.Options
 	c := &cobra.Command{
 		Use:   "serve --data DIR [--unseal-passphrase-file F] [--metrics ADDR]",
@@ -110,6 +114,10 @@ func newServeCmd(g *globals) *cobra.Command {
 				return usagef("--upload-idle-timeout must be positive")
 			}
 			cfg.UploadIdle = uploadIdle
+			if egressWindow <= 0 || clamd.MaxSize <= 0 || clamd.Wait <= 0 {
+				return usagef("--egress-window, --clamd-max-size and --clamd-wait must be positive")
+			}
+			cfg.ClamdSocket, cfg.Clamd, cfg.EgressWindow = clamdSocket, clamd, egressWindow
 			if passFile != "" {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
@@ -142,6 +150,10 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&tlsKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	c.Flags().StringVar(&smbConf, "smb-conf", "", "smb.conf of the Samba serving the trees (dsh smb config), for dsh smb password")
 	c.Flags().BoolVar(&pprof, "pprof", false, "also serve /debug/pprof on the metrics address")
+	c.Flags().StringVar(&clamdSocket, "clamd", "", "clamd's Unix socket: the malware gate of uploads and egress (without it both are refused)")
+	c.Flags().Int64Var(&clamd.MaxSize, "clamd-max-size", scan.DefaultMaxSize, "files larger than this (bytes) are held for manual review unscanned; at most clamd's StreamMaxLength")
+	c.Flags().DurationVar(&clamd.Wait, "clamd-wait", scan.DefaultWait, "how long an upload waits for an unreachable clamd before it fails")
+	c.Flags().DurationVar(&egressWindow, "egress-window", 7*24*time.Hour, "how long approved files may be downloaded")
 	c.Flags().DurationVar(&auth.SessionTTL, "session-ttl", token.DefaultSessionTTL, "lifetime of a login session")
 	c.Flags().IntVar(&auth.MaxFailures, "lockout-threshold", token.DefaultMaxFailures, "failed logins in a row that lock an account")
 	c.Flags().DurationVar(&auth.Lockout, "lockout-duration", token.DefaultLockout, "how long a locked account stays locked")
