@@ -63,7 +63,7 @@ type egressData struct {
 
 func (s *Server) egressPage(w http.ResponseWriter, r *http.Request, ws *websession) {
 	var d egressData
-	shares, err := s.svc.ListShares(r.Context(), caller(ws))
+	shares, err := s.svc.ListShares(r.Context(), caller(ws, r))
 	for _, sh := range shares {
 		if sh.Mode != "" {
 			d.Shares = append(d.Shares, sh.Share)
@@ -71,7 +71,7 @@ func (s *Server) egressPage(w http.ResponseWriter, r *http.Request, ws *websessi
 	}
 	var all []control.EgressView
 	if err == nil {
-		all, err = s.airlock.ListEgress(r.Context(), caller(ws))
+		all, err = s.airlock.ListEgress(r.Context(), caller(ws, r))
 	}
 	if err != nil {
 		_, d.Error = s.message(r, err)
@@ -103,7 +103,7 @@ func (s *Server) egressCreate(w http.ResponseWriter, r *http.Request, ws *webses
 		}
 	}
 	req := control.EgressCreateRequest{Share: r.PostFormValue("share"), Paths: paths, Reason: strings.TrimSpace(r.PostFormValue("reason"))}
-	v, err := s.airlock.CreateEgress(r.Context(), caller(ws), req)
+	v, err := s.airlock.CreateEgress(r.Context(), caller(ws, r), req)
 	if err != nil {
 		s.done(w, r, ws, "/egress", err, "")
 		return
@@ -123,7 +123,7 @@ type egressRequestData struct {
 }
 
 func (s *Server) egressRequestPage(w http.ResponseWriter, r *http.Request, ws *websession) {
-	sh, err := s.airlock.ShowEgress(r.Context(), caller(ws), r.URL.Query().Get("id"))
+	sh, err := s.airlock.ShowEgress(r.Context(), caller(ws, r), r.URL.Query().Get("id"))
 	if err != nil {
 		status, msg := s.message(r, err)
 		s.fail(w, r, ws, status, msg)
@@ -149,7 +149,7 @@ func (s *Server) egressAction(w http.ResponseWriter, r *http.Request, ws *webses
 		s.fail(w, r, ws, http.StatusBadRequest, "Unknown action.")
 		return
 	}
-	v, err := s.airlock.EgressAction(r.Context(), caller(ws), action, control.EgressAction{ID: id, Reason: strings.TrimSpace(r.PostFormValue("reason"))})
+	v, err := s.airlock.EgressAction(r.Context(), caller(ws, r), action, control.EgressAction{ID: id, Reason: strings.TrimSpace(r.PostFormValue("reason"))})
 	msg := fmt.Sprintf("Request %s is now %s.", id, stateLabel(v.State))
 	if action == "approve" && err == nil {
 		msg = fmt.Sprintf("You approved request %s: %d of %d approvals; it is %s.", id, len(v.Approvals), v.K, stateLabel(v.State))
@@ -180,7 +180,7 @@ type egressViewData struct {
 
 func (s *Server) egressViewPage(w http.ResponseWriter, r *http.Request, ws *websession) {
 	id, n := r.URL.Query().Get("id"), fileArg(r)
-	st, err := s.airlock.ViewEgress(r.Context(), caller(ws), id, n)
+	st, err := s.airlock.ViewEgress(r.Context(), caller(ws, r), id, n)
 	if err != nil {
 		status, msg := s.message(r, err)
 		s.fail(w, r, ws, status, msg)
@@ -241,7 +241,7 @@ func (s *Server) egressDownload(w http.ResponseWriter, r *http.Request, ws *webs
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
-	st, err := s.airlock.DownloadEgress(r.Context(), caller(ws), r.URL.Query().Get("id"), fileArg(r))
+	st, err := s.airlock.DownloadEgress(r.Context(), caller(ws, r), r.URL.Query().Get("id"), fileArg(r))
 	if err != nil {
 		status, msg := s.message(r, err)
 		s.fail(w, r, ws, status, msg)
