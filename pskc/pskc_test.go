@@ -255,18 +255,18 @@ func TestCSV(t *testing.T) {
 	}
 
 	bad := map[string]string{
-		"OATH1\n":                                 "2 fields", // only a serial: 1 field
-		"OATH1," + rfcHex + ",sms\n":               "neither hotp nor totp",
-		"OATH1,zz" + rfcHex + "\n":                 "neither hex nor base32",
-		"OATH1,hex:" + rfcB32 + "\n":               "not hex",
-		"OATH1," + rfcHex + ",totp,8,60,5\n":       "no counter",
-		"OATH1," + rfcHex + "\nOATH1," + rfcHex:    "also at line 1",
-		"OATH1,3132,hotp\n":                        "16 bits",
-		"OATH1," + rfcHex + ",hotp,six\n":          "digits",
-		"OATH 1," + rfcHex + "\n":                  "serial",
-		"OATH1,\"" + rfcHex + "\n":                 "line 1",
-		"a,b,c,d,e,f,g\n":                          "7 fields",
-		"OATH1," + rfcHex + ",totp,6,-1\n":         "time step",
+		"OATH1\n":                                   "2 fields", // only a serial: 1 field
+		"OATH1," + rfcHex + ",sms\n":                "neither hotp nor totp",
+		"OATH1,zz" + rfcHex + "\n":                  "neither hex nor base32",
+		"OATH1,hex:" + rfcB32 + "\n":                "not hex",
+		"OATH1," + rfcHex + ",totp,8,60,5\n":        "no counter",
+		"OATH1," + rfcHex + "\nOATH1," + rfcHex:     "also at line 1",
+		"OATH1,3132,hotp\n":                         "16 bits",
+		"OATH1," + rfcHex + ",hotp,six\n":           "digits",
+		"OATH 1," + rfcHex + "\n":                   "serial",
+		"OATH1,\"" + rfcHex + "\n":                  "line 1",
+		"a,b,c,d,e,f,g\n":                           "7 fields",
+		"OATH1," + rfcHex + ",totp,6,-1\n":          "time step",
 		"OATH1," + rfcHex + ",hotp,6,,notanumber\n": "counter",
 	}
 	for in, want := range bad {
