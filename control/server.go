@@ -60,6 +60,7 @@ type Daemon interface {
 	Accounts
 	Tokens
 	Arrivals
+	Hardware
 }
 
 type callerKey struct{}
@@ -127,6 +128,7 @@ func NewServer(d Daemon, log *slog.Logger, opts ServerOptions) *Server {
 	s.accountRoutes(d)
 	s.tokenRoutes(d)
 	s.arrivalsRoutes(d)
+	s.hardwareRoutes(d)
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,

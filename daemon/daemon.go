@@ -56,6 +56,8 @@ type Config struct {
 	TLSCert, TLSKey string
 	// Ready, when set, is called once the socket, metrics endpoint and portal are listening.
 	Ready func(socket, metricsAddr string)
+	// Mail, when set, is the SMTP relay for notices, enrolment codes and token links.
+	Mail *MailConfig
 }
 
 // Daemon is one running dsh service.
@@ -92,6 +94,9 @@ type Daemon struct {
 	// portal is the HTTPS site, nil when not configured.
 	portal     *portal.Server
 	portalAddr string
+
+	// mail sends through the operator's relay; nil when none is configured.
+	mail *mailer
 }
 
 // groupEntryTimeout is how long the kernel may keep a name inside a share of the Group
@@ -136,8 +141,13 @@ func New(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	m.VaultSealed.Set(1)
-	return &Daemon{cfg: cfg, log: cfg.Log, lock: lock, reg: reg, metrics: m, limits: lim, started: time.Now(),
-		kdf: limit.NewBudget(kdfBudgetKiB, kdfWait)}, nil
+	d := &Daemon{cfg: cfg, log: cfg.Log, lock: lock, reg: reg, metrics: m, limits: lim, started: time.Now(),
+		kdf: limit.NewBudget(kdfBudgetKiB, kdfWait)}
+	if d.mail, err = d.newMailer(cfg.Mail); err != nil {
+		lock.Release()
+		return nil, err
+	}
+	return d, nil
 }
 
 // Run serves until ctx ends, then shuts down cleanly: the socket is removed, the store
@@ -294,7 +304,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		// A portal sign-in's session ends as the web sign-in does.
 		opts.PortalIdle, opts.PortalLifetime = portal.IdleTimeout, portal.MaxLifetime
 		tok, err = token.New(token.Deps{Store: p.KV, Directory: acl.Accounts{S: a}, Keys: acl.Keys{S: a}, Sealer: sealer,
-			Auditor: aud, Metrics: d.metrics, Limits: d.limits, KDF: d.kdf}, opts)
+			Auditor: aud, Metrics: d.metrics, Limits: d.limits, KDF: d.kdf, Notifier: tokenNotifier{d}}, opts)
 	}
 	if err == nil {
 		_, err = p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable)
@@ -313,6 +323,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	}
 	d.parts, d.aud, d.acl, d.wrap, d.tok, d.sealer = p, aud, a, wrap, tok, sealer
 	d.refusals.Store(aud)
+	d.startMail(p, aud, a)
 	// One namespace store for both trees: it caches inodes, so it must make every change.
 	ns := meta.New(p.KV, meta.Options{})
 	// One budget for the unflushed writes of both trees (FUSE writers and uploads alike).
@@ -365,6 +376,7 @@ func (d *Daemon) seal(uid int, action string) error {
 	}
 	d.dropPortalCert()
 	d.tok.Sessions().EndAll(context.Background())
+	d.stopMail()
 	d.refusals.Store(nil)
 	// The last refusal summaries go before the seal record, which is the log's last.
 	if err := d.aud.Close(context.Background()); err != nil {

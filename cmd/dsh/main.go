@@ -88,6 +88,7 @@ func newRoot() *cobra.Command {
 		newQuestionsCmd(g),
 		newUploadCmd(g),
 		newArrivalsCmd(g),
+		newMailCmd(g),
 	)
 	markUsage(root)
 	return root
