@@ -20,7 +20,7 @@ import (
 type MailConfig struct {
 	Relay mail.Relay
 	// PortalURL is the portal's address as users reach it, for links in messages; empty
-	// means the --portal address.
+	// means the address the portal listens on.
 	PortalURL string
 	// Service names the haven in subjects; empty means "DSH".
 	Service string
@@ -77,6 +77,9 @@ func (d *Daemon) startMail(p *store.Parts, aud audit.Appender, accounts *acl.Sto
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.mu.Lock()
+	if m.compose.PortalURL == "" && d.portalAddr != "" {
+		m.compose.PortalURL = "https://" + d.portalAddr + "/"
+	}
 	m.outbox, m.stopRun, m.runDone, m.workDone = ob, cancel, make(chan struct{}), make(chan struct{})
 	runDone, workDone := m.runDone, m.workDone
 	m.mu.Unlock()

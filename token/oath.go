@@ -78,7 +78,8 @@ func (t *tokenRecord) currentStep(now time.Time) int64 {
 }
 
 // match finds where code comes from: the time step of a TOTP token within ±1 step of its
-// current one, or the counter of an HOTP token within window of the next expected one. It
+// current one, or the counter of an HOTP token within window of the next expected one
+// (either way: codes spent recently are found too, for accept to refuse). It
 // compares every candidate, so that its time does not tell which matched. Whether the
 // code was spent already is for accept to say.
 func (t *tokenRecord) match(secret, code string, now time.Time, window int) (int64, bool) {
@@ -90,23 +91,44 @@ func (t *tokenRecord) match(secret, code string, now time.Time, window int) (int
 	}
 	var from, to int64
 	if t.Kind == kindHOTP {
-		from, to = int64(t.Counter), int64(t.Counter)+int64(window)-1
+		// The window ahead, and as many counters behind: a code from there is refused by
+		// accept, but recognised, so that the audit log says "code replayed".
+		from, to = max(int64(t.Counter)-int64(window), 0), int64(t.Counter)+int64(window)-1
 	} else {
 		cur := t.currentStep(now)
 		from, to = cur-totpSkew, cur+totpSkew
 	}
-	var found int64
-	ok := 0
+	// A match that can still be accepted wins over a spent one: the same code at a counter
+	// behind and one ahead is a coincidence (about one in 10^5 for 6 digits), not a replay.
+	var found, spent int64
+	ok, old := 0, 0
+	fresh := t.freshFrom()
 	for n := from; n <= to; n++ {
 		want, err := t.codeAt(secret, n)
 		if err != nil {
 			return 0, false
 		}
-		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 && ok == 0 {
+		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) != 1 {
+			continue
+		}
+		if n >= fresh && ok == 0 {
 			found, ok = n, 1
+		} else if n < fresh && old == 0 {
+			spent, old = n, 1
 		}
 	}
-	return found, ok == 1
+	if ok == 1 {
+		return found, true
+	}
+	return spent, old == 1
+}
+
+// freshFrom is the first counter or time step a code may still come from.
+func (t *tokenRecord) freshFrom() int64 {
+	if t.Kind == kindHOTP {
+		return int64(t.Counter)
+	}
+	return t.LastStep + 1
 }
 
 // accept spends the code match found at n, on the token's current record: false when it

@@ -27,12 +27,12 @@ func addMailFlags(c *cobra.Command) *mailOpts {
 	f.StringVar(&m.passFile, "smtp-password-file", "", "file whose first line is the relay password")
 	f.StringVar(&m.tlsMode, "smtp-tls", "starttls", "starttls (port 587), tls (port 465) or none (a relay on this host only)")
 	f.StringVar(&m.caFile, "smtp-ca-file", "", "PEM certificates to trust for the relay (default: the system's)")
-	f.StringVar(&m.portalURL, "portal-url", "", "the portal's address as users reach it, for links in e-mail (default: https://--portal/)")
+	f.StringVar(&m.portalURL, "portal-url", "", "the portal's address as users reach it, for links in e-mail (default: the address the portal listens on)")
 	return m
 }
 
 // config turns the flags into the daemon's MailConfig; nil without --smtp-relay.
-func (m *mailOpts) config(portalAddr string) (*daemon.MailConfig, error) {
+func (m *mailOpts) config() (*daemon.MailConfig, error) {
 	if m.relay == "" {
 		if m.from != "" || m.user != "" || m.passFile != "" || m.caFile != "" {
 			return nil, usagef("the --smtp-* flags need --smtp-relay")
@@ -66,11 +66,7 @@ func (m *mailOpts) config(portalAddr string) (*daemon.MailConfig, error) {
 	if _, err := mail.NewSMTP(r); err != nil {
 		return nil, usageError{err}
 	}
-	url := m.portalURL
-	if url == "" && portalAddr != "" {
-		url = "https://" + portalAddr + "/"
-	}
-	return &daemon.MailConfig{Relay: r, PortalURL: url}, nil
+	return &daemon.MailConfig{Relay: r, PortalURL: m.portalURL}, nil
 }
 
 func newMailCmd(g *globals) *cobra.Command {

@@ -86,7 +86,7 @@ func newServeCmd(g *globals) *cobra.Command {
 			if (tlsCert == "") != (tlsKey == "") {
 				return usagef("--tls-cert and --tls-key go together")
 			}
-			mailCfg, err := mailFlags.config(portalAddr)
+			mailCfg, err := mailFlags.config()
 			if err != nil {
 				return err
 			}

@@ -82,9 +82,12 @@ type Server struct {
 
 	srv     *smtp.Server
 	failing atomic.Bool
-	mu      sync.Mutex
-	msgs    []Received
-	notify  chan struct{}
+	// hang, while not nil, holds every message's DATA until it is closed.
+	hang   atomic.Pointer[chan struct{}]
+	mu     sync.Mutex
+	msgs   []Received
+	notify chan struct{}
+	held   atomic.Int32
 }
 
 // Start listens on a loopback port and serves until Close.
@@ -109,11 +112,33 @@ func Start(user, password string) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server.
-func (s *Server) Close() error { return s.srv.Close() }
+// Close stops the server, releasing any message Hang holds.
+func (s *Server) Close() error {
+	if h := s.hang.Swap(nil); h != nil {
+		close(*h)
+	}
+	return s.srv.Close()
+}
 
 // SetFailing makes the server refuse every message with a temporary error (451) while on.
 func (s *Server) SetFailing(on bool) { s.failing.Store(on) }
+
+// Hang makes the server hold every message's DATA without answering, as a relay that
+// hangs would, until the returned function is called.
+func (s *Server) Hang() (release func()) {
+	ch := make(chan struct{})
+	p := &ch
+	s.hang.Store(p)
+	return func() {
+		// Whoever takes it out of s.hang closes it: this, or Close.
+		if s.hang.CompareAndSwap(p, nil) {
+			close(ch)
+		}
+	}
+}
+
+// Hanging reports whether a message is being held by Hang now.
+func (s *Server) Hanging() bool { return s.held.Load() > 0 }
 
 // Messages returns what the server accepted so far.
 func (s *Server) Messages() []Received {
@@ -179,6 +204,11 @@ func (ss *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	if h := ss.s.hang.Load(); h != nil {
+		ss.s.held.Add(1)
+		<-*h
+		ss.s.held.Add(-1)
 	}
 	if ss.s.failing.Load() {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "relay out of order (test)"}
