@@ -223,7 +223,7 @@ func TestOutboxRetriesWithBackoff(t *testing.T) {
 }
 
 // TestOutboxSurvivesRestart: what one outbox queued while the relay was down, another
-// over the same (reopened, encrypted) store sends.
+// over the same (reopened, encrypted) store sends, at once rather than after the backoff.
 func TestOutboxSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	key, err := vault.NewKey()
@@ -235,11 +235,16 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := &flaky{fail: true}
-	ob, _ := NewOutbox(Options{Store: st, Sender: down})
+	ob, _ := NewOutbox(Options{Store: st, Sender: down, FirstRetry: time.Hour})
 	for _, u := range []string{"alice", "bob"} {
 		if err := ob.Enqueue(context.Background(), note(u)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Both are tried and fail: their next attempt is an hour away.
+	ob.sendDue(context.Background(), false)
+	if st, _ := ob.Status(context.Background()); st.Waiting != 2 || time.Until(st.NextTry) < 30*time.Minute {
+		t.Fatalf("after failing: %+v", st)
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
@@ -314,18 +319,18 @@ func TestOutboxDropsAfterMaxAge(t *testing.T) {
 	if err := ob.Enqueue(ctx, note("alice")); err != nil {
 		t.Fatal(err)
 	}
-	ob.sendDue(ctx)
+	ob.sendDue(ctx, false)
 	if st, _ := ob.Status(ctx); st.Waiting != 1 || !st.NextTry.Equal(now.Add(time.Minute)) {
 		t.Fatalf("after one failure: %+v", st)
 	}
-	ob.sendDue(ctx) // not due yet: no attempt
+	ob.sendDue(ctx, false) // not due yet: no attempt
 	if snd.calls != 1 {
 		t.Fatalf("%d attempts before the retry was due", snd.calls)
 	}
 	mu.Lock()
 	now = now.Add(2 * time.Hour)
 	mu.Unlock()
-	ob.sendDue(ctx)
+	ob.sendDue(ctx, false)
 	if st, _ := ob.Status(ctx); st.Waiting != 0 {
 		t.Fatalf("not dropped after MaxAge: %+v", st)
 	}

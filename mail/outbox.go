@@ -188,10 +188,13 @@ func (ob *Outbox) waiting(ctx context.Context) (int, error) {
 }
 
 // Run sends due messages until ctx ends, waking when a message is queued and when the
-// next retry is due. A message in the middle of being sent when ctx ends stays queued.
+// next retry is due. A message in the middle of being sent when ctx ends stays queued. At
+// start (an unseal, a restart of the daemon: often after the relay was fixed) every
+// waiting message is tried once at once, whatever its backoff said.
 func (ob *Outbox) Run(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	all := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -199,7 +202,8 @@ func (ob *Outbox) Run(ctx context.Context) {
 		case <-ob.wake:
 		case <-t.C:
 		}
-		next := ob.sendDue(ctx)
+		next := ob.sendDue(ctx, all)
+		all = false
 		wait := time.Minute
 		if !next.IsZero() {
 			wait = min(max(next.Sub(ob.o.Now()), 10*time.Millisecond), wait)
@@ -214,13 +218,16 @@ func (ob *Outbox) Run(ctx context.Context) {
 	}
 }
 
-// sendDue sends the messages that are due, oldest first, and returns when the next one
-// not yet due is (zero for none).
-func (ob *Outbox) sendDue(ctx context.Context) time.Time {
+// sendDue sends the messages that are due (all: every message, once), oldest first, and
+// returns when the next one not yet due is (zero for none).
+func (ob *Outbox) sendDue(ctx context.Context, all bool) time.Time {
 	// A few rounds at most: a message whose outcome cannot be written stays due, and must
 	// not be sent again and again without a pause.
 	for round := 0; round < 10 && ctx.Err() == nil; round++ {
 		now := ob.o.Now()
+		if all && round == 0 {
+			now = now.Add(ob.o.MaxRetry) // every waiting message is due
+		}
 		var due [][]byte
 		var next time.Time
 		total := 0
