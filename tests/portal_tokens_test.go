@@ -67,6 +67,15 @@ func TestPortalHardwareTokenAndMailedLink(t *testing.T) {
 		t.Fatal("still asked for the PIN")
 	}
 	b.shot("hardware-token")
+	// Readable on a phone too: the wider table needs no sideways scrolling.
+	b.phone(true)
+	b.open("/security")
+	if b.overflows() {
+		t.Error("My tokens is wider than a 390-pixel phone screen")
+	}
+	b.shot("phone-hardware-token")
+	b.phone(false)
+	b.open("/security")
 	// The same code in another browser is a replay.
 	other := e.newBrowser(t, "replay")
 	other.signin("alice", testPassword, "1357", hotpAt(t, 8, 0))
