@@ -139,7 +139,7 @@ func TestHardwareTokensCLI(t *testing.T) {
 	alice.login(t).ok(t)
 	e.dsh(uidHWAlice, "1357\n", "token", "set-pin", "987654321").ok(t)
 	list := alice.as("token", "list").ok(t).stdout
-	if !strings.Contains(list, "hardware HOTP 8 digits") || !strings.Contains(list, "soft TOTP") {
+	if !strings.Contains(list, "hotp, hardware, 8 digits") || !strings.Contains(list, "  totp  ") {
 		t.Fatalf("token list:\n%s", list)
 	}
 	alice.as("logout").ok(t)

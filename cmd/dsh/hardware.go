@@ -177,12 +177,16 @@ func hardwareKind(kind string, digits, period int, algo string) string {
 	return d
 }
 
-// tokenKind describes a token of the user for dsh token list.
+// tokenKind describes a token of the user for dsh token list: "totp" for a soft token, as
+// before hardware tokens; "hotp, hardware, 8 digits" and the like for a device.
 func tokenKind(t control.TokenView) string {
 	if !t.Hardware {
-		return "soft TOTP"
+		return t.Kind
 	}
-	d := "hardware " + hardwareKind(t.Kind, t.Digits, t.Period, "")
+	d := t.Kind + ", hardware, " + strconv.Itoa(t.Digits) + " digits"
+	if t.Kind == "totp" && t.Period > 0 {
+		d += ", " + strconv.Itoa(t.Period) + " s"
+	}
 	if !t.PINSet {
 		d += " (no PIN yet)"
 	}
