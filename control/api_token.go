@@ -28,6 +28,8 @@ type EnrolmentCode struct {
 	User    string    `json:"user"`
 	Code    string    `json:"code"`
 	Expires time.Time `json:"expires"`
+	// MailedTo is the address the code was also queued to, when the daemon has a relay.
+	MailedTo string `json:"mailed_to,omitempty"`
 }
 
 // SecurityQuestion is one of the three ICE questions with its answer (case-sensitive).
@@ -42,6 +44,9 @@ type EnrolRequest struct {
 	Password  string              `json:"password"`
 	PIN       string              `json:"pin"`
 	Questions [3]SecurityQuestion `json:"questions"`
+	// TokenCode, when set, is a code of a hardware token assigned to the user: the PIN is
+	// set on that token instead of a soft token being created.
+	TokenCode string `json:"token_code,omitempty"`
 }
 
 // TokenCreated answers enrolment and token creation: the token's ID and the otpauth URL
@@ -92,12 +97,18 @@ type SessionEntry struct {
 	Expires time.Time `json:"expires"`
 }
 
-// TokenView describes a soft token without its secret.
+// TokenView describes a token without its secret.
 type TokenView struct {
 	ID       string    `json:"id"`
 	Kind     string    `json:"kind"`
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used,omitzero"`
+	// Hardware marks a device from the pool (ID is its serial); Digits and Period say how
+	// it makes codes; PINSet is false until its owner has set its PIN.
+	Hardware bool `json:"hardware,omitempty"`
+	Digits   int  `json:"digits,omitempty"`
+	Period   int  `json:"period,omitempty"`
+	PINSet   bool `json:"pin_set"`
 }
 
 // TokensResponse answers GET /v1/tokens.

@@ -117,12 +117,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if in != nil {
 		ct = "application/json"
 	}
-	return c.send(ctx, c.http, method, path, query, body, -1, ct, out)
+	return c.send(ctx, c.http, method, path, query, nil, body, -1, ct, out)
 }
 
-// send sends one request with body (may be nil, of length size when size ≥ 0) of content
-// type ct through hc.
-func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, query url.Values, body io.Reader, size int64, ct string, out any) error {
+// send sends one request with headers hdr (may be nil) and body (may be nil, of length
+// size when size ≥ 0) of content type ct through hc.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, query url.Values, hdr http.Header, body io.Reader, size int64, ct string, out any) error {
 	u := "http://dsh" + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -130,6 +130,9 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
@@ -212,7 +215,7 @@ func (c *Client) AuditShow(ctx context.Context, since time.Time) ([]AuditRecord,
 func (c *Client) Upload(ctx context.Context, name string, body io.Reader, size int64) (ArrivalView, error) {
 	var out ArrivalView
 	q := url.Values{UploadNameParam: {name}}
-	err := c.send(ctx, c.stream, http.MethodPost, PathUpload, q, body, size, "application/octet-stream", &out)
+	err := c.send(ctx, c.stream, http.MethodPost, PathUpload, q, nil, body, size, "application/octet-stream", &out)
 	return out, err
 }
 

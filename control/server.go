@@ -62,6 +62,7 @@ type Daemon interface {
 	Arrivals
 	SMB
 	Airlock
+	Hardware
 }
 
 type callerKey struct{}
@@ -131,6 +132,7 @@ func NewServer(d Daemon, log *slog.Logger, opts ServerOptions) *Server {
 	s.arrivalsRoutes(d)
 	s.smbRoutes(d)
 	s.airlockRoutes(d)
+	s.hardwareRoutes(d)
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,

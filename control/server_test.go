@@ -25,14 +25,32 @@ type fakeDaemon struct {
 	Arrivals // exercised end to end in tests/
 	SMB      // exercised end to end in tests/ (with Samba)
 	Airlock  // exercised end to end in tests/airlock_test.go
+	Hardware // only ImportTokens is faked here; the rest is exercised end to end in tests/
 	loginPW  []byte
-	mu       sync.Mutex
-	sealed   bool
-	lastPass string
-	calls    []string
+	// importKey and importRead are what the last import got: the key, and the body's size.
+	importKey  []byte
+	importRead int64
+	importErr  error
+	mu         sync.Mutex
+	sealed     bool
+	lastPass   string
+	calls      []string
 }
 
 func (f *fakeDaemon) note(s string) { f.mu.Lock(); f.calls = append(f.calls, s); f.mu.Unlock() }
+
+// ImportTokens keeps the key slice it was given (to see it wiped after the call) and reads
+// the body to its end.
+func (f *fakeDaemon) ImportTokens(ctx context.Context, c Caller, format, name string, key []byte, body io.Reader) (ImportResponse, error) {
+	n, err := io.Copy(io.Discard, body)
+	f.mu.Lock()
+	f.importKey, f.importRead, f.importErr = key, n, err
+	f.mu.Unlock()
+	if err != nil {
+		return ImportResponse{}, err
+	}
+	return ImportResponse{Imported: []string{format + ":" + name}}, nil
+}
 
 func (f *fakeDaemon) Status(ctx context.Context, c Caller) (StatusResponse, error) {
 	f.note(fmt.Sprintf("status uid=%d", c.UID))
@@ -333,4 +351,58 @@ func TestLoginSecretsWipedAndLockedMapped(t *testing.T) {
 	if !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("empty login: %v", err)
 	}
+}
+
+// TestImportKeyInHeaderAndBounded: the pre-shared key of a seed file travels in a header
+// (never the URL), arrives decoded and is wiped after the call; a key that is not hex is
+// refused; a body past MaxImportBytes is cut off.
+func TestImportKeyInHeaderAndBounded(t *testing.T) {
+	d, sock := startServer(t)
+	c := NewClient(sock)
+	ctx := context.Background()
+	key := []byte{0x12, 0x34, 0x56, 0x78, 0x90, 0x12, 0x34, 0x56, 0x78, 0x90, 0x12, 0x34, 0x56, 0x78, 0x90, 0x12}
+	res, err := c.ImportTokens(ctx, "pskc", "vendor.xml", []byte("<KeyContainer/>"), key)
+	if err != nil || len(res.Imported) != 1 || res.Imported[0] != "pskc:vendor.xml" {
+		t.Fatalf("import: %+v, %v", res, err)
+	}
+	d.mu.Lock()
+	got, n := d.importKey, d.importRead
+	d.mu.Unlock()
+	if n != int64(len("<KeyContainer/>")) || len(got) != len(key) {
+		t.Fatalf("daemon read %d bytes with a %d-byte key", n, len(got))
+	}
+	for _, b := range got {
+		if b != 0 {
+			t.Fatal("the key was not wiped after the call")
+		}
+	}
+	status, body := rawPost(t, sock, PathTokenImport, map[string]string{ImportKeyHeader: "not hex"}, strings.NewReader("x"))
+	if status != http.StatusBadRequest || !strings.Contains(body, "hex") {
+		t.Fatalf("a key that is not hex: %d %s", status, body)
+	}
+	_, err = c.ImportTokens(ctx, "csv", "big.csv", make([]byte, MaxImportBytes+1), nil)
+	if StatusFor(err) != http.StatusRequestEntityTooLarge && !strings.Contains(fmt.Sprint(err), "too large") {
+		t.Fatalf("a file past the bound: %v", err)
+	}
+}
+
+// rawPost sends a POST with headers straight to the socket.
+func rawPost(t *testing.T, sock, path string, hdr map[string]string, body io.Reader) (int, string) {
+	t.Helper()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return net.Dial("unix", sock) }}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest(http.MethodPost, "http://dsh"+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

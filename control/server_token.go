@@ -9,7 +9,7 @@ import (
 // byte slices that the server wipes when the call returns.
 type Tokens interface {
 	EnrolmentCode(ctx context.Context, c Caller, user string) (EnrolmentCode, error)
-	Enrol(ctx context.Context, c Caller, code string, password, pin []byte, qs [3]Question) (TokenCreated, error)
+	Enrol(ctx context.Context, c Caller, code string, password, pin []byte, qs [3]Question, tokenCode string) (TokenCreated, error)
 	Login(ctx context.Context, c Caller, user string, password, pin []byte, code, emergencyCode string) (SessionView, error)
 	Logout(ctx context.Context, c Caller) error
 	Session(ctx context.Context, c Caller) (SessionView, error)
@@ -61,7 +61,7 @@ func (s *Server) tokenRoutes(d Tokens) {
 	post(s, PathEnrol, func(ctx context.Context, c Caller, req EnrolRequest) (any, error) {
 		var sec secrets
 		defer sec.wipe()
-		return d.Enrol(ctx, c, req.Code, sec.b(req.Password), sec.b(req.PIN), sec.questions(req.Questions))
+		return d.Enrol(ctx, c, req.Code, sec.b(req.Password), sec.b(req.PIN), sec.questions(req.Questions), req.TokenCode)
 	})
 	post(s, PathLogin, func(ctx context.Context, c Caller, req LoginRequest) (any, error) {
 		var sec secrets

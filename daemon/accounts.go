@@ -103,6 +103,7 @@ func (d *Daemon) CreateUser(ctx context.Context, c control.Caller, req control.U
 			return fmt.Errorf("user %s was created, but no enrolment code could be issued (dsh user enrolment-code %s): %w", u.ID, u.ID, err)
 		}
 		out.Enrolment = control.EnrolmentCode{User: u.ID, Code: code, Expires: exp}
+		out.Enrolment.MailedTo = d.mailEnrolment(ctx, u.ID, code, exp)
 		return nil
 	})
 	return out, err
@@ -191,6 +192,7 @@ func (d *Daemon) AddMember(ctx context.Context, c control.Caller, req control.Me
 		if err := s.AddMember(ctx, a, req.Share, req.User, mode); err != nil {
 			return err
 		}
+		d.shareNotice(c, req.User, req.Share, true, string(mode))
 		if err := d.tok.Sessions().GrantShare(ctx, req.User, req.Share); err != nil {
 			return fmt.Errorf("%s was added to %s, but their current session could not receive the key (it will after their next login): %w", req.User, req.Share, err)
 		}
@@ -206,6 +208,7 @@ func (d *Daemon) RemoveMember(ctx context.Context, c control.Caller, req control
 		}
 		// Before the command returns, the key leaves the user's live session.
 		d.tok.Sessions().RevokeShare(req.User, req.Share)
+		d.shareNotice(c, req.User, req.Share, false, "")
 		return nil
 	})
 }

@@ -68,6 +68,8 @@ type Config struct {
 	ClamdSocket string
 	// EgressWindow is how long approved files may be downloaded; 0 means 7 days.
 	EgressWindow time.Duration
+	// Mail, when set, is the SMTP relay for notices, enrolment codes and token links.
+	Mail *MailConfig
 }
 
 // Daemon is one running dsh service.
@@ -110,6 +112,8 @@ type Daemon struct {
 	scanner    *scan.Clamd
 	airlockMet *metrics.Airlock
 	egress     *airlock.Store
+	// mail sends through the operator's relay; nil when none is configured.
+	mail *mailer
 }
 
 // groupEntryTimeout is how long the kernel may keep a name inside a share of the Group
@@ -165,6 +169,10 @@ func New(cfg Config) (*Daemon, error) {
 		d.scanner = scan.NewClamd(cfg.ClamdSocket, cfg.Clamd)
 	} else {
 		cfg.Log.Warn("no malware scanner (--clamd SOCKET): every upload and egress request is refused")
+	}
+	if d.mail, err = d.newMailer(cfg.Mail); err != nil {
+		lock.Release()
+		return nil, err
 	}
 	return d, nil
 }
@@ -328,7 +336,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		// A portal sign-in's session ends as the web sign-in does.
 		opts.PortalIdle, opts.PortalLifetime = portal.IdleTimeout, portal.MaxLifetime
 		tok, err = token.New(token.Deps{Store: p.KV, Directory: acl.Accounts{S: a}, Keys: acl.Keys{S: a}, Sealer: sealer,
-			Auditor: aud, Metrics: d.metrics, Limits: d.limits, KDF: d.kdf}, opts)
+			Auditor: aud, Metrics: d.metrics, Limits: d.limits, KDF: d.kdf, Notifier: tokenNotifier{d}}, opts)
 	}
 	if err == nil {
 		_, err = p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "ok"}, audit.Durable)
@@ -347,6 +355,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	}
 	d.parts, d.aud, d.acl, d.wrap, d.tok, d.sealer = p, aud, a, wrap, tok, sealer
 	d.refusals.Store(aud)
+	d.startMail(p, aud, a)
 	// One namespace store for both trees: it caches inodes, so it must make every change.
 	ns := meta.New(p.KV, meta.Options{})
 	// One budget for the unflushed writes of both trees (FUSE writers and uploads alike).
@@ -400,6 +409,7 @@ func (d *Daemon) seal(uid int, action string) error {
 	}
 	d.dropPortalCert()
 	d.tok.Sessions().EndAll(context.Background())
+	d.stopMail()
 	d.refusals.Store(nil)
 	// The last refusal summaries go before the seal record, which is the log's last.
 	if err := d.aud.Close(context.Background()); err != nil {

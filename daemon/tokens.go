@@ -90,16 +90,20 @@ func (d *Daemon) EnrolmentCode(ctx context.Context, c control.Caller, user strin
 	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		code, exp, err := t.CreateEnrolment(ctx, c.UID, user)
 		out = control.EnrolmentCode{User: user, Code: code, Expires: exp}
+		if err == nil {
+			out.MailedTo = d.mailEnrolment(ctx, user, code, exp)
+		}
 		return err
 	})
 	return out, err
 }
 
-// Enrol sets the caller's first credentials with their enrolment code.
-func (d *Daemon) Enrol(ctx context.Context, c control.Caller, code string, password, pin []byte, qs [3]control.Question) (control.TokenCreated, error) {
+// Enrol sets the caller's first credentials with their enrolment code; with tokenCode, the
+// PIN goes to the hardware token that gave it instead of a new soft token.
+func (d *Daemon) Enrol(ctx context.Context, c control.Caller, code string, password, pin []byte, qs [3]control.Question, tokenCode string) (control.TokenCreated, error) {
 	var out control.TokenCreated
 	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
-		en, err := t.Enrol(ctx, c.UID, code, password, pin, tokenQuestions(qs))
+		en, err := t.EnrolWith(ctx, c.UID, code, password, pin, tokenQuestions(qs), tokenCode)
 		out = control.TokenCreated{ID: en.TokenID, URL: en.URL}
 		return err
 	})
@@ -183,7 +187,14 @@ func (d *Daemon) Session(ctx context.Context, c control.Caller) (control.Session
 }
 
 func tokenView(t token.TokenInfo) control.TokenView {
-	return control.TokenView{ID: t.ID, Kind: t.Kind, Created: t.Created, LastUsed: t.LastUsed}
+	v := control.TokenView{ID: t.ID, Kind: t.Kind, Created: t.Created, LastUsed: t.LastUsed, Hardware: t.Hardware, PINSet: t.PINSet}
+	if t.Hardware {
+		v.Digits = t.Digits
+		if t.Kind == "totp" {
+			v.Period = t.Period
+		}
+	}
+	return v
 }
 
 // ListTokens lists the session user's tokens.
@@ -210,8 +221,12 @@ func (d *Daemon) CreateToken(ctx context.Context, c control.Caller, pin []byte) 
 	return out, err
 }
 
-// RevokeToken deletes one of the session user's tokens.
+// RevokeToken deletes one of the session user's tokens; for the operator, it revokes the
+// hardware token with serial id (a lost device reported to the service desk).
 func (d *Daemon) RevokeToken(ctx context.Context, c control.Caller, id string) error {
+	if c.IsRoot() {
+		return d.revokeAsOperator(ctx, c, id)
+	}
 	return d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		return t.RevokeToken(ctx, c.UID, id)
 	})

@@ -540,3 +540,29 @@ func (u *fakeUpload) state() (content string, finished, aborted bool) {
 	defer u.mu.Unlock()
 	return u.buf.String(), u.finished, u.aborted
 }
+
+// fakeLinkCode is the one-time link code the fake accepts, once.
+const fakeLinkCode = "ABCDEFGHIJKLMNOPQRST"
+
+// ResyncToken implements control.Hardware.
+func (f *fakeService) ResyncToken(ctx context.Context, c control.Caller, req control.ResyncRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("ResyncToken", c, req.ID, req.Code1, req.Code2)
+	return f.errs["ResyncToken"]
+}
+
+// ClaimTokenLink implements control.Hardware: the link code and the password give a
+// token, once.
+func (f *fakeService) ClaimTokenLink(ctx context.Context, c control.Caller, user, code string, password, pin []byte) (control.TokenCreated, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pw := f.keep(password)
+	f.record("ClaimTokenLink", c, user, code, pw, f.keep(pin))
+	u, ok := f.users[user]
+	if !ok || u.uid != c.UID || code != fakeLinkCode || pw != fakePassword || f.used[user+"/link"] {
+		return control.TokenCreated{}, errWrongCredentials
+	}
+	f.used[user+"/link"] = true
+	return control.TokenCreated{ID: "tok-mail", URL: "otpauth://totp/dsh:" + user + "?secret=JBSWY3DPEHPK3PXP&issuer=dsh"}, nil
+}

@@ -29,7 +29,7 @@ type page struct {
 }
 
 // pageNames are the templates, each rendered inside layout.html.
-var pageNames = []string{"signin", "ice", "files", "security", "token", "shares", "error"}
+var pageNames = []string{"signin", "ice", "files", "security", "token", "shares", "error", "claim"}
 
 var funcs = template.FuncMap{
 	"date": func(t time.Time) string {
@@ -39,6 +39,7 @@ var funcs = template.FuncMap{
 		return t.Local().Format("2 Jan 2006 15:04")
 	},
 	"size": humanSize,
+	"kind": tokenKind,
 }
 
 func (s *Server) parseTemplates() error {
@@ -265,7 +266,11 @@ func (s *Server) filesPage(w http.ResponseWriter, r *http.Request, ws *websessio
 }
 
 type securityData struct {
-	Tokens    []control.TokenView
+	Tokens []control.TokenView
+	// Hardware are the hardware tokens among Tokens (for the resync form); NeedsPIN is set
+	// when one of them waits for its PIN.
+	Hardware  []control.TokenView
+	NeedsPIN  bool
 	Questions [3]string
 	Error     string
 }
@@ -273,6 +278,12 @@ type securityData struct {
 func (s *Server) securityPage(w http.ResponseWriter, r *http.Request, ws *websession) {
 	toks, err := s.svc.ListTokens(r.Context(), caller(ws, r))
 	d := securityData{Tokens: toks}
+	for _, t := range toks {
+		if t.Hardware {
+			d.Hardware = append(d.Hardware, t)
+			d.NeedsPIN = d.NeedsPIN || !t.PINSet
+		}
+	}
 	if err == nil {
 		d.Questions, err = s.svc.Questions(r.Context(), caller(ws, r))
 	}
@@ -314,6 +325,8 @@ type tokenData struct {
 	URL string
 	// QR is the otpauth URL as a PNG data URL (an image, not a link: nothing is fetched).
 	QR template.URL
+	// Claimed is set when the token came from an e-mailed link (no sign-in behind it).
+	Claimed bool
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ws *websession) {
@@ -332,13 +345,18 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, ws *websess
 		s.done(w, r, ws, "/security", err, "")
 		return
 	}
+	p := base(ws, "New soft token", "security")
+	p.Data = s.tokenPage(tc, false)
+	s.render(w, "token", p)
+}
+
+// tokenPage is what the page that shows a new token once gets: its QR code as an image.
+func (s *Server) tokenPage(tc control.TokenCreated, claimed bool) tokenData {
 	png, err := qrcode.Encode(tc.URL, qrcode.Medium, 256)
 	if err != nil {
 		s.log.Error("portal: QR code", "err", err)
 	}
-	p := base(ws, "New soft token", "security")
-	p.Data = tokenData{ID: tc.ID, URL: tc.URL, QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))}
-	s.render(w, "token", p)
+	return tokenData{ID: tc.ID, URL: tc.URL, QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png)), Claimed: claimed}
 }
 
 func (s *Server) setPIN(w http.ResponseWriter, r *http.Request, ws *websession) {

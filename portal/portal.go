@@ -43,6 +43,9 @@ type Service interface {
 	RequestICE(ctx context.Context, c control.Caller, user string, password []byte, answers [3][]byte) (control.ICEResponse, error)
 	ChangePassword(ctx context.Context, c control.Caller, current, pin []byte, code string, newPassword []byte) error
 	SetQuestions(ctx context.Context, c control.Caller, password, pin []byte, code string, qs [3]control.Question) error
+	// Hardware tokens and soft tokens by e-mail (control.Hardware).
+	ResyncToken(ctx context.Context, c control.Caller, req control.ResyncRequest) error
+	ClaimTokenLink(ctx context.Context, c control.Caller, user, code string, password, pin []byte) (control.TokenCreated, error)
 	// The Share Manager (control.Accounts).
 	ListProjects(ctx context.Context, c control.Caller) ([]control.ProjectView, error)
 	ListShares(ctx context.Context, c control.Caller) ([]control.ShareAccessView, error)
@@ -321,6 +324,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /security/tokens/create", s.signedIn(s.createToken))
 	m.HandleFunc("POST /security/tokens/pin", s.signedIn(s.setPIN))
 	m.HandleFunc("POST /security/tokens/revoke", s.signedIn(s.revokeToken))
+	m.HandleFunc("POST /security/tokens/resync", s.signedIn(s.resyncToken))
+	m.HandleFunc("GET /claim", s.unsealed(s.claimPage))
+	m.HandleFunc("POST /claim", s.unsealed(s.claim))
 	m.HandleFunc("GET /shares", s.signedIn(s.sharesPage))
 	m.HandleFunc("POST /shares/create", s.signedIn(s.createShare))
 	m.HandleFunc("POST /shares/add", s.signedIn(s.addMember))

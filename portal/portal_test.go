@@ -624,6 +624,7 @@ var signedInForms = map[string]url.Values{
 	"/security/tokens/revoke": {"token": {"tok-1"}},
 	"/security/tokens/pin":    {"token": {"tok-1"}, "pin": {"1357"}, "pin2": {"1357"}},
 	"/security/tokens/create": {"pin": {"1357"}, "pin2": {"1357"}},
+	"/security/tokens/resync": {"token": {"OATH0001"}, "code1": {"12345678"}, "code2": {"23456789"}},
 	"/security/password": {"password": {fakePassword}, "pin": {fakePIN}, "code": {fakeCode},
 		"new": {"a new long password"}, "new2": {"a new long password"}},
 	"/security/questions": {"password": {fakePassword}, "pin": {fakePIN}, "code": {fakeCode},

@@ -123,8 +123,8 @@ func (f factors) check() error {
 	if err := checkPIN(f.pin); err != nil {
 		return err
 	}
-	if !digits(f.code, int(totpDigits)) {
-		return fmt.Errorf("%w: the code has %d digits", ErrInvalid, int(totpDigits))
+	if !digits(f.code, int(totpDigits)) && !digits(f.code, 7) && !digits(f.code, 8) {
+		return fmt.Errorf("%w: the code has 6 digits (8 on some hardware tokens)", ErrInvalid)
 	}
 	return nil
 }
@@ -151,7 +151,7 @@ type authenticated struct {
 type checked struct {
 	passOK, secondOK bool
 	tokenID          string // the token whose code matched
-	step             int64  // the TOTP step it matched
+	step             int64  // the TOTP step or HOTP counter it matched
 }
 
 // checkFactors checks the factors in f against rec and toks, the stored credentials of
@@ -181,11 +181,14 @@ func (s *Service) checkFactors(ctx context.Context, user string, rec *userRecord
 		}
 	} else {
 		for i := range toks {
+			if !toks[i].usable() {
+				continue // a hardware token whose owner has not set its PIN yet
+			}
 			secret, err := s.sealer.Open(toks[i].Secret, sealContext(user, toks[i].ID))
 			if err != nil {
 				return c, fmt.Errorf("open token secret: %w", err)
 			}
-			st, ok := matchStep(string(secret), f.code, now)
+			st, ok := toks[i].match(string(secret), f.code, now, s.opts.HOTPWindow)
 			wipe(secret)
 			if ok && !valid {
 				sh, valid, c.tokenID, c.step = toks[i].PIN, true, toks[i].ID, st
@@ -262,11 +265,10 @@ func (s *Service) authenticateOnce(ctx context.Context, peerUID int, userID stri
 		if err != nil {
 			return false, err
 		}
-		if !found || c.step <= t.LastStep {
+		if !found || !t.accept(c.step, now) {
 			replay = found
 			return false, nil
 		}
-		t.LastStep, t.LastUsed = c.step, now
 		return true, putJSON(tx, tokenKey(user, c.tokenID), &t)
 	})
 	var le *LockedError

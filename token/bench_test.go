@@ -37,3 +37,25 @@ func BenchmarkKeyringKey(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkMatchCode measures how a code picks its token, per kind: the HMACs a login
+// does besides its two Argon2id hashes (a soft token 3, a hardware HOTP device 20, a
+// hardware TOTP device 3).
+func BenchmarkMatchCode(b *testing.B) {
+	now := time.Unix(1_800_000_015, 0)
+	for _, c := range []struct {
+		name string
+		tok  tokenRecord
+	}{
+		{"soft", tokenRecord{ID: "s", Kind: kindTOTP}},
+		{"hotp", hw(kindHOTP, 8, 0, "")},
+		{"totp", hw(kindTOTP, 8, 60, "SHA256")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			code := "00000000"[:c.tok.digitsOf()]
+			for b.Loop() {
+				c.tok.match(rfcB32(), code, now, DefaultHOTPWindow)
+			}
+		})
+	}
+}

@@ -62,7 +62,16 @@ func checkQuestions(qs [3]Question) error {
 // Enrol sets the first credentials of the user of peerUID with their enrolment code:
 // password, three security questions and a first soft token with its PIN. It replaces
 // any earlier credentials of the user (an operator re-enrolment) and spends the code.
+// Hardware tokens assigned to the user are kept.
 func (s *Service) Enrol(ctx context.Context, peerUID int, code string, password, pin []byte, qs [3]Question) (Enrolled, error) {
+	return s.EnrolWith(ctx, peerUID, code, password, pin, qs, "")
+}
+
+// EnrolWith is Enrol for a user who holds a hardware token: with tokenCode, a code of a
+// hardware token assigned to the user whose PIN is not set yet, the PIN is set on that
+// token (and the code spent) instead of a soft token being created. Enrolled.URL is then
+// empty and TokenID the device's serial.
+func (s *Service) EnrolWith(ctx context.Context, peerUID int, code string, password, pin []byte, qs [3]Question, tokenCode string) (Enrolled, error) {
 	const action = "token.enrol"
 	user, active, ok := s.dir.UserByUID(peerUID)
 	switch {
@@ -99,10 +108,21 @@ func (s *Service) Enrol(ctx context.Context, peerUID int, code string, password,
 			return Enrolled{}, fmt.Errorf("token: enrol: %w", err)
 		}
 	}
-	tok, url, err := s.newToken(ctx, user, pin, now)
-	if err != nil {
-		return Enrolled{}, fmt.Errorf("token: enrol: %w", err)
+	var tok tokenRecord
+	var url string
+	if tokenCode == "" {
+		if tok, url, err = s.newToken(ctx, user, pin, now); err != nil {
+			return Enrolled{}, fmt.Errorf("token: enrol: %w", err)
+		}
+	} else {
+		if tok, err = s.hardwareForEnrolment(ctx, user, tokenCode, now); err != nil {
+			return Enrolled{}, s.refuse(ctx, peerUID, user, action, "hardware code not matched", fmt.Errorf("token: enrol: %w", err))
+		}
+		if tok.PIN, err = s.hash(ctx, pin, s.opts.ShortKDF); err != nil {
+			return Enrolled{}, fmt.Errorf("token: enrol: %w", err)
+		}
 	}
+	hwAt := tok.LastStep // where the hardware token's code matched
 
 	err = s.st.Update(ctx, func(tx kv.Txn) error {
 		var cur enrolment
@@ -122,11 +142,26 @@ func (s *Service) Enrol(ctx context.Context, peerUID int, code string, password,
 			return err
 		}
 		for _, t := range old {
+			if t.hardware() {
+				continue // devices stay with their owner; the operator takes them back
+			}
 			if err := tx.Delete(tokenKey(user, t.ID)); err != nil {
 				return fmt.Errorf("delete old token: %w", err)
 			}
 		}
-		if err := putJSON(tx, tokenKey(user, tok.ID), &tok); err != nil {
+		write := tok
+		if tok.hardware() {
+			// The code that proved the device is spent, on the record as it is now.
+			var cur tokenRecord
+			if found, err := getJSON(tx, tokenKey(user, tok.ID), &cur); err != nil {
+				return err
+			} else if !found || cur.usable() || !cur.accept(hwAt, now) {
+				return fmt.Errorf("%w: the hardware token's code was used or the token changed meanwhile", ErrUnauthorized)
+			}
+			cur.PIN = tok.PIN
+			write = cur
+		}
+		if err := putJSON(tx, tokenKey(user, write.ID), &write); err != nil {
 			return err
 		}
 		return putJSON(tx, userKey(user), &rec)
@@ -137,11 +172,55 @@ func (s *Service) Enrol(ctx context.Context, peerUID int, code string, password,
 	if err := s.record(ctx, peerUID, user, action, tok.ID, "ok", "", audit.Durable); err != nil {
 		return Enrolled{}, fmt.Errorf("token: enrol: %w", err)
 	}
+	if tok.hardware() {
+		s.notify(ctx, EventPIN, user, tok.ID, time.Time{})
+	}
 	return Enrolled{TokenID: tok.ID, URL: url}, nil
+}
+
+// hardwareForEnrolment finds the hardware token of user, assigned and without a PIN, that
+// gave code. The returned record carries in LastStep where the code matched (the counter
+// or time step), for the enrolment's transaction to spend.
+func (s *Service) hardwareForEnrolment(ctx context.Context, user, code string, now time.Time) (tokenRecord, error) {
+	if len(code) < 6 || len(code) > 8 || !digits(code, len(code)) {
+		return tokenRecord{}, fmt.Errorf("%w: the hardware token's code has 6 to 8 digits", ErrInvalid)
+	}
+	var toks []tokenRecord
+	if err := s.st.View(ctx, func(tx kv.Txn) (err error) {
+		toks, err = listTokens(tx, user)
+		return err
+	}); err != nil {
+		return tokenRecord{}, err
+	}
+	for _, t := range toks {
+		if !t.hardware() || t.usable() {
+			continue
+		}
+		secret, err := s.sealer.Open(t.Secret, sealContext(user, t.ID))
+		if err != nil {
+			return tokenRecord{}, fmt.Errorf("open token secret: %w", err)
+		}
+		n, ok := t.match(string(secret), code, now, s.opts.HOTPWindow)
+		wipe(secret)
+		if ok {
+			t.LastStep = n
+			return t, nil
+		}
+	}
+	return tokenRecord{}, fmt.Errorf("%w: the code is not one of a hardware token assigned to you that waits for its PIN", ErrUnauthorized)
 }
 
 // newToken builds a token record with a fresh sealed secret and hashed PIN.
 func (s *Service) newToken(ctx context.Context, user string, pin []byte, now time.Time) (tokenRecord, string, error) {
+	pinHash, err := s.hash(ctx, pin, s.opts.ShortKDF)
+	if err != nil {
+		return tokenRecord{}, "", err
+	}
+	return s.newTokenHashed(user, pinHash, now)
+}
+
+// newTokenHashed is newToken with the PIN hashed already.
+func (s *Service) newTokenHashed(user string, pinHash hashed, now time.Time) (tokenRecord, string, error) {
 	id, err := randomID()
 	if err != nil {
 		return tokenRecord{}, "", err
@@ -156,11 +235,7 @@ func (s *Service) newToken(ctx context.Context, user string, pin []byte, now tim
 	if err != nil {
 		return tokenRecord{}, "", fmt.Errorf("seal token secret: %w", err)
 	}
-	pinHash, err := s.hash(ctx, pin, s.opts.ShortKDF)
-	if err != nil {
-		return tokenRecord{}, "", err
-	}
-	return tokenRecord{ID: id, Kind: "totp", Created: now, Secret: sealed, PIN: pinHash}, url, nil
+	return tokenRecord{ID: id, Kind: kindTOTP, Created: now, Secret: sealed, PIN: pinHash}, url, nil
 }
 
 func firstErr(errs ...error) error {

@@ -144,6 +144,31 @@ func (r *recorder) has(action, result, detail string) bool {
 	return false
 }
 
+// notes keeps the events the service reports.
+type notes struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (n *notes) Notify(_ context.Context, e Event) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.events = append(n.events, e)
+}
+
+// of returns the events of kind for user.
+func (n *notes) of(kind EventKind, user string) []Event {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []Event
+	for _, e := range n.events {
+		if e.Kind == kind && e.User == user {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -167,6 +192,7 @@ type env struct {
 	dir   *fakeDir
 	keys  *fakeKeys
 	aud   *recorder
+	notes *notes
 	clk   *clock
 	met   *metrics.Metrics
 	reg   *prometheus.Registry
@@ -205,8 +231,9 @@ func newEnvStore(t testing.TB, st kv.Store, password, short KDFParams) *env {
 			{id: "alice", uid: aliceUID, active: true},
 			{id: "bob", uid: bobUID, active: true},
 		}},
-		keys: &fakeKeys{members: map[int][]string{aliceUID: {"proj-a", "proj-b"}}},
-		aud:  &recorder{},
+		keys:  &fakeKeys{members: map[int][]string{aliceUID: {"proj-a", "proj-b"}}},
+		aud:   &recorder{},
+		notes: &notes{},
 		// Mid-step, so that ±1 step arithmetic in tests never lands on a boundary.
 		clk: &clock{t: time.Unix(1_800_000_015, 0)},
 	}
@@ -224,7 +251,7 @@ func newEnvStore(t testing.TB, st kv.Store, password, short KDFParams) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc, err = New(Deps{Store: e.store, Directory: e.dir, Keys: e.keys, Sealer: sealer, Auditor: e.aud, Metrics: m},
+	e.svc, err = New(Deps{Store: e.store, Directory: e.dir, Keys: e.keys, Sealer: sealer, Auditor: e.aud, Metrics: m, Notifier: e.notes},
 		Options{Now: e.clk.now, PasswordKDF: password, ShortKDF: short})
 	if err != nil {
 		t.Fatal(err)

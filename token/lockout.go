@@ -79,6 +79,7 @@ func (s *Service) lockedOut(ctx context.Context, uid int, user string, until tim
 		s.met.Lockouts.Inc()
 	}
 	_ = s.record(ctx, uid, user, "token.lockout", "", "ok", "until "+until.UTC().Format(time.RFC3339), audit.Durable)
+	s.notify(ctx, EventLockout, user, "", until)
 }
 
 // accountKey names the account a portal attempt is throttled under: the user ID as typed

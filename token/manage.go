@@ -10,12 +10,20 @@ import (
 	"dsh/kv"
 )
 
-// TokenInfo describes a soft token without its secret.
+// TokenInfo describes a token without its secret.
 type TokenInfo struct {
 	ID       string
-	Kind     string    // "totp"
-	Created  time.Time // when the token was created
+	Kind     string    // "totp" or "hotp"
+	Created  time.Time // when the token was created or assigned
 	LastUsed time.Time // the last accepted code; zero if never used
+	// Hardware is set for a device from the pool; ID is then its serial, and Digits and
+	// Period say how it computes codes (Period for TOTP only).
+	Hardware bool
+	Digits   int
+	Period   int
+	// PINSet is false for a hardware token whose owner has not set its PIN: its codes are
+	// not accepted until they do.
+	PINSet bool
 }
 
 // RequestICE issues an 8-digit emergency code to a user who gives the password and all
@@ -106,6 +114,7 @@ func (s *Service) requestICE(ctx context.Context, peerUID int, userID string, pa
 	if err := s.record(ctx, peerUID, user, action, "", "ok", "", audit.Durable); err != nil {
 		return "", time.Time{}, fmt.Errorf("token: ICE: %w", err)
 	}
+	s.notify(ctx, EventICE, user, "", ice.Expires)
 	return code, ice.Expires, nil
 }
 
@@ -133,8 +142,8 @@ func (s *Service) ListTokens(ctx context.Context, uid int) ([]TokenInfo, error) 
 		return nil, fmt.Errorf("token: list tokens: %w", err)
 	}
 	out := make([]TokenInfo, len(toks))
-	for i, t := range toks {
-		out[i] = TokenInfo{ID: t.ID, Kind: t.Kind, Created: t.Created, LastUsed: t.LastUsed}
+	for i := range toks {
+		out[i] = tokenInfo(&toks[i])
 	}
 	return out, nil
 }
@@ -161,6 +170,7 @@ func (s *Service) CreateToken(ctx context.Context, uid int, pin []byte) (Enrolle
 	if err := s.record(ctx, uid, user, action, tok.ID, "ok", "", audit.Durable); err != nil {
 		return Enrolled{}, fmt.Errorf("token: create token: %w", err)
 	}
+	s.notify(ctx, EventTokenAdded, user, tok.ID, time.Time{})
 	return Enrolled{TokenID: tok.ID, URL: url}, nil
 }
 
@@ -180,6 +190,12 @@ func (s *Service) updateToken(ctx context.Context, uid int, id, action string, f
 			return fmt.Errorf("token %q: %w", id, ErrNotFound)
 		}
 		if remove {
+			if t.hardware() {
+				// A lost or broken device: its serial can never be assigned again.
+				if err := revokeInPool(tx, t.Serial, s.now()); err != nil {
+					return err
+				}
+			}
 			return tx.Delete(tokenKey(user, id))
 		}
 		fn(&t)
@@ -192,15 +208,25 @@ func (s *Service) updateToken(ctx context.Context, uid int, id, action string, f
 		}
 		return s.refuse(ctx, uid, user, action, detail, fmt.Errorf("token: %s: %w", action, err))
 	}
-	return s.record(ctx, uid, user, action, id, "ok", "", audit.Durable)
+	if err := s.record(ctx, uid, user, action, id, "ok", "", audit.Durable); err != nil {
+		return err
+	}
+	if remove {
+		s.notify(ctx, EventTokenRevoked, user, id, time.Time{})
+	} else {
+		s.notify(ctx, EventPIN, user, id, time.Time{})
+	}
+	return nil
 }
 
-// RevokeToken deletes one of the session user's tokens; its codes stop working at once.
+// RevokeToken deletes one of the session user's tokens; its codes stop working at once. A
+// hardware token is revoked in the pool too: a lost device never comes back into use.
 func (s *Service) RevokeToken(ctx context.Context, uid int, id string) error {
 	return s.updateToken(ctx, uid, id, "token.revoke", nil, true)
 }
 
-// SetPIN gives one of the session user's tokens a new 4-digit PIN.
+// SetPIN gives one of the session user's tokens a new 4-digit PIN: also how the owner of a
+// newly assigned hardware token makes it usable.
 func (s *Service) SetPIN(ctx context.Context, uid int, id string, pin []byte) error {
 	const action = "token.set-pin"
 	if err := checkPIN(pin); err != nil {
@@ -300,5 +326,13 @@ func (s *Service) changeCredentials(ctx context.Context, peerUID int, f factors,
 	if err != nil {
 		return s.refuse(ctx, peerUID, a.user, action, reasonError, fmt.Errorf("token: %s: %w", what, err))
 	}
-	return s.record(ctx, peerUID, a.user, action, "", "ok", "", audit.Durable)
+	if err := s.record(ctx, peerUID, a.user, action, "", "ok", "", audit.Durable); err != nil {
+		return err
+	}
+	if action == "token.passwd" {
+		s.notify(ctx, EventPassword, a.user, "", time.Time{})
+	} else {
+		s.notify(ctx, EventQuestions, a.user, "", time.Time{})
+	}
+	return nil
 }

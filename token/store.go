@@ -15,10 +15,18 @@ const (
 	prefixUser  = "token/user/"
 	prefixToken = "token/tok/"
 	prefixEnrol = "token/enrol/"
+	// prefixPool holds the hardware tokens imported from vendors' seed files, by serial:
+	// free ones with their sealed secret, assigned and revoked ones as a record of where
+	// each device went.
+	prefixPool = "token/hw/"
+	// prefixLink holds the one-time links that deliver a soft token by e-mail, by user.
+	prefixLink = "token/link/"
 )
 
-func userKey(id string) []byte  { return []byte(prefixUser + id) }
-func enrolKey(id string) []byte { return []byte(prefixEnrol + id) }
+func userKey(id string) []byte     { return []byte(prefixUser + id) }
+func enrolKey(id string) []byte    { return []byte(prefixEnrol + id) }
+func poolKey(serial string) []byte { return []byte(prefixPool + serial) }
+func linkKey(id string) []byte     { return []byte(prefixLink + id) }
 func tokensPrefix(id string) []byte {
 	return []byte(prefixToken + id + "\x00")
 }
@@ -48,8 +56,10 @@ type emergency struct {
 	Expires time.Time `json:"expires"`
 }
 
-// tokenRecord is one soft token. Secret is sealed; LastStep is the last TOTP time step
-// accepted, so that no code at or before it is accepted again.
+// tokenRecord is one token of a user: a soft token, or a hardware token assigned from the
+// pool (Serial set, and then its ID). Secret is sealed; LastStep is the last TOTP time step
+// accepted, so that no code at or before it is accepted again; an HOTP token's Counter is
+// the next counter it may give a code for.
 type tokenRecord struct {
 	ID       string    `json:"id"`
 	Kind     string    `json:"kind"`
@@ -58,6 +68,17 @@ type tokenRecord struct {
 	Secret   []byte    `json:"secret"`
 	PIN      hashed    `json:"pin"`
 	LastStep int64     `json:"last_step"`
+
+	// A hardware token's serial and how it computes codes; zero for soft tokens, whose
+	// parameters are fixed (6 digits, 30 s, SHA-1).
+	Serial  string `json:"serial,omitempty"`
+	Digits  int    `json:"digits,omitempty"`
+	Period  int    `json:"period,omitempty"`
+	Algo    string `json:"algo,omitempty"`
+	Counter uint64 `json:"counter,omitempty"`
+	// Drift is how many time steps a hardware TOTP token's clock is ahead (negative:
+	// behind), learned at each login and at resynchronisation.
+	Drift int64 `json:"drift,omitempty"`
 }
 
 // enrolment is an unused enrolment code: its digest and expiry.

@@ -122,6 +122,9 @@ const (
 	DefaultLockout       = 15 * time.Minute
 	DefaultICEValidity   = 24 * time.Hour
 	DefaultEnrolValidity = 7 * 24 * time.Hour
+	// DefaultLinkValidity is how long a one-time link to a soft token sent by e-mail
+	// stays valid.
+	DefaultLinkValidity = 72 * time.Hour
 	// DefaultIssuer names the service in authenticator apps.
 	DefaultIssuer = "DSH"
 )
@@ -156,6 +159,15 @@ type Options struct {
 	// AddressThrottle and AccountThrottle slow down failed portal attempts per client
 	// address and per account; zero means DefaultAddressThrottle, DefaultAccountThrottle.
 	AddressThrottle, AccountThrottle limit.BackoffPolicy
+	// HOTPWindow is how many counter values ahead of the expected one a hardware HOTP
+	// token's login code may come from; zero means DefaultHOTPWindow.
+	HOTPWindow int
+	// SyncWindow is how far resynchronisation searches for two consecutive codes; zero
+	// means DefaultSyncWindow.
+	SyncWindow int
+	// LinkValidity is how long a one-time link that delivers a soft token by e-mail stays
+	// valid; zero means DefaultLinkValidity.
+	LinkValidity time.Duration
 }
 
 // The portal's throttles. An address gets 5 failures for free, an account 3; after that each
@@ -207,6 +219,15 @@ func (o Options) withDefaults() Options {
 	if o.AccountThrottle == (limit.BackoffPolicy{}) {
 		o.AccountThrottle = DefaultAccountThrottle
 	}
+	if o.HOTPWindow <= 0 {
+		o.HOTPWindow = DefaultHOTPWindow
+	}
+	if o.SyncWindow <= 0 {
+		o.SyncWindow = DefaultSyncWindow
+	}
+	if o.LinkValidity <= 0 {
+		o.LinkValidity = DefaultLinkValidity
+	}
 	return o
 }
 
@@ -225,6 +246,9 @@ type Deps struct {
 	// its parameters' memory from it for as long as it runs. The daemon passes one budget
 	// that outlives seal and unseal.
 	KDF *limit.Budget
+	// Notifier, when set, is told about lockouts, emergency codes and changes of tokens
+	// and credentials, so that their owner hears of them (by e-mail).
+	Notifier Notifier
 }
 
 // Service is the token service. It is safe for concurrent use.
@@ -238,6 +262,7 @@ type Service struct {
 	opts     Options
 	sessions *Sessions
 	kdf      *limit.Budget
+	notifier Notifier
 
 	// decoy and decoyShort stand in for a password hash and a PIN, answer or emergency code
 	// hash that a caller's user does not have (unknown, not the caller, not enrolled, no
@@ -273,6 +298,7 @@ func New(d Deps, opts Options) (*Service, error) {
 		opts:       opts,
 		sessions:   newSessions(d.Keys, d.Auditor, d.Metrics, opts.Now),
 		kdf:        kdf,
+		notifier:   d.Notifier,
 		decoy:      newDecoy(opts.PasswordKDF),
 		decoyShort: newDecoy(opts.ShortKDF),
 		byAddress:  limit.NewBackoff[string](opts.AddressThrottle, opts.Now),

@@ -244,6 +244,9 @@ func newShareCmd(g *globals) *cobra.Command {
 func printEnrolment(e control.EnrolmentCode) {
 	fmt.Printf("enrolment code: %s\n", e.Code)
 	fmt.Printf("valid once, until %s: the user runs dsh enroll --code CODE --questions-file F\n", when(e.Expires))
+	if e.MailedTo != "" {
+		fmt.Printf("the code is also on its way to %s\n", e.MailedTo)
+	}
 }
 
 // modeName spells out a membership mode as the command line shows it.

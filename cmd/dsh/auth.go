@@ -93,9 +93,9 @@ func showToken(t control.TokenCreated) error {
 func when(t time.Time) string { return t.Local().Format("2006-01-02 15:04 MST") }
 
 func newEnrolCmd(g *globals) *cobra.Command {
-	var code, qfile string
+	var code, qfile, tokenCode string
 	c := &cobra.Command{
-		Use:   "enroll --code ENROLMENT_CODE --questions-file F",
+		Use:   "enroll --code ENROLMENT_CODE --questions-file F [--token-code N]",
 		Short: "Set your password, security questions and first soft token (< new password, new PIN)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -107,7 +107,7 @@ func newEnrolCmd(g *globals) *cobra.Command {
 				return err
 			}
 			r := newSecretReader()
-			req := control.EnrolRequest{Code: code, Questions: qs}
+			req := control.EnrolRequest{Code: code, Questions: qs, TokenCode: tokenCode}
 			if req.Password, err = readNew(r, "new password"); err != nil {
 				return err
 			}
@@ -118,12 +118,17 @@ func newEnrolCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if res.URL == "" {
+				fmt.Printf("enrolled: password, security questions and the PIN of hardware token %s set\n", res.ID)
+				return nil
+			}
 			fmt.Println("enrolled: password, security questions and first soft token set")
 			return showToken(res)
 		},
 	}
 	c.Flags().StringVar(&code, "code", "", "the one-time enrolment code from the operator")
 	c.Flags().StringVar(&qfile, "questions-file", "", "file of three lines question<TAB>answer")
+	c.Flags().StringVar(&tokenCode, "token-code", "", "a code of the hardware token assigned to you: the PIN goes to it, no soft token is made")
 	return c
 }
 
@@ -158,7 +163,7 @@ func newLoginCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&user, "user", "", "your user ID (must be the user of your uid)")
-	c.Flags().StringVar(&code, "code", "", "the 6-digit code of your soft token")
+	c.Flags().StringVar(&code, "code", "", "the code of your token (6 digits; 8 on some hardware tokens)")
 	c.Flags().StringVar(&emergency, "emergency-code", "", "an 8-digit ICE emergency code")
 	return c
 }
@@ -219,7 +224,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 }
 
 func newTokenCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "token", Short: "Your soft tokens: list, create, revoke, set-pin (needs a session)"}
+	c := &cobra.Command{Use: "token", Short: "Your tokens (list, create, revoke, set-pin, resync, claim) and the operator's hardware pool (import, pool, assign, unassign, send)"}
 	list := &cobra.Command{
 		Use: "list", Short: "List your soft tokens (never their secrets)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -233,7 +238,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 				if !t.LastUsed.IsZero() {
 					last = when(t.LastUsed)
 				}
-				rows = append(rows, []string{t.ID, t.Kind, when(t.Created), last})
+				rows = append(rows, []string{t.ID, tokenKind(t), when(t.Created), last})
 			}
 			table("ID\tKIND\tCREATED\tLAST USED", rows)
 			return nil
@@ -254,7 +259,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 		},
 	}
 	revoke := &cobra.Command{
-		Use: "revoke ID", Short: "Revoke a soft token: its codes stop working at once", Args: cobra.ExactArgs(1),
+		Use: "revoke ID", Short: "Revoke a token: its codes stop working at once (the operator: any hardware token, by serial)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.client().RevokeToken(cmd.Context(), args[0]); err != nil {
 				return err
@@ -278,6 +283,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 		},
 	}
 	c.AddCommand(list, create, revoke, setPIN)
+	addHardwareCmds(c, g)
 	return c
 }
 

@@ -91,6 +91,7 @@ func newRoot() *cobra.Command {
 		newSMBCmd(g),
 		newQuarantineCmd(g),
 		newEgressCmd(g),
+		newMailCmd(g),
 	)
 	markUsage(root)
 	return root

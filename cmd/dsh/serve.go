@@ -71,6 +71,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	var clamd scan.ClamdOptions
 	var egressWindow time.Duration
 	var auth token.Options
+	var mailFlags *mailOpts
 	c := &cobra.Command{
 		Use:   "serve --data DIR [--unseal-passphrase-file F] [--metrics ADDR]",
 		Short: "Run the daemon",
@@ -89,8 +90,12 @@ func newServeCmd(g *globals) *cobra.Command {
 			if (tlsCert == "") != (tlsKey == "") {
 				return usagef("--tls-cert and --tls-key go together")
 			}
+			mailCfg, err := mailFlags.config()
+			if err != nil {
+				return err
+			}
 			cfg := daemon.Config{DataDir: abs, Socket: g.socket, MetricsAddr: metricsAddr, Pprof: pprof, Log: logger(), Auth: auth,
-				PortalAddr: portalAddr, TLSCert: tlsCert, TLSKey: tlsKey}
+				PortalAddr: portalAddr, TLSCert: tlsCert, TLSKey: tlsKey, Mail: mailCfg}
 			if groupDir != "" {
 				if cfg.GroupDir, err = filepath.Abs(groupDir); err != nil {
 					return err
@@ -158,6 +163,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	c.Flags().IntVar(&auth.MaxFailures, "lockout-threshold", token.DefaultMaxFailures, "failed logins in a row that lock an account")
 	c.Flags().DurationVar(&auth.Lockout, "lockout-duration", token.DefaultLockout, "how long a locked account stays locked")
 	c.Flags().DurationVar(&auth.ICEValidity, "ice-validity", token.DefaultICEValidity, "how long an ICE emergency code stays valid")
+	mailFlags = addMailFlags(c)
 	return c
 }
 
