@@ -16,6 +16,7 @@ import (
 	"dsh/content"
 	"dsh/control"
 	dshfs "dsh/fs"
+	"dsh/mail"
 	"dsh/meta"
 	"dsh/scan"
 	"dsh/token"
@@ -335,6 +336,7 @@ func (d *Daemon) CreateEgress(ctx context.Context, c control.Caller, req control
 		r, err := d.egress.Create(ctx, who, req.Share, req.Paths, req.Reason, req.Draft)
 		if err == nil {
 			out = egressView(r)
+			d.egressNotices(ctx, r, c)
 		}
 		return err
 	})
@@ -396,10 +398,42 @@ func (d *Daemon) EgressAction(ctx context.Context, c control.Caller, action stri
 		}
 		if err == nil {
 			out = egressView(r)
+			d.egressNotices(ctx, r, c)
 		}
 		return err
 	})
 	return out, err
+}
+
+// egressNotices tells whom a request's new state concerns: its reviewers when it waits
+// for them, its requester when it was approved, rejected or revoked.
+func (d *Daemon) egressNotices(ctx context.Context, r *airlock.Request, c control.Caller) {
+	n := mail.Notice{Object: r.ID, Detail: r.Project, Until: r.Expires, Via: via(c)}
+	switch r.State {
+	case airlock.Submitted:
+		reviewers, _, err := d.egress.Reviewers(ctx, r.Project)
+		if err != nil {
+			return
+		}
+		n.Kind = mail.NoticeEgressReview
+		for _, u := range reviewers {
+			if u != r.Requester {
+				n.User = u
+				d.notify(n)
+			}
+		}
+		return
+	case airlock.Approved:
+		n.Kind = mail.NoticeEgressApproved
+	case airlock.Rejected:
+		n.Kind = mail.NoticeEgressRejected
+	case airlock.Revoked:
+		n.Kind = mail.NoticeEgressRevoked
+	default:
+		return
+	}
+	n.User = r.Requester
+	d.notify(n)
 }
 
 // DownloadEgress streams file n of an approved request to its requester.

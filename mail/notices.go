@@ -26,6 +26,12 @@ const (
 	NoticeHardwareTaken NoticeKind = "hardware-taken"
 	NoticeShareAdded    NoticeKind = "share-added"
 	NoticeShareRemoved  NoticeKind = "share-removed"
+	// The airlock's: a request waits for a reviewer; a requester's request was approved,
+	// rejected or revoked. They name the request and its project, never its files.
+	NoticeEgressReview   NoticeKind = "egress-review"
+	NoticeEgressApproved NoticeKind = "egress-approved"
+	NoticeEgressRejected NoticeKind = "egress-rejected"
+	NoticeEgressRevoked  NoticeKind = "egress-revoked"
 )
 
 // Notice is a change of an account that its owner is told about.
@@ -121,6 +127,28 @@ func (c Composer) Notice(to string, n Notice) (Message, bool) {
 	case NoticeShareRemoved:
 		subject = "You were removed from share " + n.Object
 		what = fmt.Sprintf("You are no longer a member of the share %s; your access ended at once.", n.Object)
+		notYou = ""
+	case NoticeEgressReview:
+		subject = "An egress request waits for your review"
+		what = fmt.Sprintf("Egress request %s of project %s waits for your review:\n  dsh egress show %s", n.Object, n.Detail, n.Object)
+		if l := c.link("egress"); l != "" {
+			what += "\nor the portal's Applications & Data page:\n  " + l
+		}
+		notYou = ""
+	case NoticeEgressApproved:
+		subject = "Your egress request was approved"
+		what = fmt.Sprintf("Your egress request %s was approved. You may download the approved files until %s:\n  dsh egress download %s", n.Object, when(n.Until), n.Object)
+		if l := c.link("egress"); l != "" {
+			what += "\nor from the portal's Applications & Data page:\n  " + l
+		}
+		notYou = ""
+	case NoticeEgressRejected:
+		subject = "Your egress request was rejected"
+		what = fmt.Sprintf("Your egress request %s was rejected; dsh egress show %s says why.", n.Object, n.Object)
+		notYou = ""
+	case NoticeEgressRevoked:
+		subject = "The approval of your egress request was revoked"
+		what = fmt.Sprintf("The approval of your egress request %s was revoked: its files can no longer be downloaded.", n.Object)
 		notYou = ""
 	default:
 		return Message{}, false

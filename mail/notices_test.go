@@ -18,7 +18,8 @@ func TestNoticesSayWhatAndNothingSecret(t *testing.T) {
 		NoticeLockout: "locked", NoticeICE: "emergency code", NoticeTokenAdded: "new soft token", NoticeTokenRevoked: "revoked",
 		NoticePIN: "new PIN", NoticePassword: "password was changed", NoticeQuestions: "security questions",
 		NoticeHardwareAdded: "set its PIN", NoticeHardwareTaken: "no longer assigned", NoticeShareAdded: "read-only member",
-		NoticeShareRemoved: "no longer a member",
+		NoticeShareRemoved: "no longer a member", NoticeEgressReview: "waits for your review", NoticeEgressApproved: "was approved",
+		NoticeEgressRejected: "was rejected", NoticeEgressRevoked: "can no longer be downloaded",
 	}
 	for k, want := range kinds {
 		m, ok := c.Notice("alice@example.ac.uk", Notice{Kind: k, User: "alice", Object: "OATH0001", Detail: "read-only", Until: at.Add(time.Hour), Via: "the portal (from 192.0.2.7)", At: at})

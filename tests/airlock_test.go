@@ -315,3 +315,33 @@ func objectOf(t *testing.T, a *arrivalsEnv, id string) string {
 	}
 	return filepath.Join(a.data, "blobs", "objects", m[1][:2], m[1])
 }
+
+// TestAirlockNotices: with a mail relay, the reviewers hear of a submitted request (never
+// its requester, never the files' names) and the requester of its approval.
+func TestAirlockNotices(t *testing.T) {
+	var rl *relay
+	a := newArrivalsEnvWith(t, func(e *env) []string {
+		rl = e.startRelay(t)
+		return rl.args
+	})
+	a.iao.as("project", "iaa", "add", "p1", "bob").ok(t)
+	a.shOK(t, uidAlice, "printf 'site,n\\nA,12\\n' > "+a.S+"/s1/secret-cohort-table.csv")
+	id := request(t, a.alice, "a table", "secret-cohort-table.csv")
+	for _, reviewer := range []string{"iao", "bob"} {
+		m := rl.find(t, reviewer+"@example.ac.uk", "An egress request waits for your review")
+		if !strings.Contains(m.Body(), "dsh egress show "+id) || !strings.Contains(m.Body(), "project p1") || strings.Contains(m.Body(), "secret-cohort-table") {
+			t.Fatalf("review notice to %s:\n%s", reviewer, m.Body())
+		}
+	}
+	a.iao.as("egress", "approve", id).ok(t)
+	a.bob.as("egress", "approve", id).ok(t)
+	m := rl.find(t, "alice@example.ac.uk", "Your egress request was approved")
+	if !strings.Contains(m.Body(), "dsh egress download "+id) || strings.Contains(m.Body(), "secret-cohort-table") {
+		t.Fatalf("approval notice:\n%s", m.Body())
+	}
+	for _, msg := range rl.Messages() {
+		if msg.To[0] == "alice@example.ac.uk" && strings.Contains(msg.Header("Subject"), "waits for your review") {
+			t.Fatal("the requester was asked to review their own request")
+		}
+	}
+}

@@ -24,8 +24,16 @@ type arrivalsEnv struct {
 
 func newArrivalsEnv(t *testing.T, extra ...string) *arrivalsEnv {
 	t.Helper()
+	return newArrivalsEnvWith(t, func(*env) []string { return extra })
+}
+
+// newArrivalsEnvWith is newArrivalsEnv with the daemon's extra flags made by more, which
+// may start what they name first (an SMTP relay).
+func newArrivalsEnvWith(t *testing.T, more func(e *env) []string) *arrivalsEnv {
+	t.Helper()
 	requireFUSE(t)
 	e := newEnv(t)
+	extra := more(e)
 	a := &arrivalsEnv{groupEnv: &groupEnv{env: e, S: filepath.Join(e.dir, "S")}, Q: filepath.Join(e.dir, "Q")}
 	for _, d := range []string{a.S, a.Q} {
 		if err := os.Mkdir(d, 0o755); err != nil {
