@@ -18,6 +18,8 @@ var quarantineID = regexp.MustCompile(`\((q[0-9a-f]{10})\)`)
 // quarantined, release needs two different people, oversized files are held, and a stopped
 // clamd blocks uploads.
 func TestAirlockIngress(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	// clamd's own limit (2 MiB) sits below the daemon's (3 MiB): files in between are sent
 	// and clamd stops them; files above are held without being sent.
 	c := startClamd(t, clamdtest.Options{StreamMaxLength: 2 << 20})
@@ -147,6 +149,8 @@ func request(t *testing.T, p *person, reason string, paths ...string) string {
 // a write after submission not released, a tampered object failing the download, revocation,
 // expiry, and the audit chain with every transition.
 func TestAirlockEgress(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	a := newArrivalsEnv(t, "--egress-window", "25s")
 	S := a.S
 	// Reviewers of p1: its IAO and bob as IAA. The IAO is also a member, to request.
@@ -319,6 +323,8 @@ func objectOf(t *testing.T, a *arrivalsEnv, id string) string {
 // TestAirlockNotices: with a mail relay, the reviewers hear of a submitted request (never
 // its requester, never the files' names) and the requester of its approval.
 func TestAirlockNotices(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	var rl *relay
 	a := newArrivalsEnvWith(t, func(e *env) []string {
 		rl = e.startRelay(t)

@@ -15,6 +15,8 @@ import (
 // reopen, every byte checked against a model. DSH_FSX_OPS sets the number of operations
 // (make test: 100,000; `make fsx` runs a million); DSH_FSX_SEED replays a failure.
 func TestFsx(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	ops := 100000
 	if v := os.Getenv("DSH_FSX_OPS"); v != "" {
 		ops, _ = strconv.Atoi(v)

@@ -49,6 +49,8 @@ func expected(t *testing.T, name string) []byte {
 // the kill reads back exactly, that no file fails to decrypt, and that the objects of
 // interrupted writes are collected.
 func TestGroupNothingLost(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	g := newGroupEnv(t)
 	S := g.S + "/s1"
 	logs := filepath.Join(g.dir, "logs")

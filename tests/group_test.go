@@ -333,6 +333,8 @@ func writeTree(t *testing.T, dir string) {
 }
 
 func TestGroupTools(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	for _, tool := range []string{"git", "sqlite3", "rsync", "tar", "cp"} {
 		requireTool(t, tool)
 	}

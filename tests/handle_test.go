@@ -13,6 +13,8 @@ import (
 // survive a restart. After a revocation the same writes are refused, counted and audited
 // as the opener's denied write.
 func TestMappedWritesLand(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	g := newGroupEnv(t)
 	S := g.S + "/s1"
 	g.shOK(t, uidAlice, "head -c 4096 /dev/zero | tr '\\0' . > "+S+"/m.bin")
@@ -94,6 +96,8 @@ func deniedWrites(t *testing.T, e *env) float64 {
 // working, what was written before is kept, and the opener's handle works again once it
 // has access again.
 func TestRevocationDropsKeys(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	g := newGroupEnv(t)
 	S := g.S + "/s1"
 	g.shOK(t, uidAlice, "printf secret > "+S+"/f && head -c 8000000 /dev/urandom >> "+S+"/f")
@@ -145,6 +149,8 @@ func TestRevocationDropsKeys(t *testing.T) {
 // written and never closed (below each file's own limit): the daemon's peak memory stays
 // under its 256 MiB budget, because all open files share one budget for unflushed data.
 func TestManyUnflushedWritersStayInBudget(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	g := newGroupEnv(t)
 	h := g.holdWith(t, uidAlice, "ok filled", "fill", g.S+"/s1", "24", strconv.Itoa(24<<20))
 	peak := vmHWM(t, g.env)

@@ -91,6 +91,8 @@ func probeIsolation(t *testing.T, e *env, actors []actor, paths []string, activi
 // TestIsolationFromKernelCaches probes a share whose member is working in it as a uid
 // with no account, a logged-in non-member and root without a session.
 func TestIsolationFromKernelCaches(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	g := newGroupEnv(t)
 	S := g.S + "/s1"
 	g.shOK(t, uidAlice, "cd "+S+" && mkdir dir && echo secret > dir/file && echo a,b > top.csv && ln -s top.csv link")
@@ -114,6 +116,8 @@ func TestIsolationFromKernelCaches(t *testing.T) {
 // TestIsolationArrivals probes a user's Arrivals folder while its owner reads an upload
 // there, as another logged-in user, a uid with no account and root without a session.
 func TestIsolationArrivals(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	a := newArrivalsEnv(t)
 	src := a.localFile(t, "patient-export.csv", 200_000)
 	a.dsh(uidAlice, "", "upload", src).ok(t)

@@ -102,6 +102,8 @@ func TestSMBSharesAndRights(t *testing.T) {
 // Arrivals through Samba: the owner sees and copies an upload, may delete it, and may not
 // create, write or rename anything there; nobody else sees the folder.
 func TestSMBArrivals(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	s := newSMBEnv(t)
 	src := filepath.Join(s.dir, "wave2.csv")
 	if err := os.WriteFile(src, []byte("participant,age\n2,61\n"), 0o644); err != nil {
@@ -271,6 +273,8 @@ func (s *smbEnv) smbclientStdin(t *testing.T, uid int, share, commands string) s
 // byte-range locks and share modes between two SMB clients, change notification between
 // them, and file IDs that are dsh's inode numbers.
 func TestSMBWindowsSemantics(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	s := newSMBEnv(t)
 	s.shOK(t, s.alice.uid, "printf 'hello world' > "+s.S+"/s1/f.txt")
 
@@ -369,6 +373,8 @@ func TestSMBWindowsSemantics(t *testing.T) {
 
 // A 1 GiB file goes in and comes out byte-exact through Samba.
 func TestSMBLargeFile(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	s := newSMBEnv(t)
 	size := int64(1 << 30)
 	if os.Getenv("DSH_E2E_RACE") == "1" {

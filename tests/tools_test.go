@@ -11,6 +11,8 @@ import (
 // named pipes, unix sockets (git's credential cache daemon binds one), fallocate in the
 // modes programs use, and names and paths as long as the kernel allows, each audited whole.
 func TestGroupSpecialFilesAndFallocate(t *testing.T) {
+	// Heavy and self-contained: runs beside the other parallel tests.
+	t.Parallel()
 	g := newGroupEnv(t)
 	S := g.S + "/s1"
 
