@@ -28,7 +28,14 @@ func result(err error, okMsg string) {
 		fmt.Printf("err %v\n", err)
 		return
 	}
-	fmt.Printf("ok %s\n", okMsg)
+	// One answer is one line: the caller reads line by line, and file content may hold
+	// newlines or control bytes that would split an answer in two.
+	fmt.Printf("ok %s\n", strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '.'
+		}
+		return r
+	}, okMsg))
 }
 
 func main() {
