@@ -367,3 +367,30 @@ func TestEgressPolicy(t *testing.T) {
 		t.Fatal("view not audited")
 	}
 }
+
+// The review view is for reviewers. Its requester is refused: through the portal it would
+// put the frozen bytes in a browser outside the haven before any approval, and it needs no
+// membership of the share, so a requester removed from the share would keep reading.
+func TestViewNotForRequester(t *testing.T) {
+	e := newTestEnv(t)
+	r, err := e.s.Create(ctx, requester, "s1", []string{"out/table.csv"}, "x", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.View(ctx, requester, r.ID, 1); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("view by the requester before any approval: %v", err)
+	}
+	if e.aud.has("egress.view", "denied") != 1 {
+		t.Fatal("the refused view is not audited")
+	}
+	// Not even when the requester reviews the project's other requests.
+	if _, err := e.s.SetPolicy(ctx, iao, "p1", 2, []string{"res"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.View(ctx, requester, r.ID, 1); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("view of their own request by a requester who is a reviewer: %v", err)
+	}
+	if _, err := e.s.View(ctx, iaa, r.ID, 1); err != nil {
+		t.Fatalf("view by a reviewer: %v", err)
+	}
+}

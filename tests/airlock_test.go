@@ -184,6 +184,8 @@ func TestAirlockEgress(t *testing.T) {
 	}
 	a.dsh(uidDave, "", "egress", "view", id, "1").fails(t, 2, "")
 	a.dsh(uidErin, "", "egress", "show", id).fails(t, 2, "")
+	// Nor does the requester: the review view is no way out before the approvals.
+	a.alice.as("egress", "view", id, "1").fails(t, 2, "requester does not view")
 
 	// The requester never approves; outsiders cannot; two reviewers do.
 	a.alice.as("egress", "approve", id).fails(t, 2, "never approves their own")
