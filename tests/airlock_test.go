@@ -258,6 +258,10 @@ func TestAirlockEgress(t *testing.T) {
 	if s := a.bob.as("egress", "show", id5).ok(t).stdout; !strings.Contains(s, id+"  ") || !strings.Contains(s, "released") {
 		t.Fatalf("earlier requests: %q", s)
 	}
+	// Not for a requester who does not review: they may name other shares' files.
+	if s := a.alice.as("egress", "show", id5).ok(t).stdout; strings.Contains(s, id+"  ") || strings.Contains(s, "earlier requests") {
+		t.Fatalf("the requester sees the project's other requests: %q", s)
+	}
 
 	// Garbage on the socket: malformed IDs, file numbers and bodies are refused cleanly.
 	for _, c := range []struct {
