@@ -367,3 +367,59 @@ func TestEgressPolicy(t *testing.T) {
 		t.Fatal("view not audited")
 	}
 }
+
+// The review view is for reviewers. Its requester is refused: through the portal it would
+// put the frozen bytes in a browser outside the haven before any approval, and it needs no
+// membership of the share, so a requester removed from the share would keep reading.
+func TestViewNotForRequester(t *testing.T) {
+	e := newTestEnv(t)
+	r, err := e.s.Create(ctx, requester, "s1", []string{"out/table.csv"}, "x", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.View(ctx, requester, r.ID, 1); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("view by the requester before any approval: %v", err)
+	}
+	if e.aud.has("egress.view", "denied") != 1 {
+		t.Fatal("the refused view is not audited")
+	}
+	// Not even when the requester reviews the project's other requests.
+	if _, err := e.s.SetPolicy(ctx, iao, "p1", 2, []string{"res"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s.View(ctx, requester, r.ID, 1); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("view of their own request by a requester who is a reviewer: %v", err)
+	}
+	if _, err := e.s.View(ctx, iaa, r.ID, 1); err != nil {
+		t.Fatalf("view by a reviewer: %v", err)
+	}
+}
+
+// Show gives the project's earlier requests to its reviewers (to spot differencing), never
+// to a requester: they may name files of shares of the project the requester is no member
+// of, with their reasons and hashes.
+func TestEarlierOnlyForReviewers(t *testing.T) {
+	e := newTestEnv(t)
+	if _, err := e.s.SetPolicy(ctx, iao, "p1", 2, []string{"rev2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.s.Create(ctx, iaa, "s1", []string{"out/fig.png"}, "the IAA's own figures", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := e.s.Create(ctx, requester, "s1", []string{"out/table.csv"}, "x", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, earlier, err := e.s.Get(ctx, requester, mine.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(earlier) != 0 {
+		t.Fatalf("the requester sees %d other requests of the project (first %s)", len(earlier), earlier[0].ID)
+	}
+	_, earlier, err = e.s.Get(ctx, iao, mine.ID)
+	if err != nil || len(earlier) != 1 || earlier[0].ID != other.ID {
+		t.Fatalf("a reviewer's earlier requests: %v %v", earlier, err)
+	}
+}

@@ -518,8 +518,10 @@ func (s *Store) List(ctx context.Context, who Who) ([]*Request, error) {
 	return out, nil
 }
 
-// Get returns request id with the project's other submitted requests (newest first), so a
-// reviewer sees what left before and can spot differencing across requests.
+// Get returns request id with, for a reviewer of its project (or the operator), the
+// project's other submitted requests (newest first), so a reviewer sees what left before
+// and can spot differencing across requests. A requester who does not review the project
+// gets none: they name files of the project's other shares, with their reasons and hashes.
 func (s *Store) Get(ctx context.Context, who Who, id string) (*Request, []*Request, error) {
 	r, err := s.load(ctx, id)
 	if err != nil {
@@ -527,6 +529,9 @@ func (s *Store) Get(ctx context.Context, who Who, id string) (*Request, []*Reque
 	}
 	if !s.canSee(ctx, who, r) {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if !who.Operator && !s.isReviewer(ctx, who, r.Project) {
+		return r, nil, nil
 	}
 	all, err := s.all(ctx)
 	if err != nil {

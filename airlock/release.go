@@ -128,9 +128,12 @@ func (s *Store) Download(ctx context.Context, who Who, id string, n int) (*Downl
 	return &Download{Name: path.Base(f.Path), Size: f.Size, SHA256: f.SHA256, Body: body}, nil
 }
 
-// View opens file n of request id for reading by a reviewer of its project or by its
-// requester: the review view, which needs no membership of the share. It is audited; the
-// bytes are checked against the frozen hash as they stream.
+// View opens file n of request id for reading by a reviewer of its project: the review
+// view, which needs no membership of the share. Its requester is refused, even one who
+// reviews the project's other requests: the portal shows the view in a browser, which may
+// be outside the haven, so it would let the bytes out before any approval; and a requester
+// removed from the share would keep reading through it (a member reads the share itself).
+// It is audited; the bytes are checked against the frozen hash as they stream.
 func (s *Store) View(ctx context.Context, who Who, id string, n int) (*Download, error) {
 	const action = "egress.view"
 	r, err := s.load(ctx, id)
@@ -143,8 +146,10 @@ func (s *Store) View(ctx context.Context, who Who, id string, n int) (*Download,
 	switch {
 	case who.Operator || who.User == "":
 		return nil, s.refuse(ctx, who, action, r, fmt.Errorf("%w: the operator sees requests, not their files", ErrForbidden))
-	case who.User != r.Requester && !s.isReviewer(ctx, who, r.Project):
-		return nil, s.refuse(ctx, who, action, r, fmt.Errorf("%w: only reviewers and the requester view a request's files", ErrForbidden))
+	case who.User == r.Requester:
+		return nil, s.refuse(ctx, who, action, r, fmt.Errorf("%w: the requester does not view a request's files through the review view; read them in the share, or download them once approved", ErrForbidden))
+	case !s.isReviewer(ctx, who, r.Project):
+		return nil, s.refuse(ctx, who, action, r, fmt.Errorf("%w: only the project's reviewers view a request's files", ErrForbidden))
 	case r.Manifest == "" || r.Unpinned:
 		return nil, s.refuse(ctx, who, action, r, fmt.Errorf("%w: request %s holds no frozen files (it is %s)", ErrState, r.ID, r.State.Label()))
 	}

@@ -201,14 +201,19 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("write file %s: %d bytes at %d: %w", f.id, len(p), off, ErrTooLarge)
 	}
 	done := 0
+	// usable checks, with f.mu held, what may have changed while it was let go (a relief
+	// of the budget, a flush): a Close, or a Forget, after which no chunk may be made dirty
+	// (no flush of a forgotten File would write it, and a merge needs the key).
+	usable := func() error {
+		if f.closed {
+			return ErrClosed
+		}
+		return f.needKey()
+	}
 	f.mu.Lock()
 	// Segment by segment, so that the dirty limit holds even for one huge write.
 	for done < len(p) {
-		if f.closed {
-			f.mu.Unlock()
-			return done, ErrClosed
-		}
-		if err := f.needKey(); err != nil {
+		if err := usable(); err != nil {
 			f.mu.Unlock()
 			return done, err
 		}
@@ -218,9 +223,9 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 			f.mu.Unlock()
 			f.store.budget.relieve(ctx)
 			f.mu.Lock()
-			if f.closed {
+			if err := usable(); err != nil {
 				f.mu.Unlock()
-				return done, ErrClosed
+				return done, err
 			}
 		}
 		pos := off + int64(done)
@@ -234,9 +239,9 @@ func (f *File) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
 				return done, err
 			}
 			f.mu.Lock()
-			if f.closed {
+			if err := usable(); err != nil {
 				f.mu.Unlock()
-				return done, ErrClosed
+				return done, err
 			}
 		}
 		n := int(min(int64(len(p)-done), (seg+1)*f.segSize-pos))

@@ -47,8 +47,13 @@ func (f *File) flush(ctx context.Context, keep int64) error {
 		return ErrClosed
 	}
 	if f.cipher == nil {
-		// Forgotten: Forget flushed everything, and every change needs the key first.
+		// Forgotten: Forget flushed everything, and every change needs the key first. Data
+		// that is dirty all the same must not be reported durable.
+		dirty := len(f.dirty) > 0 || f.size != f.committedSize || f.segsChanged
 		f.mu.Unlock()
+		if dirty {
+			return ErrLocked
+		}
 		return nil
 	}
 	plan, ok := f.snapshot(keep)

@@ -449,7 +449,7 @@ func (d *Daemon) DownloadEgress(ctx context.Context, c control.Caller, id string
 	return out, err
 }
 
-// ViewEgress streams file n of a request to a reviewer (or its requester).
+// ViewEgress streams file n of a request to a reviewer (never its requester).
 func (d *Daemon) ViewEgress(ctx context.Context, c control.Caller, id string, n int) (*control.Stream, error) {
 	var out *control.Stream
 	err := d.withAirlock(ctx, c, func(ctx context.Context, who airlock.Who) error {

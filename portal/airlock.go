@@ -120,6 +120,8 @@ type egressRequestData struct {
 	CanDecide bool
 	CanRevoke bool
 	CanCancel bool
+	// CanView: a reviewer who is not the requester (the review view).
+	CanView bool
 }
 
 func (s *Server) egressRequestPage(w http.ResponseWriter, r *http.Request, ws *websession) {
@@ -136,6 +138,7 @@ func (s *Server) egressRequestPage(w http.ResponseWriter, r *http.Request, ws *w
 	d.CanDecide = sh.Reviewer && !d.Requester && !approved && (q.State == "submitted" || q.State == "in_review")
 	d.CanRevoke = sh.Reviewer && !d.Requester && q.State == "approved"
 	d.CanCancel = d.Requester && (q.State == "draft" || q.State == "submitted" || q.State == "in_review")
+	d.CanView = sh.Reviewer && !d.Requester
 	p := base(ws, "Request "+q.ID, "egress")
 	p.Data = d
 	s.render(w, "egress_request", p)

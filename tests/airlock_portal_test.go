@@ -61,6 +61,14 @@ func TestAirlockPortal(t *testing.T) {
 	if eval[bool](alice, `!!document.getElementById('approve')`) {
 		t.Fatal("the requester is offered an approve button")
 	}
+	// Nor a view of the frozen bytes: in this browser that would be a release without
+	// approval. Asked for anyway, it is refused.
+	if eval[bool](alice, `!!document.getElementById('view-1')`) {
+		t.Fatal("the requester is offered the review view")
+	}
+	if st := eval[int](alice, `fetch('/egress/view?id=`+id+`&file=1').then(function(r){return r.status})`); st != 403 {
+		t.Fatalf("the requester's review view answered %d", st)
+	}
 	alice.shot("egress-submitted")
 	// Forcing the approval from the requester's own page is refused, and audited.
 	csrf := eval[string](alice, `document.querySelector('#cancel-form input[name=csrf]').value`)

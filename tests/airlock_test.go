@@ -188,6 +188,8 @@ func TestAirlockEgress(t *testing.T) {
 	}
 	a.dsh(uidDave, "", "egress", "view", id, "1").fails(t, 2, "")
 	a.dsh(uidErin, "", "egress", "show", id).fails(t, 2, "")
+	// Nor does the requester: the review view is no way out before the approvals.
+	a.alice.as("egress", "view", id, "1").fails(t, 2, "requester does not view")
 
 	// The requester never approves; outsiders cannot; two reviewers do.
 	a.alice.as("egress", "approve", id).fails(t, 2, "never approves their own")
@@ -259,6 +261,10 @@ func TestAirlockEgress(t *testing.T) {
 	// What left before shows in the project's history, for the reviewers.
 	if s := a.bob.as("egress", "show", id5).ok(t).stdout; !strings.Contains(s, id+"  ") || !strings.Contains(s, "released") {
 		t.Fatalf("earlier requests: %q", s)
+	}
+	// Not for a requester who does not review: they may name other shares' files.
+	if s := a.alice.as("egress", "show", id5).ok(t).stdout; strings.Contains(s, id+"  ") || strings.Contains(s, "earlier requests") {
+		t.Fatalf("the requester sees the project's other requests: %q", s)
 	}
 
 	// Garbage on the socket: malformed IDs, file numbers and bodies are refused cleanly.

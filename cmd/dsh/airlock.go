@@ -164,6 +164,9 @@ func newEgressCmd(g *globals) *cobra.Command {
 				}
 				fmt.Println(line)
 			}
+			if !s.Reviewer && len(s.Earlier) == 0 {
+				return nil // the project's other requests are for its reviewers
+			}
 			fmt.Println("earlier requests of the project:")
 			if len(s.Earlier) == 0 {
 				fmt.Println("  none")
