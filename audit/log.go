@@ -41,6 +41,9 @@ type Options struct {
 	FlushInterval time.Duration
 	// Now gives record times; nil means time.Now. For tests.
 	Now func() time.Time
+	// OnOpen, when set, sees every record that Open checks, in order, before Open
+	// returns; the store finds its latest epoch record this way.
+	OnOpen func(Record)
 }
 
 // Errors of an open Log. Callers match them with errors.Is.
@@ -83,6 +86,7 @@ type Log struct {
 	now       func() time.Time
 	interval  time.Duration
 	torn      int64
+	onOpen    func(Record) // nil after Open
 
 	// Callers hold mu only to queue a request; the writer holds it only to take the queue.
 	mu      sync.Mutex
@@ -100,6 +104,7 @@ type Log struct {
 	nonces     []byte
 	seq        uint64
 	last       [32]byte
+	lastOff    int64 // where the frame of record seq starts
 	end        int64
 	dirty      bool
 	dirtySince time.Time
@@ -125,12 +130,25 @@ type Stats struct {
 	Hash [32]byte
 	// SyncedSeq is the last record known to be fsync'd.
 	SyncedSeq uint64
+	// Synced is where record SyncedSeq lies, with its hash: a point the log is known to
+	// have reached on disk, which a later open must find again (CheckPosition).
+	Synced Position
 	// Size is the length of the log file in bytes, up to the end of record Seq.
 	Size int64
 	// TornBytes is what Open cut away as a torn final frame (see Recovered).
 	TornBytes int64
 	// Err is why the log failed (wrapping ErrFailed), nil while it is healthy.
 	Err error
+}
+
+// Position names one record of the log: its seq and hash, and where its frame lies
+// (Segment is the seq of the first record of the file holding it, Offset the frame's byte
+// offset in that file). The zero Position names the start of an empty log.
+type Position struct {
+	Seq     uint64
+	Hash    [32]byte
+	Segment uint64
+	Offset  int64
 }
 
 // Open opens the audit log in dir, creating dir (0700) and the log (0600) if missing, and
@@ -148,7 +166,7 @@ func Open(dir string, key *vault.Key, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	l := &Log{dir: dir, path: path, key: *key, f: f, now: opts.Now, interval: opts.FlushInterval,
-		wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+		onOpen: opts.OnOpen, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	if err := l.load(); err != nil {
 		f.Close()
 		l.key.Wipe()
@@ -204,7 +222,11 @@ func (l *Log) load() error {
 	if l.aead, err = newAEAD(l.key[:]); err != nil {
 		return err
 	}
-	_, out, err := check(l.dir, l.f, fi.Size(), l.aead, nil)
+	var visit visitFunc
+	if l.onOpen != nil {
+		visit = recordVisitor(time.Time{}, func(r Record) error { l.onOpen(r); return nil })
+	}
+	_, out, err := check(l.dir, l.f, fi.Size(), l.aead, visit)
 	if err != nil {
 		return err
 	}
@@ -217,7 +239,8 @@ func (l *Log) load() error {
 		}
 		l.torn = out.torn
 	}
-	l.seq, l.last, l.end = out.n, out.last, out.goodEnd
+	l.seq, l.last, l.lastOff, l.end = out.n, out.last, out.lastOff, out.goodEnd
+	l.onOpen = nil
 	return nil
 }
 
@@ -373,11 +396,12 @@ func (l *Log) commit(batch []*request, flushDue bool) {
 	// The Durable callers are set apart now: once a Buffered caller is woken, its request
 	// belongs to it again (and maybe to another Append), so the writer must not look back.
 	durables := l.durables[:0]
-	seq, prev := l.seq, l.last
+	seq, prev, lastOff := l.seq, l.last, l.lastOff
 	l.buf = l.buf[:0]
 	for i, req := range batch {
 		seq++
 		req.rec = Record{Seq: seq, Time: l.stamp(), Entry: req.entry, Prev: prev}
+		lastOff = l.end + int64(len(l.buf))
 		prev = l.seal(&req.rec, nonces[i*nonceSize:(i+1)*nonceSize])
 		if req.durable {
 			durables = append(durables, req)
@@ -393,7 +417,7 @@ func (l *Log) commit(batch []*request, flushDue bool) {
 		return
 	}
 	l.end += int64(len(l.buf))
-	l.seq, l.last = seq, prev
+	l.seq, l.last, l.lastOff = seq, prev, lastOff
 	if !l.dirty {
 		l.dirty, l.dirtySince = true, time.Now()
 	}
@@ -481,6 +505,10 @@ func (l *Log) publish(synced bool) {
 	l.pub.Seq, l.pub.Hash, l.pub.Size, l.pub.TornBytes = l.seq, l.last, l.end, l.torn
 	if synced {
 		l.pub.SyncedSeq = l.seq
+		l.pub.Synced = Position{Seq: l.seq, Hash: l.last, Segment: 1, Offset: l.lastOff}
+		if l.seq == 0 {
+			l.pub.Synced = Position{}
+		}
 	}
 }
 

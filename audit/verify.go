@@ -2,6 +2,7 @@ package audit
 
 import (
 	"crypto/cipher"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -169,4 +170,47 @@ func (l *Log) walkOpen(visit visitFunc) (VerifyResult, error) {
 		res.Warning = note
 	}
 	return res, nil
+}
+
+// CheckPosition checks that the log holds the record pos names, where pos says, with pos's
+// hash. pos is a point the log was known to have reached on disk (Stats().Synced, kept
+// elsewhere); a log that ends before it had its tail cut, and one that holds another record
+// there was rewritten or replaced. Both are a *ChainError. The zero Position always passes.
+func (l *Log) CheckPosition(pos Position) error {
+	if pos.Seq == 0 {
+		return nil
+	}
+	l.readers.RLock()
+	defer l.readers.RUnlock()
+	if l.aead == nil {
+		return ErrClosed
+	}
+	st := l.Stats()
+	if pos.Seq > st.Seq {
+		return &ChainError{Seq: st.Seq + 1, Offset: st.Size, Reason: ReasonTruncated,
+			Detail: fmt.Sprintf("the log ends after record %d, but it was known to reach record %d", st.Seq, pos.Seq)}
+	}
+	if pos.Segment != 1 {
+		return &ChainError{Seq: pos.Seq, Offset: pos.Offset, Reason: ReasonTruncated,
+			Detail: fmt.Sprintf("record %d is said to lie in a segment starting at record %d, which this log does not have", pos.Seq, pos.Segment)}
+	}
+	f, err := os.Open(l.path)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	defer f.Close()
+	w := walker{aead: l.aead, src: f, end: st.Size}
+	body, ok := w.frameAt(pos.Offset)
+	if !ok {
+		return &ChainError{Seq: pos.Seq, Offset: pos.Offset, Reason: ReasonFrame, Detail: "no whole frame lies where the record was known to be"}
+	}
+	plain, err := l.aead.Open(nil, body[:nonceSize], body[nonceSize:], w.ad.forSeq(pos.Seq))
+	if err != nil {
+		return &ChainError{Seq: pos.Seq, Offset: pos.Offset, Reason: ReasonDecrypt, Detail: "the frame where the record was known to be does not open as it"}
+	}
+	defer clear(plain)
+	if sha256.Sum256(plain) != pos.Hash {
+		return &ChainError{Seq: pos.Seq, Offset: pos.Offset, Reason: ReasonChain, Detail: "it is not the record the log was known to hold"}
+	}
+	return nil
 }

@@ -43,6 +43,16 @@ func (d *Daemon) withACL(ctx context.Context, c control.Caller, fn func(s *acl.S
 	return aclError(fn(d.acl, a))
 }
 
+// changeACL is withACL for a change: once it is made, the store moves to a new epoch, so
+// that putting back a copy of the metadata from before it is detected at the next unseal.
+func (d *Daemon) changeACL(ctx context.Context, c control.Caller, fn func(s *acl.Store, a acl.Actor) error) error {
+	err := d.withACL(ctx, c, fn)
+	if err == nil {
+		d.checkpoint(context.WithoutCancel(ctx), "acl")
+	}
+	return err
+}
+
 // aclError gives acl's errors the control kinds that become HTTP statuses.
 func aclError(err error) error { return withKind(err, aclKinds) }
 
@@ -81,7 +91,7 @@ func projectView(p acl.Project) control.ProjectView {
 // first, so a typo in one of them changes nothing.
 func (d *Daemon) CreateUser(ctx context.Context, c control.Caller, req control.UserCreateRequest) (control.UserCreateResponse, error) {
 	var out control.UserCreateResponse
-	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	err := d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		for _, sh := range req.Shares {
 			if _, err := s.ShareMembers(ctx, a, sh); err != nil {
 				return err
@@ -110,7 +120,7 @@ func (d *Daemon) CreateUser(ctx context.Context, c control.Caller, req control.U
 
 // SetUserEnabled disables or enables an account.
 func (d *Daemon) SetUserEnabled(ctx context.Context, c control.Caller, id string, enabled bool) error {
-	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	return d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		if enabled {
 			return s.EnableUser(ctx, a, id)
 		}
@@ -139,7 +149,7 @@ func (d *Daemon) ListUsers(ctx context.Context, c control.Caller) ([]control.Use
 // CreateProject creates a project and names its IAO.
 func (d *Daemon) CreateProject(ctx context.Context, c control.Caller, req control.ProjectCreateRequest) (control.ProjectView, error) {
 	var out control.ProjectView
-	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	err := d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		p, err := s.CreateProject(ctx, a, req.Name, req.IAO)
 		out = projectView(p)
 		return err
@@ -162,7 +172,7 @@ func (d *Daemon) ListProjects(ctx context.Context, c control.Caller) ([]control.
 
 // SetIAA adds or removes an IAA of a project.
 func (d *Daemon) SetIAA(ctx context.Context, c control.Caller, req control.IAARequest, add bool) error {
-	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	return d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		if add {
 			return s.AddIAA(ctx, a, req.Project, req.User)
 		}
@@ -173,7 +183,7 @@ func (d *Daemon) SetIAA(ctx context.Context, c control.Caller, req control.IAARe
 // CreateShare creates a share against a project.
 func (d *Daemon) CreateShare(ctx context.Context, c control.Caller, req control.ShareCreateRequest) (control.ShareView, error) {
 	var out control.ShareView
-	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	err := d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		sh, err := s.CreateShare(ctx, a, req.Name, req.Project)
 		out = control.ShareView{Name: sh.Name, Project: sh.Project, Created: sh.Created}
 		return err
@@ -187,7 +197,7 @@ func (d *Daemon) AddMember(ctx context.Context, c control.Caller, req control.Me
 	if req.ReadOnly {
 		mode = acl.ReadOnly
 	}
-	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	return d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		if err := s.AddMember(ctx, a, req.Share, req.User, mode); err != nil {
 			return err
 		}
@@ -200,7 +210,7 @@ func (d *Daemon) AddMember(ctx context.Context, c control.Caller, req control.Me
 
 // RemoveMember removes a user from a share.
 func (d *Daemon) RemoveMember(ctx context.Context, c control.Caller, req control.MemberRequest) error {
-	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	return d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		if err := s.RemoveMember(ctx, a, req.Share, req.User); err != nil {
 			return err
 		}

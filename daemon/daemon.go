@@ -17,6 +17,7 @@ import (
 	"dsh/content"
 	"dsh/control"
 	dshfs "dsh/fs"
+	"dsh/kv"
 	"dsh/meta"
 	"dsh/metrics"
 	"dsh/portal"
@@ -164,6 +165,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ttl = token.DefaultSessionTTL
 	}
 	go d.sweepSessions(runCtx, sweepInterval(ttl))
+	go d.keepEpoch(runCtx)
 	if d.cfg.PortalAddr != "" {
 		if portalDone, err = d.startPortal(runCtx); err != nil {
 			d.shutdown(srv)
@@ -226,10 +228,14 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	if d.parts != nil {
 		return fmt.Errorf("%w: the store is already unsealed", control.ErrConflict)
 	}
-	p, err := store.Unseal(d.cfg.DataDir, passphrase, d.log)
+	p, err := store.Unseal(d.cfg.DataDir, passphrase, d.log, d.integrityFailed)
 	if errors.Is(err, vault.ErrWrongPassphrase) {
 		d.log.Warn("unseal refused: wrong passphrase", "uid", uid)
 		return fmt.Errorf("%w: %w", control.ErrUnauthorized, err)
+	}
+	if errors.Is(err, store.ErrRollback) || errors.Is(err, kv.ErrIntegrity) {
+		d.log.Error("unseal refused: the store's parts do not agree", "err", err)
+		return control.WithKind(control.ErrConflict, fmt.Errorf("unseal refused: %w", err))
 	}
 	if err != nil {
 		return err
@@ -259,6 +265,9 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		if err != nil {
 			err = fmt.Errorf("unseal refused, the audit log cannot be written: %w", err)
 		}
+	}
+	if err == nil {
+		err = p.Checkpoint(context.Background(), "unseal")
 	}
 	if err != nil {
 		if sealer != nil {
@@ -313,6 +322,9 @@ func (d *Daemon) seal(uid int, action string) error {
 	if _, err := d.parts.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: action, Result: "ok"}, audit.Durable); err != nil {
 		d.log.Error("seal: audit record not written", "err", err)
 	}
+	if err := d.parts.Checkpoint(context.Background(), "seal"); err != nil {
+		d.log.Error("seal: the store's epoch did not move", "err", err)
+	}
 	d.acl.Close()
 	d.wrap.key.Wipe()
 	d.sealer.Wipe()
@@ -324,6 +336,60 @@ func (d *Daemon) seal(uid int, action string) error {
 		return fmt.Errorf("seal: %w", err)
 	}
 	return nil
+}
+
+// integrityFailed counts a part of the store that failed to authenticate (the store has
+// audited it).
+func (d *Daemon) integrityFailed(class string) {
+	d.metrics.IntegrityErrors.Inc()
+	d.log.Error("integrity: a stored record failed authentication", "class", class)
+}
+
+// Epoch upkeep: how often the metadata learns how far the audit log reached, and how often
+// a store that changes moves to a new epoch (store/epoch.go).
+const (
+	auditNoteInterval = time.Second
+	checkpointEvery   = 10 * time.Minute
+)
+
+// keepEpoch runs the epoch upkeep while the daemon runs.
+func (d *Daemon) keepEpoch(ctx context.Context) {
+	t := time.NewTicker(auditNoteInterval)
+	defer t.Stop()
+	var lastSeq uint64
+	lastCheckpoint := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_ = d.withStore(func(p *store.Parts) error {
+			if err := p.NoteAuditHead(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("integrity: could not note the audit head in the metadata", "err", err)
+			}
+			seq := p.Audit.Stats().Seq
+			if time.Since(lastCheckpoint) >= checkpointEvery && seq != lastSeq {
+				if err := p.Checkpoint(ctx, "interval"); err != nil {
+					d.log.Error("integrity: checkpoint failed", "err", err)
+				}
+				lastSeq, lastCheckpoint = p.Audit.Stats().Seq, time.Now()
+			}
+			return nil
+		})
+	}
+}
+
+// checkpoint moves the store to a new epoch after a change that a rollback of the
+// metadata would undo (memberships, accounts). The change stands whatever happens here;
+// a failure is logged, and the next checkpoint catches up.
+func (d *Daemon) checkpoint(ctx context.Context, why string) {
+	_ = d.withStore(func(p *store.Parts) error {
+		if err := p.Checkpoint(ctx, why); err != nil {
+			d.log.Error("integrity: checkpoint failed", "why", why, "err", err)
+		}
+		return nil
+	})
 }
 
 // withStore runs fn with the unsealed store held shared, or fails with ErrUnavailable.

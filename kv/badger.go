@@ -12,7 +12,9 @@ import (
 	"dsh/vault"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/skl"
+	"github.com/dgraph-io/badger/v4/y"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,9 +33,10 @@ var (
 // roughly 3×10.5 + 16 + 8 ≈ 56 MiB of heap.
 const (
 	// memTableSize: Badger allocates each memtable's arena (this plus room for one largest
-	// batch, about 10.5 MiB in all) up front. At 8 MiB Badger's own transaction limit still
-	// stays above kv's (checked below).
-	memTableSize = 8 << 20
+	// batch, about 15.7 MiB in all) up front. At 12 MiB Badger's own transaction limit
+	// stays above kv's with every value sealed (checked below); 8 MiB was enough before
+	// values were sealed.
+	memTableSize = 12 << 20
 	// numMemtables: one being written, up to two waiting for their flush to L0.
 	numMemtables = 3
 	// blockCacheSize holds decrypted, decompressed table blocks; with encryption on, every
@@ -43,10 +46,10 @@ const (
 	// it on an encrypted store; a miss re-reads and decrypts one table's index.
 	indexCacheSize = 8 << 20
 	// valueThreshold: every value kv accepts (up to MaxValueSize) stays in the LSM tree and
-	// nothing new goes to the value log. Badger's value-log GC rewrites live values and
+	// nothing new goes to the value log, sealed (Sealed) or not. Badger's value-log GC rewrites live values and
 	// then deletes the old file without a sync of the rewrite, which is only safe with
 	// SyncWrites; kv syncs itself (durable.go), so it keeps the value log empty instead.
-	valueThreshold = MaxValueSize + 1
+	valueThreshold = MaxValueSize + SealOverhead + 1
 	// valueLogFileSize: value-log GC rewrites whole files; small files let it reclaim space
 	// from a metadata store in small steps (Badger's default is 1 GiB).
 	valueLogFileSize = 64 << 20
@@ -55,11 +58,14 @@ const (
 )
 
 // Badger refuses a transaction bigger than 15% of a memtable or with more entries than fit
-// that many maximal skiplist nodes, counting each entry at up to 12 bytes more than kv does.
-// These fail to compile if a smaller memtable would let Badger refuse what kv allows.
+// that many maximal skiplist nodes, counting each entry at up to 12 bytes more than kv does,
+// and every value here may be sealed (SealOverhead more). It keeps a value in the LSM tree
+// only below 1 MiB. These fail to compile if a smaller memtable would let Badger refuse
+// what kv allows, or push a value to the value log.
 const (
 	badgerBatchSize = 15 * memTableSize / 100
-	_               = uint(badgerBatchSize - (MaxTxnBytes + 12*MaxTxnWrites))
+	_               = uint(badgerBatchSize - (MaxTxnBytes + (12+SealOverhead)*MaxTxnWrites))
+	_               = uint(1<<20 - valueThreshold)
 	_               = uint(badgerBatchSize/skl.MaxNodeSize - MaxTxnWrites)
 )
 
@@ -115,6 +121,10 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
 		clear(key)
 		return nil, fmt.Errorf("open badger at %s: %w", dir, ErrWrongKey)
+	case errors.Is(err, y.ErrChecksumMismatch) || err != nil && strings.Contains(err.Error(), y.ErrChecksumMismatch.Error()):
+		// Badger flattens some errors of its table loaders to text; the text is matched too.
+		clear(key)
+		return nil, fmt.Errorf("kv: open badger at %s: %w (a table failed its checksum): %w", dir, ErrIntegrity, err)
 	case err != nil:
 		clear(key)
 		return nil, fmt.Errorf("kv: open badger at %s: %w", dir, err)
@@ -149,6 +159,19 @@ func tuned(o badger.Options, log *slog.Logger, dur *durability) badger.Options {
 		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(valueLogFileSize).
 		WithNumCompactors(numCompactors).
+		// Every table's blocks are checked against their checksums when the table is opened
+		// (its index always is): a damaged file fails the open instead of handing out what
+		// it decodes to. Values are authenticated too, by Sealed; this catches damage to
+		// the LSM tree itself, such as keys. Not OnTableAndBlockRead: Badger v4.9 then
+		// dereferences a nil block on the first bad one and takes the process down. It
+		// does the same in this mode when a block fails to decode before its checksum is
+		// reached, which a compressed block does for most changed bytes: so blocks are not
+		// compressed (metadata is small, and encrypted tables do not compress anyway after
+		// Badger's own compression, which only saw the keys). A changed byte then fails
+		// the checksum, except in the 8 bytes that end each 4 KiB block.
+		WithChecksumVerificationMode(options.OnTableRead).
+		WithCompression(options.None).
+		WithVerifyValueChecksum(true).
 		// Badger's expvar counters are not served anywhere; dsh has its own metrics.
 		WithMetricsEnabled(false)
 }
@@ -368,6 +391,18 @@ func (t *badgerTxn) Set(key, value []byte) error {
 		return err
 	}
 	// Badger keeps references to both slices until commit; the copies honour Txn's promise.
+	if err := t.txn.Set(clone(key), clone(value)); err != nil {
+		return mapWriteErr("set", err)
+	}
+	return nil
+}
+
+// setRaw is Set without kv's size limits, for Sealed, which checked them on the
+// plaintext; Badger's own limits are set to take sealed values (see badgerBatchSize).
+func (t *badgerTxn) setRaw(key, value []byte) error {
+	if err := t.g.checkRawWrite(key); err != nil {
+		return err
+	}
 	if err := t.txn.Set(clone(key), clone(value)); err != nil {
 		return mapWriteErr("set", err)
 	}
