@@ -50,8 +50,10 @@ type Options struct {
 var (
 	// ErrClosed is returned by Append after Close.
 	ErrClosed = errors.New("audit log is closed")
-	// ErrFailed is returned once a write or fsync of the log has failed: the state of the
-	// file is unknown, so no further record is written until the daemon reopens the log.
+	// ErrFailed is returned once an fsync of the log has failed, or a write whose partial
+	// batch could not be cut back: the state of the file is unknown, so no further record
+	// is written until the daemon reopens the log. A write that failed cleanly (a full
+	// disk) fails only its own batch.
 	ErrFailed = errors.New("audit log failed")
 	// ErrInUse is returned by Open when another process holds the log.
 	ErrInUse = errors.New("audit log is in use by another process")
@@ -410,10 +412,16 @@ func (l *Log) commit(batch []*request, flushDue bool) {
 	defer func() { l.durables = durables[:0]; clear(durables) }()
 	if _, err := l.writeAt(l.buf, l.end); err != nil {
 		// Take back whatever part of the batch landed, so that no record stays in the log
-		// whose caller was told it failed; if even that fails, Open will find a torn tail.
-		_ = l.f.Truncate(l.end)
-		l.fail(fmt.Errorf("write: %w", err))
-		replyAll(batch, l.err)
+		// whose caller was told it failed. When that works the file is exactly as before
+		// the batch, and the log goes on: a full disk fails the appends while it is full
+		// and no longer (the next batch reuses the seqs). If even that fails, the state of
+		// the file is unknown, and the log fails for good; Open will find a torn tail.
+		if terr := l.f.Truncate(l.end); terr != nil {
+			l.fail(fmt.Errorf("write: %w (and cutting the failed batch back: %v)", err, terr))
+			replyAll(batch, l.err)
+			return
+		}
+		replyAll(batch, fmt.Errorf("audit log: write: %w", err))
 		return
 	}
 	l.end += int64(len(l.buf))

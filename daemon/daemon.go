@@ -50,6 +50,12 @@ type Config struct {
 	// TLSCert and TLSKey are the portal's certificate and key files; empty means the
 	// store's self-signed certificate.
 	TLSCert, TLSKey string
+	// FreeSpaceFloor is the free disk space below which file contents get ENOSPC, kept for
+	// the metadata and the audit log; 0 means store.DefaultFreeSpaceFloor, negative none.
+	FreeSpaceFloor int64
+	// Watchdog, when set, is told of every tree mounted, so that it can unmount it should
+	// the daemon die without doing so itself.
+	Watchdog interface{ Watch(dir string) error }
 	// Ready, when set, is called once the socket, metrics endpoint and portal are listening.
 	Ready func(socket, metricsAddr string)
 }
@@ -124,6 +130,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err := d.group.Mount(d.cfg.GroupDir); err != nil {
 			return err
 		}
+		d.watch(d.cfg.GroupDir)
 		defer func() {
 			if err := d.group.Unmount(); err != nil {
 				d.log.Error("unmount the Group tree", "err", err)
@@ -136,6 +143,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err := d.arrivals.Mount(d.cfg.ArrivalsDir); err != nil {
 			return err
 		}
+		d.watch(d.cfg.ArrivalsDir)
 		defer func() {
 			if err := d.arrivals.Unmount(); err != nil {
 				d.log.Error("unmount the Arrivals tree", "err", err)
@@ -204,6 +212,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return d.shutdown(srv)
 }
 
+// watch tells the watchdog, if any, of a tree mounted on dir.
+func (d *Daemon) watch(dir string) {
+	if d.cfg.Watchdog == nil {
+		return
+	}
+	if err := d.cfg.Watchdog.Watch(dir); err != nil {
+		d.log.Warn("the mount watchdog is not watching a tree", "err", err)
+	}
+}
+
 func (d *Daemon) shutdown(srv *control.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -228,7 +246,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	if d.parts != nil {
 		return fmt.Errorf("%w: the store is already unsealed", control.ErrConflict)
 	}
-	p, err := store.Unseal(d.cfg.DataDir, passphrase, d.log, d.integrityFailed)
+	p, err := store.Unseal(d.cfg.DataDir, passphrase, store.Options{Log: d.log, OnIntegrity: d.integrityFailed, FreeSpaceFloor: d.cfg.FreeSpaceFloor})
 	if errors.Is(err, vault.ErrWrongPassphrase) {
 		d.log.Warn("unseal refused: wrong passphrase", "uid", uid)
 		return fmt.Errorf("%w: %w", control.ErrUnauthorized, err)

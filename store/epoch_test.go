@@ -37,7 +37,7 @@ func newStore(t *testing.T) string {
 // session unseals, runs fn, checkpoints as a seal does and closes.
 func session(t *testing.T, dir string, fn func(p *Parts)) {
 	t.Helper()
-	p, err := Unseal(dir, []byte(testPass), quiet(), nil)
+	p, err := Unseal(dir, []byte(testPass), Options{Log: quiet()})
 	if err != nil {
 		t.Fatalf("unseal: %v", err)
 	}
@@ -86,7 +86,7 @@ func restore(t *testing.T, dir, part, snap string) {
 func wantRollback(t *testing.T, dir, why string) {
 	t.Helper()
 	told := ""
-	p, err := Unseal(dir, []byte(testPass), quiet(), func(class string) { told = class })
+	p, err := Unseal(dir, []byte(testPass), Options{Log: quiet(), OnIntegrity: func(class string) { told = class }})
 	if err == nil {
 		p.Close()
 		t.Fatalf("unseal accepted a store whose parts disagree; want %q", why)
@@ -120,7 +120,7 @@ func TestEpochAgreesAcrossSessions(t *testing.T) {
 	for range 3 {
 		session(t, dir, func(p *Parts) { set(t, p, "acl/x", "1") })
 	}
-	p, err := Unseal(dir, []byte(testPass), quiet(), nil)
+	p, err := Unseal(dir, []byte(testPass), Options{Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestMetadataRolledBack(t *testing.T) {
 // the change's checkpoint (the daemon makes one after every membership change) catches it.
 func TestMetadataRolledBackWithinSession(t *testing.T) {
 	dir := newStore(t)
-	p, err := Unseal(dir, []byte(testPass), quiet(), nil)
+	p, err := Unseal(dir, []byte(testPass), Options{Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestAuditRolledBack(t *testing.T) {
 func TestAuditTailCut(t *testing.T) {
 	dir := newStore(t)
 	var size int64
-	p, err := Unseal(dir, []byte(testPass), quiet(), nil)
+	p, err := Unseal(dir, []byte(testPass), Options{Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestEpochRecordMissing(t *testing.T) {
 		}
 	})
 	// The seal's checkpoint wrote it again: a removal must happen behind the daemon's back.
-	p, err := Unseal(dir, []byte(testPass), quiet(), nil)
+	p, err := Unseal(dir, []byte(testPass), Options{Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestCheckpointInterruptedByCrash(t *testing.T) {
 	for _, stop := range []string{"after blobs", "after meta"} {
 		t.Run(stop, func(t *testing.T) {
 			dir := newStore(t)
-			p, err := Unseal(dir, []byte(testPass), quiet(), nil)
+			p, err := Unseal(dir, []byte(testPass), Options{Log: quiet()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -281,7 +281,7 @@ func TestCheckpointInterruptedByCrash(t *testing.T) {
 func TestSealedMetadataReported(t *testing.T) {
 	dir := newStore(t)
 	session(t, dir, func(p *Parts) { set(t, p, "acl/member/s1/bob", "rw") })
-	p, err := Unseal(dir, []byte(testPass), quiet(), nil)
+	p, err := Unseal(dir, []byte(testPass), Options{Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

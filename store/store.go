@@ -111,17 +111,44 @@ type Parts struct {
 	epoch  epochState
 }
 
+// Options tune Unseal; the zero value is ready to use.
+type Options struct {
+	// Log receives the parts' warnings; nil means slog.Default().
+	Log *slog.Logger
+	// OnIntegrity, when set, is told of every part that fails to authenticate: a metadata
+	// record (with its class), or parts that disagree at unseal ("store/epoch").
+	OnIntegrity func(class string)
+	// FreeSpaceFloor is the free space (bytes) on the data folder's disk below which no
+	// new content object is written (blob.Local.SetFloor): room kept for the metadata and
+	// the audit log, which must record the refusals. 0 means DefaultFreeSpaceFloor; a
+	// negative value turns the floor off.
+	FreeSpaceFloor int64
+}
+
+// DefaultFreeSpaceFloor is the free space kept for the metadata and the audit log when the
+// disk fills up with file contents.
+const DefaultFreeSpaceFloor = 128 << 20
+
 // Unseal opens the root key of the store in dir with passphrase and opens every part with
 // keys derived from it. A wrong passphrase gives vault.ErrWrongPassphrase and touches nothing.
 // Parts that do not agree on the store's epoch (epoch.go) give an error wrapping
-// ErrRollback, after an audit record of the refusal; onIntegrity (may be nil) is told too.
-func Unseal(dir string, passphrase []byte, log *slog.Logger, onIntegrity func(class string)) (*Parts, error) {
+// ErrRollback, after an audit record of the refusal; opts.OnIntegrity is told too.
+func Unseal(dir string, passphrase []byte, opts Options) (*Parts, error) {
+	onIntegrity := opts.OnIntegrity
 	root, err := OpenRoot(dir, passphrase)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Wipe()
-	p, err := open(dir, &root, log)
+	p, err := open(dir, &root, opts.Log)
+	if err == nil {
+		switch floor := opts.FreeSpaceFloor; {
+		case floor == 0:
+			p.blobs.SetFloor(DefaultFreeSpaceFloor)
+		case floor > 0:
+			p.blobs.SetFloor(floor)
+		}
+	}
 	if errors.Is(err, kv.ErrIntegrity) {
 		// Badger refused a damaged table: the store cannot open, but the refusal is still
 		// counted and recorded.
