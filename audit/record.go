@@ -26,8 +26,11 @@ import (
 const recordVersion = 1
 
 // MaxField is the largest number of bytes allowed in each string of an Entry. Longer fields
-// are refused, not cut, so a record always says exactly what the caller gave.
-const MaxField = 4096
+// are refused, not cut, so a record always says exactly what the caller gave. It holds a
+// path of PATH_MAX (4096) bytes with a NAME_MAX (255) name and a prefix, in each of the
+// object and the detail of one record (a rename names both ends). dsh before this limit
+// wrote at most 4096 bytes a field; its records read unchanged.
+const MaxField = 8192
 
 // Sizes of the canonical encoding, in bytes.
 const (

@@ -114,7 +114,7 @@ func TestAppendRejectsBadEntries(t *testing.T) {
 		}
 	}
 	if err := (&Entry{Action: "a", Result: "ok", Object: strings.Repeat("p", MaxField+1)}).validate(); err == nil ||
-		!strings.Contains(err.Error(), "object is 4097 bytes") {
+		!strings.Contains(err.Error(), "object is 8193 bytes") {
 		t.Errorf("the error should name the field and its size: %v", err)
 	}
 	// Nothing was written, so the first good record is still record 1.

@@ -74,9 +74,21 @@ type AuditRecord struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
-// AuditShowResponse answers GET /v1/audit/show?since=RFC3339.
-type AuditShowResponse struct {
-	Records []AuditRecord `json:"records"`
+// AuditQuery selects the records of GET /v1/audit/show; the zero value selects all. Its
+// query parameters: since and until (RFC 3339), user, action (exact, or a prefix ending
+// in '*') and limit.
+type AuditQuery struct {
+	Since, Until time.Time
+	User, Action string
+	Limit        int
+}
+
+// AuditLine is one line of the answer to GET /v1/audit/show, which is JSON lines
+// (application/x-ndjson) sent as the daemon reads the log: a record per line, and, should
+// the reading fail after the first line, a last line holding only Error.
+type AuditLine struct {
+	AuditRecord
+	Error string `json:"error,omitempty"`
 }
 
 // Paths of the endpoints, shared by client and server.

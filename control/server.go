@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +41,9 @@ type Operator interface {
 // Auditor is the part of the daemon behind the audit endpoints.
 type Auditor interface {
 	AuditVerify(ctx context.Context, c Caller) (AuditVerifyResponse, error)
-	AuditShow(ctx context.Context, c Caller, since time.Time) ([]AuditRecord, error)
+	// AuditShow calls emit with each record q selects, in order, as it reads them; it
+	// stops at emit's first error and returns it.
+	AuditShow(ctx context.Context, c Caller, q AuditQuery, emit func(AuditRecord) error) error
 }
 
 // Daemon is everything the control server needs from the daemon. Each method decides for
@@ -62,7 +66,15 @@ type route struct {
 	h      handlerFunc
 	// stream marks an endpoint whose body is a file of any size: no read deadline.
 	stream bool
+	// out, set instead of h, is an endpoint whose answer is JSON lines of any length,
+	// written as they are made (streamFunc).
+	out streamFunc
 }
+
+// streamFunc is an endpoint that answers with JSON lines: it calls emit with each value as
+// it has it. An error before the first emit is answered like any handler's; after it, the
+// answer ends with a line {"error": "..."}.
+type streamFunc func(ctx context.Context, c Caller, r *http.Request, emit func(any) error) error
 
 // Server serves the control API on a Unix socket.
 type Server struct {
@@ -95,23 +107,12 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 	s.handle(http.MethodGet, PathAuditVerify, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
 		return d.AuditVerify(ctx, c)
 	})
-	s.handle(http.MethodGet, PathAuditShow, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
-		var since time.Time
-		if v := r.URL.Query().Get("since"); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return nil, fmt.Errorf("%w: since must be an RFC 3339 time such as 2026-01-02T15:04:05Z", ErrInvalid)
-			}
-			since = t
-		}
-		recs, err := d.AuditShow(ctx, c, since)
+	s.handleOut(http.MethodGet, PathAuditShow, func(ctx context.Context, c Caller, r *http.Request, emit func(any) error) error {
+		q, err := parseAuditQuery(r.URL.Query())
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if recs == nil {
-			recs = []AuditRecord{}
-		}
-		return AuditShowResponse{Records: recs}, nil
+		return d.AuditShow(ctx, c, q, func(rec AuditRecord) error { return emit(AuditLine{AuditRecord: rec}) })
 	})
 	s.accountRoutes(d)
 	s.tokenRoutes(d)
@@ -130,6 +131,66 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 
 func (s *Server) handle(method, path string, h handlerFunc) {
 	s.routes[path] = route{method: method, h: h}
+}
+
+func (s *Server) handleOut(method, path string, h streamFunc) {
+	s.routes[path] = route{method: method, out: h}
+}
+
+// serveLines answers a streamFunc endpoint.
+func (s *Server) serveLines(w http.ResponseWriter, r *http.Request, c Caller, h streamFunc) {
+	started := false
+	enc := json.NewEncoder(w)
+	emit := func(v any) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		return enc.Encode(v)
+	}
+	err := h(r.Context(), c, r, emit)
+	switch {
+	case err != nil && !started:
+		status := StatusFor(err)
+		if status == http.StatusInternalServerError {
+			s.log.Error("control request failed", "path", r.URL.Path, "uid", c.UID, "err", err)
+		}
+		writeError(w, status, err.Error())
+	case err != nil:
+		if r.Context().Err() == nil {
+			_ = enc.Encode(ErrorResponse{Error: err.Error()})
+		}
+	case !started:
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// parseAuditQuery reads an AuditQuery from its query parameters.
+func parseAuditQuery(v url.Values) (AuditQuery, error) {
+	var q AuditQuery
+	for _, b := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if s := v.Get(b.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return q, fmt.Errorf("%w: %s must be an RFC 3339 time such as 2026-01-02T15:04:05Z", ErrInvalid, b.name)
+			}
+			*b.t = t
+		}
+	}
+	q.User, q.Action = v.Get("user"), v.Get("action")
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return q, fmt.Errorf("%w: limit must be a number of records", ErrInvalid)
+		}
+		q.Limit = n
+	}
+	return q, nil
 }
 
 // ServeHTTP routes a request, checks its method and writes the JSON answer.
@@ -153,6 +214,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c, ok := r.Context().Value(callerKey{}).(Caller)
 	if !ok {
 		writeError(w, http.StatusForbidden, "the caller's identity could not be read from the socket")
+		return
+	}
+	if rt.out != nil {
+		s.serveLines(w, r, c, rt.out)
 		return
 	}
 	v, err := rt.h(r.Context(), c, r)

@@ -79,6 +79,10 @@ type Daemon struct {
 	tok    *token.Service
 	sealer *token.KeySealer
 
+	// sealing is closed when the store is sealed, ending the readers of the audit log
+	// that outlive the lock (AuditShow); a new one is made at each unseal.
+	sealing chan struct{}
+
 	// group and arrivals are the mounted S: and Q: trees, nil when not configured.
 	group    *dshfs.Group
 	arrivals *dshfs.Group
@@ -297,6 +301,8 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		return err
 	}
 	d.parts, d.acl, d.wrap, d.tok, d.sealer = p, a, wrap, tok, sealer
+	d.sealing = make(chan struct{})
+	go d.verifyAudit(p, d.sealing)
 	// One namespace store for both trees: it caches inodes, so it must make every change.
 	ns := meta.New(p.KV, meta.Options{})
 	for _, t := range []*dshfs.Group{d.group, d.arrivals} {
@@ -343,6 +349,7 @@ func (d *Daemon) seal(uid int, action string) error {
 	if err := d.parts.Checkpoint(context.Background(), "seal"); err != nil {
 		d.log.Error("seal: the store's epoch did not move", "err", err)
 	}
+	close(d.sealing)
 	d.acl.Close()
 	d.wrap.key.Wipe()
 	d.sealer.Wipe()
@@ -354,6 +361,38 @@ func (d *Daemon) seal(uid int, action string) error {
 		return fmt.Errorf("seal: %w", err)
 	}
 	return nil
+}
+
+// verifyAudit walks the whole audit log once, in the background, after an unseal, which
+// itself checks only what was written since the log's head: damage to older records is
+// then still found, counted in dsh_integrity_errors_total and audited, without making the
+// unseal wait for a year of records. A seal ends the walk.
+func (d *Daemon) verifyAudit(p *store.Parts, sealing <-chan struct{}) {
+	rd, err := p.Audit.NewReader()
+	if err != nil {
+		return
+	}
+	defer rd.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sealing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	start := time.Now()
+	res, err := rd.Verify(ctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		d.metrics.IntegrityErrors.Inc()
+		d.log.Error("integrity: the audit log is damaged", "err", err)
+		_, _ = p.Audit.Append(ctx, audit.Entry{UID: -1, Action: "audit.verify", Result: "error", Detail: err.Error()}, audit.Durable)
+	default:
+		d.log.Info("audit log verified", "records", res.Records, "took", time.Since(start).Round(time.Millisecond))
+	}
 }
 
 // integrityFailed counts a part of the store that failed to authenticate (the store has

@@ -302,6 +302,10 @@ func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	if write {
 		detail = "write"
 	}
+	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		// O_TRUNC destroys the content: this record, written before, accounts for it.
+		detail = "write, truncate"
+	}
 	if e := n.g.record(ctx, gr.be, "fs.open", n.path(), "ok", detail); e != 0 {
 		return nil, 0, e
 	}

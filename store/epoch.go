@@ -102,24 +102,12 @@ func decodeEpochRecord(b []byte) (epochRecord, error) {
 type epochState struct {
 	key     vault.Key // seals the blob store's file
 	blobDir string
-	// auditSeen is the highest epoch the audit log recorded, found while it was opened.
-	auditSeen uint64
 
 	mu sync.Mutex
 	// epoch is the current epoch; written is how far the audit log has recorded it.
 	epoch, written uint64
 	// noted is the audit position last written to the metadata.
 	noted audit.Position
-}
-
-// noteOpened is audit.Options.OnOpen: it finds the latest epoch the log recorded.
-func (e *epochState) noteOpened(r audit.Record) {
-	if r.Action != epochAction {
-		return
-	}
-	if n, err := strconv.ParseUint(r.Object, 10, 64); err == nil && n > e.auditSeen {
-		e.auditSeen = n
-	}
 }
 
 // verifyEpoch holds the three parts against each other; see above.
@@ -152,7 +140,14 @@ func (p *Parts) verifyEpoch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m, a := rec.epoch, e.auditSeen
+	// The latest epoch record of the audit log, which the log keeps in view (Track).
+	var a uint64
+	if t := p.Audit.Tracked(); t != "" {
+		if a, err = strconv.ParseUint(t, 10, 64); err != nil {
+			return fmt.Errorf("%w: the audit log's latest epoch record names %q", ErrRollback, t)
+		}
+	}
+	m := rec.epoch
 	switch {
 	case m < a:
 		return fmt.Errorf("%w: the metadata is at epoch %d but the audit log recorded epoch %d: the metadata is older than the audit log", ErrRollback, m, a)

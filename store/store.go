@@ -230,7 +230,7 @@ func open(dir string, root *vault.Key, log *slog.Logger) (*Parts, error) {
 	p.Blobs, p.blobs = blobs, blobs
 	auditKey := root.Derive(vault.PurposeAudit)
 	defer auditKey.Wipe()
-	if p.Audit, err = audit.Open(filepath.Join(dir, AuditDir), &auditKey, audit.Options{OnOpen: p.epoch.noteOpened}); err != nil {
+	if p.Audit, err = audit.Open(filepath.Join(dir, AuditDir), &auditKey, audit.Options{Track: epochAction}); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
