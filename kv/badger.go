@@ -113,7 +113,7 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	// Badger keeps the slice for key rotation, so it gets its own copy, not the caller's.
 	key := clone(encryptionKey[:])
 	dur := newDurability(dir)
-	bo := tuned(badger.DefaultOptions(dir), log, dur).
+	bo := tuned(badger.DefaultOptions(dir), log).
 		WithEncryptionKey(key).
 		WithSyncWrites(false)
 	db, err := badger.Open(bo)
@@ -131,11 +131,12 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	}
 	// Badger replays the logs of a process that was killed and shows their commits at
 	// once; they were never synced, and the next durable commit must not depend on them
-	// while they could still vanish.
-	if err := dur.syncLogs(); err != nil {
+	// while they could still vanish. start syncs them and finds the log Badger writes to.
+	if err := dur.start(); err != nil {
 		db.Close()
+		dur.closeCurrent()
 		clear(key)
-		return nil, fmt.Errorf("kv: open badger at %s: sync replayed logs: %w", dir, err)
+		return nil, fmt.Errorf("kv: open badger at %s: the write-ahead logs: %w", dir, err)
 	}
 	b := &Badger{db: db, dur: dur, log: log, key: key}
 	b.startGC(opts.GCInterval)
@@ -149,9 +150,9 @@ func loggerOrDefault(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-func tuned(o badger.Options, log *slog.Logger, dur *durability) badger.Options {
+func tuned(o badger.Options, log *slog.Logger) badger.Options {
 	return o.
-		WithLogger(badgerLogger{log: log, dur: dur}).
+		WithLogger(badgerLogger{log: log}).
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(numMemtables).
 		WithBlockCacheSize(blockCacheSize).
@@ -297,7 +298,12 @@ func (b *Badger) UpdateLazy(ctx context.Context, fn func(Txn) error) error {
 		return err
 	}
 	defer b.gate.leave()
-	return b.commit(ctx, fn)
+	if err := b.commit(ctx, fn); err != nil {
+		return err
+	}
+	// Badger may have started a new log for this commit: the old one is synced now.
+	b.dur.afterCommit()
+	return nil
 }
 
 // Sync makes every commit that returned before it durable; see Store.
@@ -317,9 +323,9 @@ func (b *Badger) commit(ctx context.Context, fn func(Txn) error) error {
 	return retryConflicts(ctx, func() (bool, error) { return b.updateOnce(fn) })
 }
 
-// sync makes every commit so far durable: the logs of earlier memtables were synced when
-// they were rotated out (durable.go), so syncing the current one is enough. The round
-// does not heed the caller's context: others may be waiting on it.
+// sync makes every commit so far durable: the logs of earlier memtables are synced as
+// they are rotated out (durable.go), so syncing the current one is enough. The round does
+// not heed the caller's context: others may be waiting on it.
 func (b *Badger) sync() error {
 	err := b.dur.group(func() error {
 		if err := b.dur.check(); err != nil {
@@ -332,8 +338,8 @@ func (b *Badger) sync() error {
 		if err != nil {
 			return fmt.Errorf("sync the write-ahead log: %w", err)
 		}
-		// A rotation during the sync ran its own sync of the log it rotated out; one that
-		// failed must not be reported as success here.
+		// A sync of a complete log that failed (here or after a lazy commit) must not be
+		// reported as success.
 		return b.dur.check()
 	})
 	if err != nil {
@@ -455,13 +461,12 @@ func (t *badgerTxn) Scan(prefix, start []byte, fn func(key, value []byte) (bool,
 	return nil
 }
 
-// badgerLogger passes Badger's warnings and errors to slog and drops the rest, after
-// showing its debug messages to the durability tracker (memtable rotations). Some of
+// badgerLogger passes Badger's warnings and errors to slog and drops the rest. Some of
 // Badger's messages print the key being read (%v or %x of a []byte); keys hold file names,
 // which may be identifying and must not reach a plaintext log, so byte slices are redacted.
+// Nothing in dsh depends on what Badger logs.
 type badgerLogger struct {
 	log *slog.Logger
-	dur *durability
 }
 
 func (l badgerLogger) Errorf(format string, args ...any) {
@@ -474,11 +479,7 @@ func (l badgerLogger) Warningf(format string, args ...any) {
 
 func (badgerLogger) Infof(string, ...any) {}
 
-func (l badgerLogger) Debugf(format string, _ ...any) {
-	if l.dur != nil {
-		l.dur.observe(format)
-	}
-}
+func (badgerLogger) Debugf(string, ...any) {}
 
 // redacted prints as its length only, whatever the verb.
 type redacted int
