@@ -44,6 +44,8 @@ type Config struct {
 	ArrivalsDir string
 	// ArrivalsRetention is how long an arrival is kept; 0 means 720h.
 	ArrivalsRetention time.Duration
+	// GCInterval is how often replaced objects are collected; 0 means 30 s.
+	GCInterval time.Duration
 	Log               *slog.Logger
 	// PortalAddr, when set, is where the HTTPS portal listens.
 	PortalAddr string
@@ -130,7 +132,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer ms.Close()
 	if d.cfg.GroupDir != "" {
-		d.group = dshfs.New(dshfs.Options{DataDir: d.cfg.DataDir, EntryTimeout: groupEntryTimeout, Log: d.log, Metrics: d.metrics})
+		d.group = dshfs.New(dshfs.Options{DataDir: d.cfg.DataDir, EntryTimeout: groupEntryTimeout, GCInterval: d.cfg.GCInterval, Log: d.log, Metrics: d.metrics})
 		if err := d.group.Mount(d.cfg.GroupDir); err != nil {
 			return err
 		}
@@ -143,7 +145,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.cfg.ArrivalsDir != "" {
 		d.arrivals = dshfs.New(dshfs.Options{Tree: acl.Arrivals, Retention: d.cfg.ArrivalsRetention, DataDir: d.cfg.DataDir,
-			EntryTimeout: time.Second, Log: d.log, Metrics: d.metrics})
+			EntryTimeout: time.Second, GCInterval: d.cfg.GCInterval, Log: d.log, Metrics: d.metrics})
 		if err := d.arrivals.Mount(d.cfg.ArrivalsDir); err != nil {
 			return err
 		}

@@ -65,6 +65,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	var data, passFile, metricsAddr, groupDir, arrivalsDir, portalAddr, tlsCert, tlsKey string
 	var retention time.Duration
 	var reserve int64
+	var gcInterval time.Duration
 	var wd *dshfs.Watchdog
 	var pprof bool
 	var auth token.Options
@@ -102,6 +103,10 @@ func newServeCmd(g *globals) *cobra.Command {
 				return usagef("--arrivals-retention must be positive")
 			}
 			cfg.ArrivalsRetention = retention
+			if gcInterval < 0 {
+				return usagef("--gc-interval must not be negative")
+			}
+			cfg.GCInterval = gcInterval
 			if passFile != "" {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
@@ -153,6 +158,7 @@ func newServeCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
+	c.Flags().DurationVar(&gcInterval, "gc-interval", 30*time.Second, "how often the objects of replaced and deleted files are collected")
 	c.Flags().Int64Var(&reserve, "free-space-reserve", store.DefaultFreeSpaceFloor,
 		"bytes of disk space kept free for the metadata and the audit log: file writes get ENOSPC below it (0: none)")
 	c.Flags().StringVar(&data, "data", "", "the store's folder (made by dsh init)")
