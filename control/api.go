@@ -48,6 +48,13 @@ type StatusResponse struct {
 	DataDir       string  `json:"data_dir"`
 }
 
+// RekeyRequest is the body of POST /v1/operator/rekey: the current unseal passphrase and
+// the new one.
+type RekeyRequest struct {
+	Passphrase    string `json:"passphrase"`
+	NewPassphrase string `json:"new_passphrase"`
+}
+
 // UnsealRequest is the body of POST /v1/operator/unseal.
 type UnsealRequest struct {
 	Passphrase string `json:"passphrase"`
@@ -95,6 +102,7 @@ type AuditLine struct {
 const (
 	PathStatus      = "/v1/operator/status"
 	PathUnseal      = "/v1/operator/unseal"
+	PathRekey       = "/v1/operator/rekey"
 	PathSeal        = "/v1/operator/seal"
 	PathAuditVerify = "/v1/audit/verify"
 	PathAuditShow   = "/v1/audit/show"

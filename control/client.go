@@ -186,6 +186,11 @@ func (c *Client) Unseal(ctx context.Context, passphrase []byte) error {
 	return c.do(ctx, http.MethodPost, PathUnseal, nil, UnsealRequest{Passphrase: string(passphrase)}, nil)
 }
 
+// Rekey seals the root key under a new unseal passphrase (operator only).
+func (c *Client) Rekey(ctx context.Context, passphrase, newPassphrase []byte) error {
+	return c.do(ctx, http.MethodPost, PathRekey, nil, RekeyRequest{Passphrase: string(passphrase), NewPassphrase: string(newPassphrase)}, nil)
+}
+
 // Seal locks the store and wipes every key from the daemon's memory (operator only).
 func (c *Client) Seal(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, PathSeal, nil, nil, nil)

@@ -36,6 +36,8 @@ type Operator interface {
 	Status(ctx context.Context, c Caller) (StatusResponse, error)
 	Unseal(ctx context.Context, c Caller, passphrase []byte) error
 	Seal(ctx context.Context, c Caller) error
+	// Rekey seals the root key under a new passphrase; the old one stops working.
+	Rekey(ctx context.Context, c Caller, passphrase, newPassphrase []byte) error
 }
 
 // Auditor is the part of the daemon behind the audit endpoints.
@@ -97,6 +99,16 @@ func NewServer(d Daemon, log *slog.Logger) *Server {
 		pass := []byte(req.Passphrase)
 		defer clear(pass)
 		return nil, d.Unseal(ctx, c, pass)
+	})
+	s.handle(http.MethodPost, PathRekey, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
+		var req RekeyRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		old, next := []byte(req.Passphrase), []byte(req.NewPassphrase)
+		defer clear(old)
+		defer clear(next)
+		return nil, d.Rekey(ctx, c, old, next)
 	})
 	s.handle(http.MethodPost, PathSeal, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
 		if err := decode(r, nil); err != nil {

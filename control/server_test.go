@@ -76,6 +76,13 @@ func (f *fakeDaemon) Seal(ctx context.Context, c Caller) error {
 	return nil
 }
 
+func (f *fakeDaemon) Rekey(ctx context.Context, c Caller, pass, next []byte) error {
+	if string(pass) != "pw" {
+		return fmt.Errorf("%w: wrong passphrase", ErrUnauthorized)
+	}
+	return nil
+}
+
 func (f *fakeDaemon) AuditVerify(ctx context.Context, c Caller) (AuditVerifyResponse, error) {
 	return AuditVerifyResponse{OK: true, Records: 3}, nil
 }

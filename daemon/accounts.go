@@ -7,19 +7,39 @@ import (
 
 	"dsh/acl"
 	"dsh/control"
+	"dsh/internal/secmem"
 	"dsh/vault"
 )
 
 // keyWrapper wraps share and Arrivals keys under a key derived from the root key, so the acl
-// package never holds the root key itself.
-type keyWrapper struct{ key vault.Key }
+// package never holds the root key itself. The key lives in secret memory.
+type keyWrapper struct{ key *vault.Key }
+
+// wrapKeys holds the keyWrappers' keys: locked, out of core dumps.
+var wrapKeys secmem.Pool[vault.Key]
+
+func newKeyWrapper(k vault.Key) *keyWrapper {
+	w := &keyWrapper{key: wrapKeys.Get()}
+	*w.key = k
+	k.Wipe()
+	return w
+}
+
+// wipe wipes the key and gives its memory back; the wrapper is unusable afterwards.
+func (w *keyWrapper) wipe() {
+	if w.key != nil {
+		w.key.Wipe()
+		wrapKeys.Put(w.key)
+		w.key = nil
+	}
+}
 
 func (w *keyWrapper) Wrap(k *vault.Key, context []byte) (vault.WrappedKey, error) {
-	return vault.WrapKey(&w.key, k, context)
+	return vault.WrapKey(w.key, k, context)
 }
 
 func (w *keyWrapper) Unwrap(wk vault.WrappedKey, context []byte) (vault.Key, error) {
-	return vault.UnwrapKey(&w.key, wk, context)
+	return vault.UnwrapKey(w.key, wk, context)
 }
 
 // withACL resolves the caller to an acl.Actor and runs fn with the unsealed acl store.

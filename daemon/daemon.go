@@ -17,6 +17,7 @@ import (
 	"dsh/content"
 	"dsh/control"
 	dshfs "dsh/fs"
+	"dsh/internal/secmem"
 	"dsh/kv"
 	"dsh/meta"
 	"dsh/metrics"
@@ -46,7 +47,7 @@ type Config struct {
 	ArrivalsRetention time.Duration
 	// GCInterval is how often replaced objects are collected; 0 means 30 s.
 	GCInterval time.Duration
-	Log               *slog.Logger
+	Log        *slog.Logger
 	// PortalAddr, when set, is where the HTTPS portal listens.
 	PortalAddr string
 	// TLSCert and TLSKey are the portal's certificate and key files; empty means the
@@ -270,10 +271,10 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			return fmt.Errorf("audit log: %w", err)
 		}
 	}
-	wrap := &keyWrapper{key: p.Root.Derive(vault.PurposeWrap)}
+	wrap := newKeyWrapper(p.Root.Derive(vault.PurposeWrap))
 	a, err := acl.New(p.KV, wrap, p.Audit, acl.Options{RequireSession: true})
 	if err != nil {
-		wrap.key.Wipe()
+		wrap.wipe()
 		p.Close()
 		return fmt.Errorf("load accounts and shares: %w", err)
 	}
@@ -298,7 +299,7 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			sealer.Wipe()
 		}
 		a.Close()
-		wrap.key.Wipe()
+		wrap.wipe()
 		p.Close()
 		return err
 	}
@@ -314,11 +315,22 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{}),
 			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: p.Audit}
 		if err := t.Attach(context.Background(), be); err != nil {
-			d.log.Error("a filesystem tree could not start; it stays empty", "err", err)
+			// An unseal that serves half the store is worse than one that fails: the
+			// operator is told why, and the store is sealed again.
+			err = fmt.Errorf("unseal failed: the %s tree could not start: %w", t.Label(), err)
+			d.log.Error("unseal failed", "err", err)
+			_, _ = p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "error", Detail: err.Error()}, audit.Durable)
+			if serr := d.sealLocked(uid, "vault.seal"); serr != nil {
+				d.log.Error("sealing again after a failed unseal", "err", serr)
+			}
+			return err
 		}
 	}
 	d.usePortalCert(context.Background())
 	d.metrics.VaultSealed.Set(0)
+	if !secmem.Locked() {
+		d.log.Warn("keys and plaintext buffers could not all be locked in memory (RLIMIT_MEMLOCK without CAP_IPC_LOCK): they may reach swap; they stay out of core dumps")
+	}
 	d.log.Info("store unsealed", "uid", uid)
 	return nil
 }
@@ -328,6 +340,11 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 func (d *Daemon) seal(uid int, action string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.sealLocked(uid, action)
+}
+
+// sealLocked is seal with d.mu held.
+func (d *Daemon) sealLocked(uid int, action string) error {
 	if d.parts == nil {
 		if uid >= 0 {
 			return fmt.Errorf("%w: the store is already sealed", control.ErrConflict)
@@ -353,7 +370,7 @@ func (d *Daemon) seal(uid int, action string) error {
 	}
 	close(d.sealing)
 	d.acl.Close()
-	d.wrap.key.Wipe()
+	d.wrap.wipe()
 	d.sealer.Wipe()
 	err := d.parts.Close()
 	d.parts, d.acl, d.wrap, d.tok, d.sealer = nil, nil, nil, nil, nil

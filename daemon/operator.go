@@ -10,6 +10,7 @@ import (
 	"dsh/control"
 	"dsh/internal/version"
 	"dsh/store"
+	"dsh/vault"
 )
 
 // Status reports sealed or not, version and uptime to the operator.
@@ -34,6 +35,53 @@ func (d *Daemon) Unseal(ctx context.Context, c control.Caller, passphrase []byte
 		return fmt.Errorf("%w: the passphrase is empty", control.ErrInvalid)
 	}
 	return d.unseal(passphrase, c.UID)
+}
+
+// Rekey seals the root key under a new unseal passphrase: the old one stops working. It
+// needs the store unsealed (the change is audited before it is made, and the passphrase
+// must open the root key the daemon holds) and refuses a weak new passphrase.
+func (d *Daemon) Rekey(ctx context.Context, c control.Caller, passphrase, newPassphrase []byte) error {
+	if err := d.requireOperator(ctx, c, "vault.rekey"); err != nil {
+		return err
+	}
+	if len(passphrase) == 0 || len(newPassphrase) == 0 {
+		return fmt.Errorf("%w: a passphrase is empty", control.ErrInvalid)
+	}
+	if err := vault.CheckPassphrase(newPassphrase); err != nil {
+		return fmt.Errorf("%w: %w", control.ErrInvalid, err)
+	}
+	// Exclusive: no unseal, seal or other rekey meanwhile.
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.parts
+	if p == nil {
+		return fmt.Errorf("%w: %w (rekey needs the store unsealed, to audit it)", control.ErrUnavailable, vault.ErrSealed)
+	}
+	ctx = context.WithoutCancel(ctx)
+	record := func(result, detail string) error {
+		_, err := p.Audit.Append(ctx, audit.Entry{UID: int64(c.UID), Action: "vault.rekey", Result: result, Detail: detail}, audit.Durable)
+		return err
+	}
+	err := vault.Rekey(d.cfg.DataDir, passphrase, newPassphrase, vault.DefaultKDF, func(root *vault.Key) error {
+		if !root.Equal(p.Root) {
+			return errors.New("the root key file no longer holds the key this daemon unsealed")
+		}
+		// The change is recorded before it is made: no record, no new passphrase.
+		if err := record("ok", ""); err != nil {
+			return fmt.Errorf("rekey refused, the audit log cannot be written: %w", err)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, vault.ErrWrongPassphrase):
+		_ = record("denied", "wrong passphrase")
+		return fmt.Errorf("%w: %w", control.ErrUnauthorized, err)
+	case err != nil:
+		_ = record("error", err.Error())
+		return err
+	}
+	d.log.Info("unseal passphrase changed", "uid", c.UID)
+	return nil
 }
 
 // Seal closes the store and wipes every key from memory.

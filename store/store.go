@@ -18,6 +18,7 @@ import (
 
 	"dsh/audit"
 	"dsh/blob"
+	"dsh/internal/secmem"
 	"dsh/kv"
 	"dsh/vault"
 )
@@ -33,11 +34,15 @@ const (
 // ErrLocked is returned when another daemon holds the data folder.
 var ErrLocked = errors.New("data folder is in use by another dsh serve")
 
-// Init creates a new store in dir: a random root key sealed under passphrase, an encrypted
+// Init creates a new store in dir: a random root key sealed under passphrase (which must
+// pass vault.CheckPassphrase), an encrypted
 // Badger database, the blob folders and an audit log whose first record is the init itself.
 // It refuses a folder that already holds a store or anything else. Each setup function
 // runs on the open parts before they are closed (the portal's certificate is made so).
 func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger, setup ...func(p *Parts) error) error {
+	if err := vault.CheckPassphrase(passphrase); err != nil {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -91,9 +96,13 @@ func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger, 
 	return p.Close()
 }
 
+// rootPool keeps the root keys of open stores in secret memory: locked, out of core dumps.
+var rootPool secmem.Pool[vault.Key]
+
 // Parts are the open, unsealed parts of a store.
 type Parts struct {
-	Root vault.Key
+	// Root is the root key, in secret memory; nil after Close.
+	Root *vault.Key
 	// KV is the metadata store, every value sealed (kv.Sealed).
 	KV    kv.Store
 	Blobs blob.Store
@@ -198,14 +207,15 @@ func OpenRoot(dir string, passphrase []byte) (vault.Key, error) {
 }
 
 func open(dir string, root *vault.Key, log *slog.Logger) (*Parts, error) {
-	p := &Parts{Root: *root}
+	p := &Parts{Root: rootPool.Get()}
+	*p.Root = *root
 	p.epoch.key = root.Derive(vault.PurposeEpoch)
 	p.epoch.blobDir = filepath.Join(dir, BlobDir)
 	badgerKey := root.Derive(vault.PurposeBadger)
 	defer badgerKey.Wipe()
 	db, err := kv.OpenBadger(filepath.Join(dir, MetaDir), &badgerKey, kv.BadgerOptions{Logger: log})
 	if err != nil {
-		p.Root.Wipe()
+		p.dropRoot()
 		p.epoch.key.Wipe()
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
@@ -214,7 +224,7 @@ func open(dir string, root *vault.Key, log *slog.Logger) (*Parts, error) {
 	sealKey.Wipe()
 	if err != nil {
 		db.Close()
-		p.Root.Wipe()
+		p.dropRoot()
 		p.epoch.key.Wipe()
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
@@ -250,9 +260,18 @@ func (p *Parts) Close() error {
 	if p.blobs != nil {
 		errs = append(errs, p.blobs.Close())
 	}
-	p.Root.Wipe()
+	p.dropRoot()
 	p.epoch.key.Wipe()
 	return errors.Join(errs...)
+}
+
+// dropRoot wipes the root key and gives its memory back, once.
+func (p *Parts) dropRoot() {
+	if p.Root != nil {
+		p.Root.Wipe()
+		rootPool.Put(p.Root)
+		p.Root = nil
+	}
 }
 
 // integrityFailed audits a metadata record that failed to authenticate, naming only its

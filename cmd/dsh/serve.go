@@ -15,6 +15,7 @@ import (
 
 	"dsh/daemon"
 	dshfs "dsh/fs"
+	"dsh/internal/secmem"
 	"dsh/portal"
 	"dsh/store"
 	"dsh/token"
@@ -123,6 +124,11 @@ func newServeCmd(g *globals) *cobra.Command {
 			cfg.FreeSpaceFloor = reserve
 			if reserve == 0 {
 				cfg.FreeSpaceFloor = -1
+			}
+			// No core dump of the daemon: keys and plaintext pass through its memory, and
+			// not all of it can be secret memory (internal/secmem).
+			if err := secmem.Harden(); err != nil {
+				logger().Warn("the daemon could not keep itself out of core dumps", "err", err)
 			}
 			// A log reader that went away (dsh serve 2>&1 | head, a log shipper restarting)
 			// must not kill the daemon: writes to the broken pipe fail, and the logger drops
