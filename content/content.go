@@ -72,6 +72,17 @@ type Segment struct {
 	Index uint64
 	// Object is the blob holding the segment's sealed bytes.
 	Object blob.ID
+	// Patches are runs of the segment's chunks written since Object, each in an object of
+	// its own (patch.go); sorted, not overlapping. They read over Object.
+	Patches []Patch
+}
+
+// Patch is a run of a segment's chunks kept in an object of its own. It covers chunks
+// [From, To) of the segment; its object holds Chunks chunks from chunk First of the segment
+// on (from a flush that wrote them), and may hold more than the patch still covers.
+type Patch struct {
+	From, To, First, Chunks uint32
+	Object                  blob.ID
 }
 
 // Staged is a state of a file's content written by a flush and waiting for the metadata
@@ -90,6 +101,9 @@ type Staged struct {
 	// The metadata layer collects them; content never deletes them, since other readers
 	// may still have them open.
 	Dropped []blob.ID
+	// Changed lists the segments this state wrote (whole or as patches): their patch lists
+	// in Segments are new; every other segment's are as they were.
+	Changed []uint64
 }
 
 // CommitFunc records a staged state in the metadata, in the caller's transaction. Only
@@ -227,7 +241,12 @@ func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 		}
 		idx := int64(sg.Index)
 		l := segLen(idx, size, segSize)
-		list[i] = segState{index: idx, obj: sg.Object, objLen: l, valid: l}
+		list[i] = segState{index: idx, obj: sg.Object, objLen: l, valid: l, to: segSize / vault.ChunkSize}
+		ps, err := checkPatches(sg.Patches, idx, l, segSize, seen)
+		if err != nil {
+			return nil, err
+		}
+		list[i].patches = ps
 	}
 	return list, nil
 }
@@ -255,8 +274,15 @@ type segState struct {
 	objLen int64
 	// valid is how much of the object still belongs to the file: less than objLen after a
 	// Truncate cut into the segment, and the bytes past it read as zeros, so that a shrink
-	// followed by an extension never brings old bytes back.
+	// followed by an extension never brings old bytes back. For the segment as a whole,
+	// patches included.
 	valid int64
+	// first is the chunk of the segment the object starts at: 0 for a segment's own
+	// object, a patch's First for a patch. from and to are the chunks of the segment it
+	// serves: all of them for a segment's own object (reads past valid are zeros anyway).
+	first, from, to int64
+	// patches, on a segment's own object only, are its patches, sorted (patch.go).
+	patches []segState
 }
 
 // findSeg returns the position of segment idx in list, or where it would go.

@@ -153,6 +153,9 @@ func (f *File) readStoredAhead(ctx context.Context, seg int64, dst []byte, rel i
 		return len(dst), nil
 	}
 	e := f.segs[i]
+	if len(e.patches) > 0 {
+		return f.readPatched(ctx, e, dst, rel) // read-ahead knows only whole objects
+	}
 	// Only the valid part of the object comes from it, ahead or not.
 	v := int(max(0, min(int64(len(dst)), e.valid-rel)))
 	k := 0
@@ -165,6 +168,9 @@ func (f *File) readStoredAhead(ctx context.Context, seg int64, dst []byte, rel i
 
 // readObject fills dst from segment e at offset rel within the segment.
 func (f *File) readObject(ctx context.Context, e segState, dst []byte, rel int64) (int, error) {
+	if len(e.patches) > 0 {
+		return f.readPatched(ctx, e, dst, rel)
+	}
 	v := int(max(0, min(int64(len(dst)), e.valid-rel)))
 	if v > 0 {
 		o, err := f.acquire(ctx, e)

@@ -184,9 +184,12 @@ func contentSegments(a *meta.Attr) []content.Segment {
 func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 	be, ino := gr.be, a.Ino
 	id, wrapped := a.Content.FileID, a.Content.Key
-	segs := contentSegments(a)
+	segs, err := contentSegmentsOf(context.Background(), be, a)
+	if err != nil {
+		return nil, err
+	}
 	of := &openFile{ino: ino, share: gr.share, be: be}
-	err := gr.useKey(func(k *vault.Key) (err error) {
+	err = gr.useKey(func(k *vault.Key) (err error) {
 		of.f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, &of.unsynced))
 		return err
 	})
@@ -204,11 +207,7 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 // every earlier change, the file's create too: it clears unsynced, if given.
 func commitTo(be *Backend, ino meta.Ino, id vault.FileID, wrapped vault.WrappedKey, unsynced *atomic.Bool) content.CommitFunc {
 	return func(ctx context.Context, st content.Staged) error {
-		ms := make([]meta.Segment, len(st.Segments))
-		for i, s := range st.Segments {
-			ms[i] = meta.Segment{Index: s.Index, Object: s.Object}
-		}
-		_, err := be.Meta.SetContent(ctx, ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: ms}, time.Now().UnixNano())
+		_, err := be.Meta.SetContent(ctx, ino, st.Size, metaContent(id, wrapped, st), time.Now().UnixNano())
 		if err == nil && unsynced != nil {
 			unsynced.Store(false)
 		}

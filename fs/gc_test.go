@@ -50,8 +50,10 @@ func TestCollectorSyncsBeforeDeleting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer of.f.Close()
+	big := make([]byte, 2<<20) // more than a patch: each flush rewrites the segment whole
 	for i := range 3 {
-		if _, err := of.f.WriteAt(bg, []byte{byte(i)}, 0); err != nil {
+		big[0] = byte(i)
+		if _, err := of.f.WriteAt(bg, big, 0); err != nil {
 			t.Fatal(err)
 		}
 		if err := of.f.Flush(bg); err != nil { // each flush drops the object before

@@ -214,6 +214,9 @@ func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, 
 	if err := checkSegments(c.Segments); err != nil {
 		return Attr{}, fmt.Errorf("meta: set content of %d: %w", ino, err)
 	}
+	if err := checkPatches(c); err != nil {
+		return Attr{}, fmt.Errorf("meta: set content of %d: %w", ino, err)
+	}
 	c.Segments = slices.Clone(c.Segments)
 	var (
 		a    Attr
@@ -227,6 +230,11 @@ func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, 
 			for _, seg := range c.Segments {
 				o.garbage(seg.Object)
 			}
+			for _, ps := range c.Patches {
+				for _, p := range ps {
+					o.garbage(p.Object)
+				}
+			}
 			return nil
 		}
 		if err != nil {
@@ -234,6 +242,9 @@ func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, 
 		}
 		if n.kind != KindFile {
 			return fmt.Errorf("inode %d is a %v: %w", ino, n.kind, ErrInvalid)
+		}
+		if err := o.setPatches(n, &c); err != nil {
+			return err
 		}
 		keep := make(map[blob.ID]struct{}, len(c.Segments))
 		for _, seg := range c.Segments {
@@ -245,6 +256,7 @@ func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, 
 			}
 		}
 		o.usage.bytes += size - n.size
+		c.Patches = nil
 		n.size, n.content = size, c
 		n.mtime, n.ctime = mtime, mtime
 		o.mark(n)

@@ -102,6 +102,59 @@ while [ $i -le 100000 ]; do
 done`, f, done)
 }
 
+// patcherScript writes 4 KiB blocks into the 64 blocks of file f in place, each fsync'd
+// (a database's writes: they become patches over the file's segment), logging "block i"
+// once the fsync returned. Write i of round r holds "r<r> w<i> " padded with spaces.
+func patcherScript(f, log string, round int) string {
+	return fmt.Sprintf(`i=1
+while [ $i -le 100000 ]; do
+  k=$(( (i * 7919) %% 64 ))
+  printf 'r%[3]d w%%d %%4090s' $i "" | head -c 4096 | dd of=%[1]s bs=4096 seek=$k count=1 conv=notrunc,fsync status=none || exit 0
+  echo "$k $i" >> %[2]s || exit 1
+  i=$((i + 1))
+done`, f, log, round)
+}
+
+// checkBlocks checks that every block of the patched file holds one whole write, at least
+// the last one fsync'd to it this round.
+func checkBlocks(t *testing.T, e *env, f, log string, round int) int {
+	t.Helper()
+	last := map[int]int{}
+	if b, err := os.ReadFile(log); err == nil {
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var k, i int
+			if n, _ := fmt.Sscanf(l, "%d %d", &k, &i); n == 2 {
+				last[k] = i
+			}
+		}
+	}
+	// Read as the member: root has no session.
+	data := []byte(e.shOK(t, uidAlice, "cat "+f))
+	if len(data) != 64*4096 {
+		t.Fatalf("round %d: the patched file is %d bytes", round, len(data))
+	}
+	block := regexp.MustCompile(`^r(\d+) w(\d+) +$`)
+	for k := range 64 {
+		b := string(data[k*4096 : (k+1)*4096])
+		if strings.Trim(b, "\x00") == "" {
+			if last[k] > 0 {
+				t.Fatalf("round %d: block %d is empty, though write %d was fsync'd to it", round, k, last[k])
+			}
+			continue
+		}
+		m := block.FindStringSubmatch(b)
+		if m == nil {
+			t.Fatalf("round %d: block %d holds no whole write: %q", round, k, b[:40])
+		}
+		r, _ := strconv.Atoi(m[1])
+		i, _ := strconv.Atoi(m[2])
+		if last[k] > 0 && (r != round || i < last[k]) {
+			t.Fatalf("round %d: block %d holds write r%d w%d, but w%d of this round was fsync'd to it", round, k, r, i, last[k])
+		}
+	}
+	return len(last)
+}
+
 // TestPowerCut cuts the power of the data folder's disk, a FUSE harness that keeps every
 // write in memory until an fsync covers it (tests/powercut), at a random moment while
 // several processes create, write, fsync and rewrite files, then restarts everything on
@@ -132,6 +185,8 @@ func TestPowerCut(t *testing.T) {
 	alice.login(t).ok(t)
 	tokens := alice.spare(t, rounds)
 	share := S + "/s1"
+	blocks := share + "/blocks"
+	e.shOK(t, uidAlice, "head -c 262144 /dev/zero > "+blocks)
 	const writers = 3
 	for round := range rounds {
 		dir := fmt.Sprintf("%s/round%d", share, round)
@@ -144,11 +199,13 @@ func TestPowerCut(t *testing.T) {
 		rewritten := share + "/rewritten"
 		rewrites := fmt.Sprintf("%s/rewrites-r%d", logs, round)
 		go func() { done <- e.sh(uidAlice, rewriterScript(rewritten, rewrites)) }()
+		patches := fmt.Sprintf("%s/patches-r%d", logs, round)
+		go func() { done <- e.sh(uidAlice, patcherScript(blocks, patches, round)) }()
 		killAfter := time.Duration(300+rand.IntN(2200)) * time.Millisecond
 		time.Sleep(killAfter)
 		dropped := e.disk.cut()
 		e.crash()
-		for range writers + 1 {
+		for range writers + 2 {
 			<-done
 		}
 		waitUnmounted(t, S, "after the cut")
@@ -174,9 +231,10 @@ func TestPowerCut(t *testing.T) {
 		}
 		e.shOK(t, uidAlice, "for f in "+dir+"/* "+share+"/rewritten; do [ -e \"$f\" ] || continue; cat \"$f\" > /dev/null || exit 1; done")
 		version := checkRewritten(t, e, rewritten, rewrites)
+		patched := checkBlocks(t, e, blocks, patches, round)
 		audit := e.dsh(0, "", "audit", "verify").ok(t).stdout
-		t.Logf("round %d: cut after %v (unsynced then: %s); %d closed files read back, the rewritten file holds version %d (0: empty, truncated for the next); %s",
-			round, killAfter, dropped, closed, version, strings.TrimSpace(audit))
+		t.Logf("round %d: cut after %v (unsynced then: %s); %d closed files read back, the rewritten file holds version %d (0: empty, truncated for the next), %d blocks written in place hold their last fsync'd write; %s",
+			round, killAfter, dropped, closed, version, patched, strings.TrimSpace(audit))
 	}
 }
 
