@@ -104,6 +104,12 @@ type Staged struct {
 	// Changed lists the segments this state wrote (whole or as patches): their patch lists
 	// in Segments are new; every other segment's are as they were.
 	Changed []uint64
+	// FileID and Key are the file's identity and wrapped content key in this state: as
+	// opened, unless the file moved to a new key (seals.go).
+	FileID vault.FileID
+	Key    vault.WrappedKey
+	// Seals counts the chunks sealed under Key, this state's included.
+	Seals uint64
 }
 
 // CommitFunc records a staged state in the metadata, in the caller's transaction. Only
@@ -117,13 +123,20 @@ type Options struct {
 	// flushes by itself. Zero or less means 32 MiB. A File streaming sequentially may
 	// hold up to about MaxDirty plus one segment.
 	MaxDirty int64
+	// SealBudget is how many chunks may be sealed under one content key before the file
+	// moves to a new one (seals.go); zero means DefaultSealBudget. For tests.
+	SealBudget uint64
+	// OnRollover, when set, is told when a file could not move to a new key.
+	OnRollover func(error)
 }
 
 // Store reads and writes file content in one blob store. It is safe for concurrent use; it
 // keeps no state per file, which lives in the Files it opens.
 type Store struct {
-	blobs    blob.Store
-	maxDirty int64
+	blobs      blob.Store
+	maxDirty   int64
+	sealBudget uint64
+	onRollover func(error)
 	// segChunks is SegmentChunks; tests shrink it to cross segment boundaries cheaply. The
 	// format allows any value, but every File of one store must agree, so it never changes
 	// in production.
@@ -142,7 +155,11 @@ func New(blobs blob.Store, opts Options) *Store {
 	if md <= 0 {
 		md = defaultMaxDirty
 	}
-	return &Store{blobs: blobs, maxDirty: md, segChunks: SegmentChunks}
+	sb := opts.SealBudget
+	if sb == 0 {
+		sb = DefaultSealBudget
+	}
+	return &Store{blobs: blobs, maxDirty: md, sealBudget: sb, onRollover: opts.OnRollover, segChunks: SegmentChunks}
 }
 
 // NewFile draws a FileID and a random content key for a new file and returns the key
@@ -180,7 +197,11 @@ func wrapContext(share string, id vault.FileID) []byte {
 // share key or share name fails with an error wrapping ErrIntegrity), keeps only the
 // cipher made from it and wipes the key. It checks the segment list against the size but
 // opens no object; a missing or damaged object is reported by the read that needs it.
-func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped vault.WrappedKey, size int64, segs []Segment, commit CommitFunc) (*File, error) {
+func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped vault.WrappedKey, size int64, segs []Segment, commit CommitFunc, opts ...OpenOption) (*File, error) {
+	var oc openConfig
+	for _, o := range opts {
+		o(&oc)
+	}
 	if s.blobs == nil || commit == nil {
 		return nil, fmt.Errorf("open file %s: no blob store or no commit function", id)
 	}
@@ -216,8 +237,13 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 		committed:     list,
 		dirty:         make(map[int64]*chunkBuf),
 		dirtySegs:     make(map[int64]int),
+		wrapped:       wrapped,
+		seals:         oc.seals,
 	}
 	f.ra.init(s.segChunks)
+	if f.seals >= s.sealBudget {
+		f.rollover(context.Background(), share, shareKey)
+	}
 	return f, nil
 }
 

@@ -50,6 +50,11 @@ type File struct {
 
 	cache readerCache
 	ra    readAhead
+
+	// wrapped is the content key as stored; seals counts the chunks sealed under it, as
+	// committed (seals.go). Guarded by flushMu.
+	wrapped vault.WrappedKey
+	seals   uint64
 }
 
 // Size returns the file's size, including unflushed writes and truncations.

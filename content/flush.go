@@ -34,6 +34,7 @@ type flushPlan struct {
 	committed []segState
 	chunks    map[int64]*chunkBuf // the File's flushing map
 	cipher    *vault.ContentCipher
+	fileID    vault.FileID // the objects' file ID: the File's, or a new one (seals.go)
 }
 
 // flush writes out the File's changes. keep is the segment WriteAt is filling, which an
@@ -62,6 +63,9 @@ func (f *File) flush(ctx context.Context, keep int64) error {
 		Segments: make([]Segment, len(list)),
 		New:      make([]blob.ID, len(created)),
 		Changed:  make([]uint64, len(plan.todo)),
+		FileID:   f.id,
+		Key:      f.wrapped,
+		Seals:    f.seals + sealed(created),
 	}
 	kept := make(map[blob.ID]struct{})
 	for i, e := range list {
@@ -87,6 +91,7 @@ func (f *File) flush(ctx context.Context, keep int64) error {
 	if err := f.commit(ctx, st); err != nil {
 		return f.abort(ctx, &plan, created, fmt.Errorf("flush file %s: commit: %w", f.id, err))
 	}
+	f.seals = st.Seals
 	f.publish(&plan, list, st.Dropped)
 	return nil
 }
@@ -141,7 +146,7 @@ func (f *File) snapshot(keep int64) (flushPlan, bool) {
 		}
 	}
 	f.flushing = fl
-	return flushPlan{size: size, todo: todo, segs: f.segs, committed: f.committed, chunks: fl, cipher: f.cipher}, true
+	return flushPlan{size: size, todo: todo, segs: f.segs, committed: f.committed, chunks: fl, cipher: f.cipher, fileID: f.id}, true
 }
 
 // flushWorkers is how many segments a flush writes at once: sealing one while another
@@ -178,7 +183,8 @@ func (f *File) writeSegments(ctx context.Context, plan *flushPlan) (written, cre
 			for j := range runs {
 				runs[j].obj = blob.NewIDFor(f.blobs)
 				jobs = append(jobs, flushJob{seg: s, run: runs[j]})
-				created = append(created, segState{index: s, obj: runs[j].obj})
+				created = append(created, segState{index: s, obj: runs[j].obj,
+					objLen: patchLen(runs[j].from, runs[j].to-runs[j].from, segLen(s, plan.size, f.segSize))})
 			}
 			written[i] = withPatches(*old, runs, segLen(s, plan.size, f.segSize))
 			continue
@@ -247,7 +253,7 @@ func (f *File) writeObject(ctx context.Context, plan *flushPlan, w segState, old
 		return err
 	}
 	defer p.Abort() // a no-op once committed
-	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(id), FirstChunk: uint64(s * f.segChunks)}
+	h := vault.ObjectHeader{FileID: plan.fileID, ObjectID: vault.ObjectID(id), FirstChunk: uint64(s * f.segChunks)}
 	ow, err := vault.NewObjectWriter(p, plan.cipher, h)
 	if err != nil {
 		return err

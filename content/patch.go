@@ -223,7 +223,7 @@ func (f *File) writeRun(ctx context.Context, plan *flushPlan, s int64, r patchRu
 		return err
 	}
 	defer p.Abort() // a no-op once committed
-	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(r.obj), FirstChunk: uint64(s*f.segChunks + r.from)}
+	h := vault.ObjectHeader{FileID: plan.fileID, ObjectID: vault.ObjectID(r.obj), FirstChunk: uint64(s*f.segChunks + r.from)}
 	ow, err := vault.NewObjectWriter(p, plan.cipher, h)
 	if err != nil {
 		return err

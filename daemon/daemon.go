@@ -312,7 +312,8 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		if t == nil {
 			continue
 		}
-		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{}),
+		rollover := func(err error) { d.log.Warn("content: a file stays on its content key for now", "err", err) }
+		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{OnRollover: rollover}),
 			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: p.Audit}
 		if err := t.Attach(context.Background(), be); err != nil {
 			// An unseal that serves half the store is worse than one that fails: the

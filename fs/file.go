@@ -190,7 +190,8 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 	}
 	of := &openFile{ino: ino, share: gr.share, be: be}
 	err = gr.useKey(func(k *vault.Key) (err error) {
-		of.f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, &of.unsynced))
+		of.f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, &of.unsynced),
+			content.WithSeals(a.Content.Seals))
 		return err
 	})
 	if err != nil {

@@ -35,10 +35,15 @@ func contentSegmentsOf(ctx context.Context, be *Backend, a *meta.Attr) ([]conten
 	return segs, nil
 }
 
-// metaContent is the content a flush staged, in the form meta stores: each segment marked
-// patched or not, and the patch lists of the segments the flush changed.
+// metaContent is the content a flush staged, in the form meta stores: the file's identity
+// and key as the flush left them (a file can move to a new key: content/seals.go; id and
+// wrapped, as opened, stand in only if the flush did not say), its seal count, each
+// segment marked patched or not, and the patch lists of the segments the flush changed.
 func metaContent(id vault.FileID, wrapped vault.WrappedKey, st content.Staged) meta.Content {
-	c := meta.Content{FileID: id, Key: wrapped, Segments: make([]meta.Segment, len(st.Segments))}
+	if st.FileID != (vault.FileID{}) {
+		id, wrapped = st.FileID, st.Key
+	}
+	c := meta.Content{FileID: id, Key: wrapped, Seals: st.Seals, Segments: make([]meta.Segment, len(st.Segments))}
 	byIndex := make(map[uint64]int, len(st.Segments))
 	for i, s := range st.Segments {
 		c.Segments[i] = meta.Segment{Index: s.Index, Object: s.Object, Patched: len(s.Patches) > 0}

@@ -55,17 +55,18 @@ type inode struct {
 //	xattrs u32 | share (uvarint length, bytes) | then by kind:
 //	  directory: parent u64 | nextSeq u64
 //	  symlink:   target (uvarint length, bytes)
-//	  file:      size i64 | file ID [16] | wrapped key [73] | segment count uvarint |
-//	             per segment: index uvarint | object [16] | flags u8 (version 2 only;
-//	             bit 0: Patched, the others 0)
+//	  file:      size i64 | file ID [16] | wrapped key [73] | seals uvarint (version 2
+//	             only) | segment count uvarint | per segment: index uvarint |
+//	             object [16] | flags u8 (version 2 only; bit 0: Patched, the others 0)
 //
-// Version 2 differs only in the flags byte; records of every other kind stay version 1.
+// Version 2 adds the seal count and the flags byte; records of every other kind stay
+// version 1.
 const (
 	inodeFixedLen = 1 + 1 + 4 + 4 + 3*8 + 4
 	segmentMaxLen = binary.MaxVarintLen64 + blob.IDLen + 1
 	// maxFileRecord is the longest record of a file, with a share name as long as a name.
 	maxFileRecord = inodeFixedLen + binary.MaxVarintLen64 + MaxNameLen + 8 + 16 +
-		vault.WrappedKeySize + binary.MaxVarintLen64 + MaxSegments*segmentMaxLen
+		vault.WrappedKeySize + 2*binary.MaxVarintLen64 + MaxSegments*segmentMaxLen
 )
 
 // The largest change of one file, a SetContent that replaces all of MaxSegments segments
@@ -81,7 +82,7 @@ func encodeInode(n *inode) ([]byte, error) {
 	case KindSymlink:
 		size += binary.MaxVarintLen64 + len(n.target)
 	case KindFile:
-		size += 8 + 16 + vault.WrappedKeySize + binary.MaxVarintLen64 + len(n.content.Segments)*segmentMaxLen
+		size += 8 + 16 + vault.WrappedKeySize + 2*binary.MaxVarintLen64 + len(n.content.Segments)*segmentMaxLen
 	}
 	if len(n.content.Segments) > MaxSegments {
 		return nil, fmt.Errorf("inode %d: %d segments, limit %d: %w", n.ino, len(n.content.Segments), MaxSegments, ErrTooBig)
@@ -109,6 +110,7 @@ func encodeInode(n *inode) ([]byte, error) {
 			return nil, fmt.Errorf("encode inode %d: wrapped key: %w", n.ino, err)
 		}
 		b = append(b, k...)
+		b = binary.AppendUvarint(b, n.content.Seals)
 		b = binary.AppendUvarint(b, uint64(len(n.content.Segments)))
 		for _, s := range n.content.Segments {
 			b = binary.AppendUvarint(b, s.Index)
@@ -158,6 +160,9 @@ func decodeInode(ino Ino, b []byte) (*inode, error) {
 				d.failf("wrapped key: %v", err)
 			}
 			n.content.Key = w
+		}
+		if v >= 2 {
+			n.content.Seals = d.uvarint()
 		}
 		n.content.Segments = d.segments(v >= 2)
 		if d.err == nil && n.size < 0 {

@@ -97,6 +97,9 @@ type Content struct {
 	FileID   vault.FileID
 	Key      vault.WrappedKey
 	Segments []Segment
+	// Seals counts the chunks sealed under Key so far (content counts them, and moves the
+	// file to a new key before the format's budget); 0 in records of dsh before counting.
+	Seals uint64
 	// Patches is for SetContent only: the patch lists of the segments whose patches
 	// changed, by index (an empty list: it has none any more). Every other segment keeps
 	// the patches it had; a segment with patches must be marked Patched. GetAttr leaves

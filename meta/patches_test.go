@@ -126,8 +126,10 @@ func TestInodeVersion1Reads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Version 1 is version 2 without the flags byte after each segment.
-	v1 := append([]byte{1}, b[1:len(b)-2*(1+blob.IDLen+1)]...)
+	// Version 1 is version 2 without the seal count (here 0: one byte) before the
+	// segment count, and without the flags byte after each segment.
+	fixed := b[1 : len(b)-2*(1+blob.IDLen+1)-2] // up to the wrapped key
+	v1 := append(append([]byte{1}, fixed...), 2)
 	for _, sg := range n.content.Segments {
 		v1 = binary.AppendUvarint(v1, sg.Index)
 		v1 = append(v1, sg.Object[:]...)
