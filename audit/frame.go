@@ -35,14 +35,23 @@ const recordAD = "dsh v1 audit"
 // headAD is the additional data of the head file, so that it can never pass for a record.
 const headAD = "dsh v1 audit head"
 
-// headVersion is the first byte of the sealed head.
-const headVersion = 1
+// Versions of the sealed head. Version 1 said only how far the log went (seq and hash);
+// version 2 also says where that record lies, so that opening the log can start there,
+// and carries the object of the latest record of the tracked action (Options.Track).
+const (
+	headV1 = 1
+	headV2 = 2
+)
 
-// headPlainSize is version, seq and hash.
-const headPlainSize = 1 + 8 + 32
+// headV1PlainSize is version, seq and hash.
+const headV1PlainSize = 1 + 8 + 32
 
-// headFileSize is nonce, sealed head and tag.
-const headFileSize = nonceSize + headPlainSize + tagSize
+// headV2FixedSize is version, seq, hash, segment, offset and end, and the tracked value's
+// 2-byte length.
+const headV2FixedSize = 1 + 8 + 32 + 8 + 8 + 8 + 2
+
+// maxTracked bounds the tracked value kept in the head.
+const maxTracked = 256
 
 // Errors about the key and the head file. Callers match them with errors.Is.
 var (
@@ -69,20 +78,32 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return aead, nil
 }
 
-// head is what a clean shutdown leaves behind: how far the log went, and the hash of its
-// last record. A later log must reach that far with that record, or its tail was cut.
+// head is a point the log is known to have reached, with every record up to it checked:
+// the log's own writer wrote them, or an Open verified them. It is written at every clean
+// close, after every Open that checked new records, and at every new segment. A later log
+// must reach that far with that record, or its tail was cut; a later Open checks only what
+// lies after it.
 type head struct {
 	seq  uint64
 	hash [32]byte
+	// Version 2 only (seg is 0 in a version-1 head): where record seq's frame lies.
+	seg      uint64
+	off, end int64
+	tracked  string
 }
 
 func sealHead(aead cipher.AEAD, h head, nonce []byte) []byte {
-	out := make([]byte, 0, headFileSize)
-	out = append(out, nonce...)
-	plain := make([]byte, 0, headPlainSize)
-	plain = append(plain, headVersion)
+	plain := make([]byte, 0, headV2FixedSize+len(h.tracked))
+	plain = append(plain, headV2)
 	plain = binary.BigEndian.AppendUint64(plain, h.seq)
 	plain = append(plain, h.hash[:]...)
+	plain = binary.BigEndian.AppendUint64(plain, h.seg)
+	plain = binary.BigEndian.AppendUint64(plain, uint64(h.off))
+	plain = binary.BigEndian.AppendUint64(plain, uint64(h.end))
+	plain = binary.BigEndian.AppendUint16(plain, uint16(len(h.tracked)))
+	plain = append(plain, h.tracked...)
+	out := make([]byte, 0, nonceSize+len(plain)+tagSize)
+	out = append(out, nonce...)
 	return aead.Seal(out, nonce, plain, []byte(headAD))
 }
 
@@ -96,18 +117,31 @@ func readHead(dir string, aead cipher.AEAD) (h head, ok bool, err error) {
 	if err != nil {
 		return head{}, false, fmt.Errorf("read audit head: %w", err)
 	}
-	if len(b) != headFileSize {
-		return head{}, false, fmt.Errorf("%w: %d bytes, %d expected", ErrBadHead, len(b), headFileSize)
+	if len(b) < nonceSize+headV1PlainSize+tagSize || len(b) > nonceSize+headV2FixedSize+maxTracked+tagSize {
+		return head{}, false, fmt.Errorf("%w: %d bytes", ErrBadHead, len(b))
 	}
 	plain, err := aead.Open(nil, b[:nonceSize], b[nonceSize:], []byte(headAD))
 	if err != nil {
 		return head{}, false, fmt.Errorf("%w: does not decrypt", ErrBadHead)
 	}
-	if plain[0] != headVersion {
+	switch {
+	case plain[0] == headV1 && len(plain) == headV1PlainSize:
+		h.seq = binary.BigEndian.Uint64(plain[1:])
+		copy(h.hash[:], plain[9:41])
+	case plain[0] == headV2 && len(plain) >= headV2FixedSize:
+		h.seq = binary.BigEndian.Uint64(plain[1:])
+		copy(h.hash[:], plain[9:41])
+		h.seg = binary.BigEndian.Uint64(plain[41:])
+		h.off = int64(binary.BigEndian.Uint64(plain[49:]))
+		h.end = int64(binary.BigEndian.Uint64(plain[57:]))
+		n := int(binary.BigEndian.Uint16(plain[65:]))
+		if len(plain) != headV2FixedSize+n || (h.seq > 0 && (h.seg == 0 || h.off < 0 || h.end <= h.off)) {
+			return head{}, false, fmt.Errorf("%w: malformed", ErrBadHead)
+		}
+		h.tracked = string(plain[headV2FixedSize:])
+	default:
 		return head{}, false, fmt.Errorf("%w: version %d", ErrBadHead, plain[0])
 	}
-	h.seq = binary.BigEndian.Uint64(plain[1:])
-	copy(h.hash[:], plain[9:])
 	return h, true, nil
 }
 

@@ -41,14 +41,23 @@ type Options struct {
 	FlushInterval time.Duration
 	// Now gives record times; nil means time.Now. For tests.
 	Now func() time.Time
+	// SegmentSize is where the writer starts a new segment file; zero or less means
+	// DefaultSegmentSize.
+	SegmentSize int64
+	// Track names an action whose latest record the log keeps in view (Tracked): found
+	// when the log is opened, carried in the head file, and updated by every Append. The
+	// store finds its latest epoch record this way without reading the whole log.
+	Track string
 }
 
 // Errors of an open Log. Callers match them with errors.Is.
 var (
 	// ErrClosed is returned by Append after Close.
 	ErrClosed = errors.New("audit log is closed")
-	// ErrFailed is returned once a write or fsync of the log has failed: the state of the
-	// file is unknown, so no further record is written until the daemon reopens the log.
+	// ErrFailed is returned once an fsync of the log has failed, or a write whose partial
+	// batch could not be cut back: the state of the file is unknown, so no further record
+	// is written until the daemon reopens the log. A write that failed cleanly (a full
+	// disk) fails only its own batch.
 	ErrFailed = errors.New("audit log failed")
 	// ErrInUse is returned by Open when another process holds the log.
 	ErrInUse = errors.New("audit log is in use by another process")
@@ -76,13 +85,17 @@ var _ Appender = (*Log)(nil)
 
 // Log is an open audit log with one writer goroutine. Its methods are safe for concurrent use.
 type Log struct {
-	dir, path string
-	key       vault.Key
-	aead      cipher.AEAD
-	f         *os.File
-	now       func() time.Time
-	interval  time.Duration
-	torn      int64
+	dir      string
+	key      vault.Key
+	keyMu    sync.Mutex // guards key against Close while a Reader copies it
+	aead     cipher.AEAD
+	lock     *os.File // the folder, flock'd: one process writes the log
+	f        *os.File // the current segment
+	now      func() time.Time
+	interval time.Duration
+	segSize  int64
+	track    string
+	torn     int64
 
 	// Callers hold mu only to queue a request; the writer holds it only to take the queue.
 	mu      sync.Mutex
@@ -100,7 +113,12 @@ type Log struct {
 	nonces     []byte
 	seq        uint64
 	last       [32]byte
-	end        int64
+	lastSeg    uint64 // the segment of record seq
+	lastOff    int64  // where the frame of record seq starts
+	lastEnd    int64  // and ends
+	segFirst   uint64 // the current segment: the seq of its first record
+	end        int64  // of the current segment
+	tracked    string
 	dirty      bool
 	dirtySince time.Time
 	err        error
@@ -109,12 +127,9 @@ type Log struct {
 	sync       func() error
 
 	// pub is what the writer has finished, for Stats and for readers of the open log.
-	pubMu sync.Mutex
-	pub   Stats
-
-	// readers is held (shared) by Verify and Read on the open log so that Close does not
-	// wipe the key under them.
-	readers sync.RWMutex
+	pubMu      sync.Mutex
+	pub        Stats
+	pubTracked string
 }
 
 // Stats describe how far an open log has got.
@@ -125,7 +140,13 @@ type Stats struct {
 	Hash [32]byte
 	// SyncedSeq is the last record known to be fsync'd.
 	SyncedSeq uint64
-	// Size is the length of the log file in bytes, up to the end of record Seq.
+	// Segment is the segment being written: the seq of its first record.
+	Segment uint64
+	// Synced is where record SyncedSeq lies, with its hash: a point the log is known to
+	// have reached on disk, which a later open must find again (CheckPosition).
+	Synced Position
+	// Size is the length of the segment being written, in bytes, up to the end of the
+	// last record written to it.
 	Size int64
 	// TornBytes is what Open cut away as a torn final frame (see Recovered).
 	TornBytes int64
@@ -133,26 +154,40 @@ type Stats struct {
 	Err error
 }
 
+// Position names one record of the log: its seq and hash, and where its frame lies
+// (Segment is the seq of the first record of the file holding it, Offset the frame's byte
+// offset in that file). The zero Position names the start of an empty log.
+type Position struct {
+	Seq     uint64
+	Hash    [32]byte
+	Segment uint64
+	Offset  int64
+}
+
 // Open opens the audit log in dir, creating dir (0700) and the log (0600) if missing, and
-// keeps a copy of key until Close. It checks the whole chain and the head file first, and
-// refuses a log that is broken anywhere: a damaged log needs an operator, not a repair.
-// The one exception is a torn final frame (a crash mid-write), which Open cuts away and
-// reports through Recovered. Only one process may have the log open.
+// keeps a copy of key until Close. It checks what was written since the head file's point
+// (the whole log when there is no usable head) and refuses a log that is broken there: a
+// damaged log needs an operator, not a repair. The one exception is a torn final frame (a
+// crash mid-write), which Open cuts away and reports through Recovered. It then leaves a
+// new head at the end of what it checked, so that the next Open starts from there. Only
+// one process may have the log open. Verify checks the whole log.
 func Open(dir string, key *vault.Key, opts Options) (*Log, error) {
 	if err := makeDir(dir); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, logName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
+		return nil, fmt.Errorf("open audit folder: %w", err)
 	}
-	l := &Log{dir: dir, path: path, key: *key, f: f, now: opts.Now, interval: opts.FlushInterval,
-		wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	l := &Log{dir: dir, key: *key, lock: lock, now: opts.Now, interval: opts.FlushInterval, segSize: opts.SegmentSize,
+		track: opts.Track, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	if err := l.load(); err != nil {
-		f.Close()
+		lock.Close()
+		if l.f != nil {
+			l.f.Close()
+		}
 		l.key.Wipe()
-		return nil, fmt.Errorf("open audit log %s: %w", path, err)
+		return nil, fmt.Errorf("open audit log in %s: %w", dir, err)
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -160,7 +195,11 @@ func Open(dir string, key *vault.Key, opts Options) (*Log, error) {
 	if l.interval <= 0 {
 		l.interval = DefaultFlushInterval
 	}
-	l.writeAt, l.sync = f.WriteAt, f.Sync
+	if l.segSize <= 0 {
+		l.segSize = DefaultSegmentSize
+	}
+	l.writeAt = func(b []byte, off int64) (int, error) { return l.f.WriteAt(b, off) }
+	l.sync = func() error { return l.f.Sync() }
 	l.publish(true)
 	go l.run()
 	return l, nil
@@ -180,45 +219,143 @@ func makeDir(dir string) error {
 	return nil
 }
 
-// load locks the file, checks it and finds where the next record goes.
+// load locks the folder, checks the log and finds where the next record goes.
 func (l *Log) load() error {
-	if err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := syscall.Flock(int(l.lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return ErrInUse
 		}
 		return fmt.Errorf("lock: %w", err)
 	}
-	fi, err := l.f.Stat()
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm() != 0o600 {
-		if err := l.f.Chmod(0o600); err != nil {
-			return err
-		}
-	}
-	// The file may be new; its folder entry must outlive a crash as much as its records.
-	if err := diskio.SyncDir(l.dir); err != nil {
-		return err
-	}
+	var err error
 	if l.aead, err = newAEAD(l.key[:]); err != nil {
 		return err
 	}
-	_, out, err := check(l.dir, l.f, fi.Size(), l.aead, nil)
+	segs, err := listSegments(l.dir)
 	if err != nil {
 		return err
 	}
-	if out.torn > 0 {
-		if err := l.f.Truncate(out.goodEnd); err != nil {
-			return fmt.Errorf("cut torn final frame: %w", err)
+	if len(segs) == 0 {
+		// A new log: its first segment, whose folder entry must outlive a crash as much
+		// as its records.
+		f, err := os.OpenFile(filepath.Join(l.dir, logName), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
 		}
-		if err := l.f.Sync(); err != nil {
+		f.Close()
+		if err := diskio.SyncDir(l.dir); err != nil {
+			return err
+		}
+		segs = []segment{{first: 1, path: filepath.Join(l.dir, logName)}}
+	}
+	for _, sg := range segs {
+		if err := restrict(sg.path); err != nil {
+			return err
+		}
+	}
+	visit := l.trackVisitor()
+	h, hasHead, headErr := readHead(l.dir, l.aead)
+	var out walkOut
+	walked := true
+	switch {
+	case headErr == nil && hasHead && h.seg != 0 && h.seq > 0:
+		l.tracked = h.tracked
+		out, err = resume(l.aead, segs, h, visit)
+		walked = out.n != h.seq || out.torn > 0
+	default:
+		// No head, an old one, or a damaged one (verifyAll tells a wrong key from an
+		// altered head): the whole log.
+		_, out, err = verifyAll(l.dir, l.aead, nil, visit)
+	}
+	if err != nil {
+		return err
+	}
+	lastSeg := segs[len(segs)-1]
+	if l.f, err = os.OpenFile(lastSeg.path, os.O_RDWR, 0); err != nil {
+		return err
+	}
+	if out.torn > 0 {
+		if err := l.keepTorn(lastSeg, out.goodEnd, out.torn); err != nil {
+			return fmt.Errorf("keep torn final frame: %w", err)
+		}
+		if err := l.f.Truncate(out.goodEnd); err != nil {
 			return fmt.Errorf("cut torn final frame: %w", err)
 		}
 		l.torn = out.torn
 	}
-	l.seq, l.last, l.end = out.n, out.last, out.goodEnd
+	l.seq, l.last, l.lastSeg, l.lastOff, l.lastEnd = out.n, out.last, out.lastSeg, out.lastOff, out.lastEnd
+	l.segFirst, l.end = lastSeg.first, out.goodEnd
+	if !walked {
+		return nil
+	}
+	// What was checked becomes the new head: on disk first (the records may be in the
+	// page cache of a process that crashed), then named by the head.
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("sync audit log: %w", err)
+	}
+	return l.writeHead()
+}
+
+// keepTorn copies the torn final frame that Open is about to cut away into a file of its
+// own beside the log ("torn-<segment>-<offset>"), still encrypted: a crash leaves such a
+// tail, but so could damage that only looks like one, and nothing Open removes should be
+// lost to an operator who wants to look. It is at most one frame long.
+func (l *Log) keepTorn(sg segment, off, n int64) error {
+	b := make([]byte, n)
+	if _, err := l.f.ReadAt(b, off); err != nil {
+		return err
+	}
+	name := fmt.Sprintf("torn-%d-%d", sg.first, off)
+	return diskio.WriteFileAtomic(filepath.Join(l.dir, name), b, 0o600)
+}
+
+// restrict gives a segment file mode 0600 if it has another.
+func restrict(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm() != 0o600 {
+		return os.Chmod(path, 0o600)
+	}
 	return nil
+}
+
+// trackVisitor keeps l.tracked up to date during a walk of the log, nil without Track.
+func (l *Log) trackVisitor() visitFunc {
+	if l.track == "" {
+		return nil
+	}
+	return func(plain []byte, spans *[numStrings][2]int, _ recordHeader) error {
+		if string(plain[spans[strAction][0]:spans[strAction][1]]) == l.track {
+			if obj := plain[spans[2][0]:spans[2][1]]; len(obj) <= maxTracked {
+				l.tracked = string(obj)
+			}
+		}
+		return nil
+	}
+}
+
+// Tracked returns the object of the latest record of Options.Track ("" when there is
+// none, or no Track).
+func (l *Log) Tracked() string {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	return l.pubTracked
+}
+
+// writeHead seals the head at the last record written. The writer goroutine (or Open)
+// calls it, after the records it names are fsync'd.
+func (l *Log) writeHead() error {
+	nonce := make([]byte, nonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	h := head{seq: l.seq, hash: l.last, seg: l.lastSeg, off: l.lastOff, end: l.lastEnd, tracked: l.tracked}
+	if l.seq == 0 {
+		h.seg, h.off, h.end = 0, 0, 0
+	}
+	return writeHead(l.dir, l.aead, h, nonce)
 }
 
 // Recovered reports whether Open cut away a torn final frame left by a crash. The caller
@@ -288,19 +425,18 @@ func (l *Log) Close() error {
 		<-l.stopped
 		return nil
 	}
-	// Readers of the open log finish first: the head the writer is about to seal would
-	// otherwise claim more records than the snapshot they are checking.
-	l.readers.Lock()
-	defer l.readers.Unlock()
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
 	<-l.stopped
+	l.keyMu.Lock()
 	l.key.Wipe()
+	l.keyMu.Unlock()
+	l.lock.Close()
 	// The cipher keeps its own copy of the key, which its package gives no way to wipe;
-	// dropping it is the best this package can do.
-	l.aead = nil
+	// dropping it is the best this package can do. Readers made before keep their copies
+	// until they are closed.
 	return l.closeErr
 }
 
@@ -360,6 +496,12 @@ func (l *Log) commit(batch []*request, flushDue bool) {
 		replyAll(batch, l.err)
 		return
 	}
+	if l.end >= l.segSize {
+		if err := l.rotate(); err != nil {
+			replyAll(batch, err)
+			return
+		}
+	}
 	k := len(batch) * nonceSize
 	if cap(l.nonces) < k {
 		l.nonces = make([]byte, k)
@@ -373,12 +515,16 @@ func (l *Log) commit(batch []*request, flushDue bool) {
 	// The Durable callers are set apart now: once a Buffered caller is woken, its request
 	// belongs to it again (and maybe to another Append), so the writer must not look back.
 	durables := l.durables[:0]
-	seq, prev := l.seq, l.last
+	seq, prev, lastOff, tracked := l.seq, l.last, l.lastOff, l.tracked
 	l.buf = l.buf[:0]
 	for i, req := range batch {
 		seq++
 		req.rec = Record{Seq: seq, Time: l.stamp(), Entry: req.entry, Prev: prev}
+		lastOff = l.end + int64(len(l.buf))
 		prev = l.seal(&req.rec, nonces[i*nonceSize:(i+1)*nonceSize])
+		if l.track != "" && req.entry.Action == l.track && len(req.entry.Object) <= maxTracked {
+			tracked = req.entry.Object
+		}
 		if req.durable {
 			durables = append(durables, req)
 		}
@@ -386,14 +532,20 @@ func (l *Log) commit(batch []*request, flushDue bool) {
 	defer func() { l.durables = durables[:0]; clear(durables) }()
 	if _, err := l.writeAt(l.buf, l.end); err != nil {
 		// Take back whatever part of the batch landed, so that no record stays in the log
-		// whose caller was told it failed; if even that fails, Open will find a torn tail.
-		_ = l.f.Truncate(l.end)
-		l.fail(fmt.Errorf("write: %w", err))
-		replyAll(batch, l.err)
+		// whose caller was told it failed. When that works the file is exactly as before
+		// the batch, and the log goes on: a full disk fails the appends while it is full
+		// and no longer (the next batch reuses the seqs). If even that fails, the state of
+		// the file is unknown, and the log fails for good; Open will find a torn tail.
+		if terr := l.f.Truncate(l.end); terr != nil {
+			l.fail(fmt.Errorf("write: %w (and cutting the failed batch back: %v)", err, terr))
+			replyAll(batch, l.err)
+			return
+		}
+		replyAll(batch, fmt.Errorf("audit log: write: %w", err))
 		return
 	}
 	l.end += int64(len(l.buf))
-	l.seq, l.last = seq, prev
+	l.seq, l.last, l.lastSeg, l.lastOff, l.lastEnd, l.tracked = seq, prev, l.segFirst, lastOff, l.end, tracked
 	if !l.dirty {
 		l.dirty, l.dirtySince = true, time.Now()
 	}
@@ -478,10 +630,45 @@ func (l *Log) fail(err error) {
 func (l *Log) publish(synced bool) {
 	l.pubMu.Lock()
 	defer l.pubMu.Unlock()
-	l.pub.Seq, l.pub.Hash, l.pub.Size, l.pub.TornBytes = l.seq, l.last, l.end, l.torn
+	l.pub.Seq, l.pub.Hash, l.pub.Size, l.pub.Segment, l.pub.TornBytes = l.seq, l.last, l.end, l.segFirst, l.torn
+	l.pubTracked = l.tracked
 	if synced {
 		l.pub.SyncedSeq = l.seq
+		l.pub.Synced = Position{Seq: l.seq, Hash: l.last, Segment: l.lastSeg, Offset: l.lastOff}
+		if l.seq == 0 {
+			l.pub.Synced = Position{}
+		}
 	}
+}
+
+// rotate starts a new segment after the current one: fsync'd whole, then the new file
+// made and its name made durable, then a head at the last record, so that the next Open
+// reads at most about one segment. A failure leaves the log writing the current segment
+// (fails only this batch), unless the fsync failed, which fails the log.
+func (l *Log) rotate() error {
+	if l.dirty {
+		l.flush()
+		if l.err != nil {
+			return l.err
+		}
+	}
+	first := l.seq + 1
+	f, err := os.OpenFile(filepath.Join(l.dir, segName(first)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit log: new segment: %w", err)
+	}
+	if err := diskio.SyncDir(l.dir); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("audit log: new segment: %w", err)
+	}
+	old := l.f
+	l.f, l.segFirst, l.end = f, first, 0
+	old.Close()
+	l.publish(true)
+	// The head only saves a later Open some reading; the log is sound without it.
+	_ = l.writeHead()
+	return nil
 }
 
 // finish runs once the queue is empty after Close: fsync, then the head, so that the head
@@ -499,10 +686,5 @@ func (l *Log) finish() {
 		l.closeErr = l.err
 		return
 	}
-	nonce := make([]byte, nonceSize)
-	if _, err := rand.Read(nonce); err != nil {
-		l.closeErr = fmt.Errorf("audit head: %w", err)
-		return
-	}
-	l.closeErr = writeHead(l.dir, l.aead, head{seq: l.seq, hash: l.last}, nonce)
+	l.closeErr = l.writeHead()
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -249,35 +250,42 @@ func TestAppendAfterClose(t *testing.T) {
 	}
 }
 
-func TestWriteFailureFailsClosed(t *testing.T) {
+// A write that fails (a full disk) fails its batch, is taken back, and the log goes on
+// once the disk works again: no reopen needed, no gap in the chain.
+func TestWriteFailureRecovers(t *testing.T) {
 	key := testKey(t, 7)
 	dir := filepath.Join(t.TempDir(), "audit")
 	l := openLog(t, dir, key, Options{})
 	ctx := context.Background()
 	appendN(t, l, 3, Durable)
-	disk := errors.New("no space left on device")
+	disk := syscall.ENOSPC
 	setHooks(l, func(b []byte, off int64) (int, error) {
 		// Half the batch lands before the failure, as with a full disk.
 		n, _ := l.f.WriteAt(b[:len(b)/2], off)
 		return n, disk
 	}, nil)
-	if _, err := l.Append(ctx, entry(4), Buffered); !errors.Is(err, ErrFailed) || !errors.Is(err, disk) {
-		t.Fatalf("failed write: got %v", err)
+	for _, d := range []Durability{Buffered, Durable} {
+		if _, err := l.Append(ctx, entry(4), d); !errors.Is(err, disk) || errors.Is(err, ErrFailed) {
+			t.Fatalf("failed write: got %v; want ENOSPC, not a failed log", err)
+		}
 	}
-	// Every later append fails too, even though the disk might work again.
+	if err := l.Stats().Err; err != nil {
+		t.Fatalf("Stats.Err after a clean failure: %v", err)
+	}
+	if res, err := l.Verify(); err != nil || res.Records != 3 {
+		t.Fatalf("while the disk is full: %+v %v", res, err)
+	}
+	// Space returns: the log goes on where it was.
 	setHooks(l, l.f.WriteAt, nil)
-	if _, err := l.Append(ctx, entry(5), Durable); !errors.Is(err, ErrFailed) {
-		t.Fatalf("after failure: got %v", err)
+	r, err := l.Append(ctx, entry(5), Durable)
+	if err != nil || r.Seq != 4 {
+		t.Fatalf("after the disk recovered: record %d, %v", r.Seq, err)
 	}
-	if err := l.Stats().Err; !errors.Is(err, ErrFailed) {
-		t.Fatalf("Stats.Err: %v", err)
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
-	if err := l.Close(); !errors.Is(err, ErrFailed) {
-		t.Fatalf("Close of a failed log: %v", err)
-	}
-	// The half-written batch was taken back: the log holds exactly the three good records.
-	if res, err := Verify(dir, key); err != nil || res.Records != 3 || res.TornBytes != 0 {
-		t.Fatalf("after failure: %+v %v", res, err)
+	if res, err := Verify(dir, key); err != nil || res.Records != 4 || res.TornBytes != 0 {
+		t.Fatalf("after recovery: %+v %v", res, err)
 	}
 }
 

@@ -27,8 +27,41 @@ func wantChainError(t *testing.T, what string, err error, seq uint64, reason Rea
 	return ce
 }
 
-// mustRefuse checks that Open refuses the log and names the same record as Verify.
+// mustRefuse checks that Open, when it checks the whole log, refuses it and names the same
+// record as Verify. Open checks only what follows the head's record when the head file
+// says where that lies (TestOpenChecksFromItsHead); a head of the first format, which
+// dsh wrote before segments, says only how far the log went, and Open then walks it all.
+// So the head is turned into one of those first.
 func mustRefuse(t *testing.T, what, dir string, key *vault.Key, seq uint64) {
+	t.Helper()
+	path := filepath.Join(dir, headName)
+	orig, err := os.ReadFile(path)
+	if err == nil {
+		defer os.WriteFile(path, orig, 0o600)
+		aead, _ := newAEAD(key[:])
+		h, ok, err := readHead(dir, aead)
+		if err != nil || !ok {
+			t.Fatalf("%s: head: %v", what, err)
+		}
+		writeV1Head(t, dir, key, h.seq, h.hash)
+	}
+	mustRefuseAsIs(t, what, dir, key, seq)
+}
+
+// writeV1Head writes a head file of the first format.
+func writeV1Head(t *testing.T, dir string, key *vault.Key, seq uint64, hash [32]byte) {
+	t.Helper()
+	aead, _ := newAEAD(key[:])
+	plain := binary.BigEndian.AppendUint64([]byte{headV1}, seq)
+	plain = append(plain, hash[:]...)
+	nonce := make([]byte, nonceSize)
+	if err := os.WriteFile(filepath.Join(dir, headName), aead.Seal(nonce, nonce, plain, []byte(headAD)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustRefuseAsIs checks that Open refuses the log as it is, naming record seq.
+func mustRefuseAsIs(t *testing.T, what, dir string, key *vault.Key, seq uint64) {
 	t.Helper()
 	l, err := Open(dir, key, Options{})
 	if err == nil {
@@ -207,16 +240,17 @@ func TestCutTailAfterCleanClose(t *testing.T) {
 	writeLogFile(t, dir, b[:offs[4]]) // records 5 and 6 gone
 	_, err := Verify(dir, key)
 	ce := wantChainError(t, "tail cut", err, 5, ReasonTruncated)
-	if !strings.Contains(ce.Detail, "held 6 records") {
+	if !strings.Contains(ce.Detail, "reached record 6") {
 		t.Fatalf("detail: %q", ce.Detail)
 	}
-	mustRefuse(t, "tail cut", dir, key, 5)
+	// Open starts at the head's record, which is gone.
+	mustRefuseAsIs(t, "tail cut", dir, key, 6)
 	// Cutting mid-frame as well must not pass as a crash either.
 	writeLogFile(t, dir, b[:offs[4]+30])
 	if _, err := Verify(dir, key); !errors.Is(err, ErrBroken) {
 		t.Fatalf("tail cut mid-frame: %v", err)
 	}
-	mustRefuse(t, "tail cut mid-frame", dir, key, 5)
+	mustRefuseAsIs(t, "tail cut mid-frame", dir, key, 6)
 	writeLogFile(t, dir, nil)
 	wantChainError(t, "log emptied", func() error { _, err := Verify(dir, key); return err }(), 1, ReasonTruncated)
 }
@@ -259,6 +293,8 @@ func TestWrongKey(t *testing.T) {
 	appendN(t, l, 2, Durable)
 	c := copyDir(t, crash)
 	l.Close()
+	// Open leaves a head at once now; a crash image of an older dsh had none.
+	os.Remove(filepath.Join(c, headName))
 	if _, err := Verify(c, other); !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("wrong key, no head: %v", err)
 	}

@@ -40,18 +40,23 @@ const (
 )
 
 // ChainError names the first record that breaks the chain. Seq is the record expected at
-// that place (the frame's index plus one) and Offset the byte offset of its frame in
-// audit.log, so an operator can find it with a hex viewer.
+// that place and Offset the byte offset of its frame in the segment file File (audit.log
+// when empty), so an operator can find it with a hex viewer.
 type ChainError struct {
 	Seq    uint64
 	Offset int64
 	Reason Reason
 	Detail string
+	File   string
 }
 
 // Error says which record, where, and why, in one line for an operator.
 func (e *ChainError) Error() string {
-	s := fmt.Sprintf("audit record %d (frame at byte %d): %s", e.Seq, e.Offset, e.Reason)
+	file := e.File
+	if file == "" {
+		file = logName
+	}
+	s := fmt.Sprintf("audit record %d (frame at byte %d of %s): %s", e.Seq, e.Offset, file, e.Reason)
 	if e.Detail != "" {
 		s += ": " + e.Detail
 	}
@@ -65,11 +70,20 @@ func (e *ChainError) Unwrap() error { return ErrBroken }
 // reordering from altered bytes; it costs nothing unless the log is already broken.
 const probeWindow = 64
 
-// walker reads frames from the start of a log and checks each against the one before.
+// walker reads the frames of one segment file from start and checks each against the one
+// before, beginning after the record base names.
 type walker struct {
 	aead cipher.AEAD
 	src  io.ReaderAt
 	end  int64
+	// start is where the walk begins in src, base the state there: the record before the
+	// first frame read (zero: the log's start), and seg the segment src is.
+	start int64
+	base  walkOut
+	seg   uint64
+	// noPrev skips the check of the first record's previous-record hash: a reader that
+	// begins in the middle of the log does not know it.
+	noPrev bool
 	// keyGood says the head file opened with this key, so a first record that does not
 	// open was altered rather than sealed under another key.
 	keyGood bool
@@ -85,11 +99,14 @@ type walker struct {
 type walkOut struct {
 	n       uint64   // good records
 	last    [32]byte // hash of the last good record
+	lastSeg uint64   // the segment holding the last good record
 	lastOff int64    // offset of the last good frame
-	goodEnd int64    // offset just after the last good frame
+	lastEnd int64    // offset just after it
+	goodEnd int64    // offset just after the last good frame of the segment walked last
 	torn    int64    // bytes after goodEnd that form a torn final frame
 	tornWhy string
 	markOff int64
+	markSeg uint64
 	mark    [32]byte
 }
 
@@ -98,15 +115,19 @@ type walkOut struct {
 type visitFunc func(plain []byte, spans *[numStrings][2]int, hdr recordHeader) error
 
 func (w *walker) run(visit visitFunc) (walkOut, error) {
-	var out walkOut
-	br := bufio.NewReaderSize(io.NewSectionReader(w.src, 0, w.end), 256<<10)
-	w.body = make([]byte, maxFrameBody)
-	w.plain = make([]byte, 0, maxRecordSize)
+	out := w.base
+	out.goodEnd, out.torn, out.tornWhy = w.start, 0, ""
+	br := bufio.NewReaderSize(io.NewSectionReader(w.src, w.start, max(0, w.end-w.start)), 256<<10)
+	if w.body == nil {
+		w.body = make([]byte, maxFrameBody)
+		w.plain = make([]byte, 0, maxRecordSize)
+	}
 	// Decrypted records must not outlive the walk in memory longer than needed.
 	defer clear(w.plain[:cap(w.plain)])
 	var lenb [lenSize]byte
 	var spans [numStrings][2]int
-	off := int64(0)
+	off := w.start
+	checkPrev := !w.noPrev
 	for off < w.end {
 		seq := out.n + 1
 		rest := w.end - off
@@ -149,22 +170,23 @@ func (w *walker) run(visit visitFunc) (walkOut, error) {
 			return out, &ChainError{Seq: seq, Offset: off, Reason: ReasonGap,
 				Detail: fmt.Sprintf("the record says it is %d", hdr.seq)}
 		}
-		if hdr.prev != out.last {
+		if checkPrev && hdr.prev != out.last {
 			return out, &ChainError{Seq: seq, Offset: off, Reason: ReasonChain,
 				Detail: "its previous-record hash does not match the record before it"}
 		}
+		checkPrev = true
 		if visit != nil {
 			if err := visit(plain, &spans, hdr); err != nil {
 				return out, err
 			}
 		}
 		out.last = sha256.Sum256(plain)
-		out.n, out.lastOff = seq, off
+		out.n, out.lastSeg, out.lastOff = seq, w.seg, off
 		if seq == w.markSeq {
-			out.markOff, out.mark = off, out.last
+			out.markSeg, out.markOff, out.mark = w.seg, off, out.last
 		}
 		off += lenSize + n
-		out.goodEnd = off
+		out.goodEnd, out.lastEnd = off, off
 	}
 	return out, nil
 }

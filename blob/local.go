@@ -72,6 +72,34 @@ type Local struct {
 	spareMu   sync.Mutex
 	refillWG  sync.WaitGroup
 	closed    atomic.Bool
+
+	// floor is the free space (bytes) that Create leaves on the disk; 0 for none.
+	floor atomic.Int64
+}
+
+// SetFloor makes Create refuse new objects, with an error wrapping syscall.ENOSPC, while
+// the disk under the store has less than bytes free for unprivileged use: room kept for
+// what must still be written when the disk fills up, the metadata and the audit log that
+// record the refusals. Writes go on again by themselves once space returns. 0 turns the
+// floor off.
+func (l *Local) SetFloor(bytes int64) { l.floor.Store(bytes) }
+
+// checkFloor refuses a new object while the disk is below the floor. A disk whose free
+// space cannot be read is let through: the write itself then finds out.
+func (l *Local) checkFloor() error {
+	floor := l.floor.Load()
+	if floor <= 0 {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(l.objects, &st); err != nil {
+		return nil
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < floor {
+		return fmt.Errorf("%w: %d MiB free on the disk, less than the %d MiB kept for the metadata and the audit log",
+			syscall.ENOSPC, free>>20, floor>>20)
+	}
+	return nil
 }
 
 // OpenLocal opens the store in dir, creating dir, dir/objects and dir/tmp (mode 0700) if
@@ -123,6 +151,9 @@ func (l *Local) path(id ID) string {
 // in a temporary file under tmp/.
 func (l *Local) Create(ctx context.Context, id ID) (Pending, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("create object %s: %w", id, err)
+	}
+	if err := l.checkFloor(); err != nil {
 		return nil, fmt.Errorf("create object %s: %w", id, err)
 	}
 	if l.claim(id) {

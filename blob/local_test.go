@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -304,4 +305,30 @@ func BenchmarkPutSmallParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Below the floor of free space, Create refuses with ENOSPC, reserved IDs included, and
+// works again once the floor is met (here: lowered) without reopening anything.
+func TestLocalFloor(t *testing.T) {
+	ctx := context.Background()
+	l := openLocal(t, t.TempDir())
+	l.KeepSpares()
+	t.Cleanup(func() { l.Close() })
+	l.SetFloor(1 << 62)
+	for _, id := range []blob.ID{blob.NewID(), l.Reserve()} {
+		if _, err := l.Create(ctx, id); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("create below the floor: %v; want ENOSPC", err)
+		}
+	}
+	l.SetFloor(1 << 20)
+	p, err := l.Create(ctx, l.Reserve())
+	if err != nil {
+		t.Fatalf("create above the floor: %v", err)
+	}
+	if _, err := p.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

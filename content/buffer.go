@@ -1,8 +1,7 @@
 package content
 
 import (
-	"sync"
-
+	"dsh/internal/secmem"
 	"dsh/vault"
 )
 
@@ -18,8 +17,10 @@ type chunkBuf struct {
 }
 
 // chunkPool recycles chunk buffers across all files: in the steady state of a streaming
-// write, the buffers a flush releases are the ones the next writes take.
-var chunkPool = sync.Pool{New: func() any { return new(chunkBuf) }}
+// write, the buffers a flush releases are the ones the next writes take. They hold
+// plaintext, so they live in secret memory (locked, out of core dumps); chunkBuf holds no
+// pointers, as secmem requires.
+var chunkPool secmem.Pool[chunkBuf]
 
 // zeroChunk is the content of a chunk in a hole. It is only ever read.
 var zeroChunk [vault.ChunkSize]byte
@@ -30,7 +31,7 @@ func (s *Store) getChunk(f *File) *chunkBuf {
 	n := s.buffers.Add(1)
 	for p := s.peakBuffers.Load(); n > p && !s.peakBuffers.CompareAndSwap(p, n); p = s.peakBuffers.Load() {
 	}
-	return chunkPool.Get().(*chunkBuf)
+	return chunkPool.Get()
 }
 
 // putChunk zeros b, keeping the pool's promise of zeroed buffers and leaving no plaintext

@@ -116,7 +116,7 @@ func (c *readerCache) lookup(e segState) *openObject {
 	for _, o := range c.slots {
 		// The ID alone is not enough: damaged metadata could name one object for two
 		// segments, and the reader was checked against one segment's header and length.
-		if o != nil && o.seg.obj == e.obj && o.seg.index == e.index && o.seg.objLen == e.objLen {
+		if o != nil && o.seg.obj == e.obj && o.seg.index == e.index && o.seg.objLen == e.objLen && o.seg.first == e.first {
 			c.tick++
 			o.refs++
 			o.used = c.tick
@@ -184,7 +184,8 @@ func (f *File) openSegment(ctx context.Context, e segState, cph *vault.ContentCi
 	if err != nil {
 		return nil, fmt.Errorf("file %s segment %d: %w", f.id, e.index, err)
 	}
-	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(e.obj), FirstChunk: uint64(e.index * f.segChunks)}
+	// A patch's object starts at its first chunk; a segment's own object at chunk 0.
+	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(e.obj), FirstChunk: uint64(e.index*f.segChunks + e.first)}
 	r, err := vault.NewObjectReader(obj, obj.Size(), cph, h)
 	if err == nil && r.Size() != e.objLen {
 		err = fmt.Errorf("%w: object %s holds %d bytes, the file's size implies %d", ErrIntegrity, e.obj, r.Size(), e.objLen)

@@ -76,6 +76,17 @@ type Segment struct {
 	Index uint64
 	// Object is the blob holding the segment's sealed bytes.
 	Object blob.ID
+	// Patches are runs of the segment's chunks written since Object, each in an object of
+	// its own (patch.go); sorted, not overlapping. They read over Object.
+	Patches []Patch
+}
+
+// Patch is a run of a segment's chunks kept in an object of its own. It covers chunks
+// [From, To) of the segment; its object holds Chunks chunks from chunk First of the segment
+// on (from a flush that wrote them), and may hold more than the patch still covers.
+type Patch struct {
+	From, To, First, Chunks uint32
+	Object                  blob.ID
 }
 
 // Staged is a state of a file's content written by a flush and waiting for the metadata
@@ -94,6 +105,15 @@ type Staged struct {
 	// The metadata layer collects them; content never deletes them, since other readers
 	// may still have them open.
 	Dropped []blob.ID
+	// Changed lists the segments this state wrote (whole or as patches): their patch lists
+	// in Segments are new; every other segment's are as they were.
+	Changed []uint64
+	// FileID and Key are the file's identity and wrapped content key in this state: as
+	// opened, unless the file moved to a new key (seals.go).
+	FileID vault.FileID
+	Key    vault.WrappedKey
+	// Seals counts the chunks sealed under Key, this state's included.
+	Seals uint64
 }
 
 // CommitFunc records a staged state in the metadata, in the caller's transaction. Only
@@ -109,14 +129,21 @@ type Options struct {
 	MaxDirty int64
 	// Budget, if set, bounds the unflushed data of all Files of every Store sharing it.
 	Budget *Budget
+	// SealBudget is how many chunks may be sealed under one content key before the file
+	// moves to a new one (seals.go); zero means DefaultSealBudget. For tests.
+	SealBudget uint64
+	// OnRollover, when set, is told when a file could not move to a new key.
+	OnRollover func(error)
 }
 
 // Store reads and writes file content in one blob store. It is safe for concurrent use; it
 // keeps no state per file, which lives in the Files it opens.
 type Store struct {
-	blobs    blob.Store
-	maxDirty int64
-	budget   *Budget
+	blobs      blob.Store
+	maxDirty   int64
+	budget     *Budget
+	sealBudget uint64
+	onRollover func(error)
 	// segChunks is SegmentChunks; tests shrink it to cross segment boundaries cheaply. The
 	// format allows any value, but every File of one store must agree, so it never changes
 	// in production.
@@ -135,7 +162,11 @@ func New(blobs blob.Store, opts Options) *Store {
 	if md <= 0 {
 		md = defaultMaxDirty
 	}
-	return &Store{blobs: blobs, maxDirty: md, budget: opts.Budget, segChunks: SegmentChunks}
+	sb := opts.SealBudget
+	if sb == 0 {
+		sb = DefaultSealBudget
+	}
+	return &Store{blobs: blobs, maxDirty: md, budget: opts.Budget, sealBudget: sb, onRollover: opts.OnRollover, segChunks: SegmentChunks}
 }
 
 // NewFile draws a FileID and a random content key for a new file and returns the key
@@ -173,7 +204,11 @@ func wrapContext(share string, id vault.FileID) []byte {
 // share key or share name fails with an error wrapping ErrIntegrity), keeps only the
 // cipher made from it and wipes the key. It checks the segment list against the size but
 // opens no object; a missing or damaged object is reported by the read that needs it.
-func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped vault.WrappedKey, size int64, segs []Segment, commit CommitFunc) (*File, error) {
+func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped vault.WrappedKey, size int64, segs []Segment, commit CommitFunc, opts ...OpenOption) (*File, error) {
+	var oc openConfig
+	for _, o := range opts {
+		o(&oc)
+	}
 	if s.blobs == nil || commit == nil {
 		return nil, fmt.Errorf("open file %s: no blob store or no commit function", id)
 	}
@@ -206,8 +241,12 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 		committed:     list,
 		dirty:         make(map[int64]*chunkBuf),
 		dirtySegs:     make(map[int64]int),
+		seals:         oc.seals,
 	}
 	f.ra.init(s.segChunks)
+	if f.seals >= s.sealBudget {
+		f.rollover(context.Background(), share, shareKey)
+	}
 	return f, nil
 }
 
@@ -231,7 +270,12 @@ func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 		}
 		idx := int64(sg.Index)
 		l := segLen(idx, size, segSize)
-		list[i] = segState{index: idx, obj: sg.Object, objLen: l, valid: l}
+		list[i] = segState{index: idx, obj: sg.Object, objLen: l, valid: l, to: segSize / vault.ChunkSize}
+		ps, err := checkPatches(sg.Patches, idx, l, segSize, seen)
+		if err != nil {
+			return nil, err
+		}
+		list[i].patches = ps
 	}
 	return list, nil
 }
@@ -259,8 +303,15 @@ type segState struct {
 	objLen int64
 	// valid is how much of the object still belongs to the file: less than objLen after a
 	// Truncate cut into the segment, and the bytes past it read as zeros, so that a shrink
-	// followed by an extension never brings old bytes back.
+	// followed by an extension never brings old bytes back. For the segment as a whole,
+	// patches included.
 	valid int64
+	// first is the chunk of the segment the object starts at: 0 for a segment's own
+	// object, a patch's First for a patch. from and to are the chunks of the segment it
+	// serves: all of them for a segment's own object (reads past valid are zeros anyway).
+	first, from, to int64
+	// patches, on a segment's own object only, are its patches, sorted (patch.go).
+	patches []segState
 }
 
 // findSeg returns the position of segment idx in list, or where it would go.

@@ -18,8 +18,7 @@ type File struct {
 	store     *Store
 	blobs     blob.Store
 	id        vault.FileID
-	share     string // with wrapped: what Unlock needs after Forget
-	wrapped   vault.WrappedKey
+	share     string // with wrapped and id: what Unlock needs after Forget
 	commit    CommitFunc
 	segChunks int64
 	segSize   int64
@@ -52,6 +51,12 @@ type File struct {
 
 	cache readerCache
 	ra    readAhead
+
+	// wrapped is the content key as stored; seals counts the chunks sealed under it, as
+	// committed (seals.go). Guarded by flushMu; a rollover changes wrapped and id with mu
+	// held as well, so that Unlock, which holds only mu, reads a matching pair.
+	wrapped vault.WrappedKey
+	seals   uint64
 }
 
 // Size returns the file's size, including unflushed writes and truncations.
@@ -158,6 +163,9 @@ func (f *File) readStoredAhead(ctx context.Context, seg int64, dst []byte, rel i
 		return len(dst), nil
 	}
 	e := f.segs[i]
+	if len(e.patches) > 0 {
+		return f.readPatched(ctx, e, dst, rel) // read-ahead knows only whole objects
+	}
 	// Only the valid part of the object comes from it, ahead or not.
 	v := int(max(0, min(int64(len(dst)), e.valid-rel)))
 	k := 0
@@ -170,6 +178,9 @@ func (f *File) readStoredAhead(ctx context.Context, seg int64, dst []byte, rel i
 
 // readObject fills dst from segment e at offset rel within the segment.
 func (f *File) readObject(ctx context.Context, e segState, dst []byte, rel int64) (int, error) {
+	if len(e.patches) > 0 {
+		return f.readPatched(ctx, e, dst, rel)
+	}
 	v := int(max(0, min(int64(len(dst)), e.valid-rel)))
 	if v > 0 {
 		o, err := f.acquire(ctx, e)

@@ -34,6 +34,7 @@ type flushPlan struct {
 	committed []segState
 	chunks    map[int64]*chunkBuf // the File's flushing map
 	cipher    *vault.ContentCipher
+	fileID    vault.FileID // the objects' file ID: the File's, or a new one (seals.go)
 }
 
 // flush writes out the File's changes. keep is the segment WriteAt is filling, which an
@@ -62,30 +63,45 @@ func (f *File) flush(ctx context.Context, keep int64) error {
 		return nil
 	}
 
-	written, err := f.writeSegments(ctx, &plan)
+	written, created, err := f.writeSegments(ctx, &plan)
 	if err != nil {
-		return f.abort(ctx, &plan, written, fmt.Errorf("flush file %s: %w", f.id, err))
+		return f.abort(ctx, &plan, created, fmt.Errorf("flush file %s: %w", f.id, err))
 	}
 	list := mergeSegments(plan.segs, written, segCount(plan.size, f.segSize))
 	st := Staged{
 		Size:     plan.size,
 		Segments: make([]Segment, len(list)),
-		New:      make([]blob.ID, len(written)),
+		New:      make([]blob.ID, len(created)),
+		Changed:  make([]uint64, len(plan.todo)),
+		FileID:   f.id,
+		Key:      f.wrapped,
+		Seals:    f.seals + sealed(created),
 	}
+	kept := make(map[blob.ID]struct{})
 	for i, e := range list {
-		st.Segments[i] = Segment{Index: uint64(e.index), Object: e.obj}
+		st.Segments[i] = stagedSegment(e)
+		for _, id := range e.objects() {
+			kept[id] = struct{}{}
+		}
 	}
-	for i, e := range written {
+	for i, e := range created {
 		st.New[i] = e.obj
 	}
+	for i, s := range plan.todo {
+		st.Changed[i] = uint64(s)
+	}
 	for _, e := range plan.committed {
-		if i, ok := findSeg(list, e.index); !ok || list[i].obj != e.obj {
-			st.Dropped = append(st.Dropped, e.obj)
+		for _, id := range e.objects() {
+			if _, ok := kept[id]; !ok {
+				st.Dropped = append(st.Dropped, id)
+				kept[id] = struct{}{} // listed once
+			}
 		}
 	}
 	if err := f.commit(ctx, st); err != nil {
-		return f.abort(ctx, &plan, written, fmt.Errorf("flush file %s: commit: %w", f.id, err))
+		return f.abort(ctx, &plan, created, fmt.Errorf("flush file %s: commit: %w", f.id, err))
 	}
+	f.seals = st.Seals
 	f.publish(&plan, list, st.Dropped)
 	return nil
 }
@@ -140,7 +156,7 @@ func (f *File) snapshot(keep int64) (flushPlan, bool) {
 		}
 	}
 	f.flushing = fl
-	return flushPlan{size: size, todo: todo, segs: f.segs, committed: f.committed, chunks: fl, cipher: f.cipher}, true
+	return flushPlan{size: size, todo: todo, segs: f.segs, committed: f.committed, chunks: fl, cipher: f.cipher, fileID: f.id}, true
 }
 
 // flushWorkers is how many segments a flush writes at once: sealing one while another
@@ -148,15 +164,46 @@ func (f *File) snapshot(keep int64) (flushPlan, bool) {
 // chunk and the blob store's write buffer, so memory grows little.
 const flushWorkers = 4
 
-// writeSegments writes the plan's segments as new objects, several at once. It returns
-// every object it may have created, even on error, so that abort can delete them.
-func (f *File) writeSegments(ctx context.Context, plan *flushPlan) ([]segState, error) {
+// flushJob is one object a flush writes: a whole segment, or a run of one as a patch.
+type flushJob struct {
+	whole segState  // when run.to == 0: the segment's new object
+	old   *segState // its stored state, to merge from
+	seg   int64
+	run   patchRun
+}
+
+// writeSegments writes the plan's segments, each whole or as patches (patch.go), several
+// objects at once. It returns the new state of each segment written and every object it
+// may have created, even on error, so that abort can delete them.
+func (f *File) writeSegments(ctx context.Context, plan *flushPlan) (written, created []segState, err error) {
+	total := 0
+	for _, e := range plan.segs {
+		total += len(e.patches)
+	}
 	// IDs are drawn up front, so that on failure the caller knows every object that may
 	// exist, whichever worker stopped where.
-	written := make([]segState, len(plan.todo))
+	var jobs []flushJob
+	written = make([]segState, len(plan.todo))
 	for i, s := range plan.todo {
+		var old *segState
+		if k, ok := findSeg(plan.segs, s); ok {
+			old = &plan.segs[k]
+		}
+		if runs, ok := f.patchable(plan, s, old, &total); ok {
+			for j := range runs {
+				runs[j].obj = blob.NewIDFor(f.blobs)
+				jobs = append(jobs, flushJob{seg: s, run: runs[j]})
+				created = append(created, segState{index: s, obj: runs[j].obj,
+					objLen: patchLen(runs[j].from, runs[j].to-runs[j].from, segLen(s, plan.size, f.segSize))})
+			}
+			written[i] = withPatches(*old, runs, segLen(s, plan.size, f.segSize))
+			continue
+		}
 		l := segLen(s, plan.size, f.segSize)
-		written[i] = segState{index: s, obj: blob.NewIDFor(f.blobs), objLen: l, valid: l}
+		w := segState{index: s, obj: blob.NewIDFor(f.blobs), objLen: l, valid: l, to: f.segChunks}
+		jobs = append(jobs, flushJob{seg: s, whole: w, old: old})
+		created = append(created, w)
+		written[i] = w
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -174,32 +221,37 @@ func (f *File) writeSegments(ctx context.Context, plan *flushPlan) ([]segState, 
 		}()
 		for {
 			i := int(next.Add(1) - 1)
-			if i >= len(written) || ctx.Err() != nil {
+			if i >= len(jobs) || ctx.Err() != nil {
 				return
 			}
-			w := written[i]
-			var old *segState
-			if k, ok := findSeg(plan.segs, w.index); ok {
-				old = &plan.segs[k]
+			j := jobs[i]
+			var err error
+			var obj blob.ID
+			if j.run.to > 0 {
+				obj = j.run.obj
+				err = f.writeRun(ctx, plan, j.seg, j.run)
+			} else {
+				obj = j.whole.obj
+				err = f.writeObject(ctx, plan, j.whole, j.old, scratch)
 			}
-			if err := f.writeObject(ctx, plan, w, old, scratch); err != nil {
+			if err != nil {
 				errMu.Lock()
 				if firstErr == nil {
-					firstErr = fmt.Errorf("segment %d: object %s: %w", w.index, w.obj, err)
+					firstErr = fmt.Errorf("segment %d: object %s: %w", j.seg, obj, err)
 				}
 				errMu.Unlock()
-				cancel() // the others stop at their next segment
+				cancel() // the others stop at their next object
 				return
 			}
 		}
 	}
-	workers := min(flushWorkers, len(written))
+	workers := min(flushWorkers, len(jobs))
 	for range workers - 1 {
 		wg.Go(work)
 	}
 	work()
 	wg.Wait()
-	return written, firstErr
+	return written, created, firstErr
 }
 
 // writeObject writes the new object w: chunk by chunk from the flushing buffers, the
@@ -211,7 +263,7 @@ func (f *File) writeObject(ctx context.Context, plan *flushPlan, w segState, old
 		return err
 	}
 	defer p.Abort() // a no-op once committed
-	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(id), FirstChunk: uint64(s * f.segChunks)}
+	h := vault.ObjectHeader{FileID: plan.fileID, ObjectID: vault.ObjectID(id), FirstChunk: uint64(s * f.segChunks)}
 	ow, err := vault.NewObjectWriter(p, plan.cipher, h)
 	if err != nil {
 		return err

@@ -151,6 +151,23 @@ func (m *fakeMeta) check(ctx context.Context, st Staged) error {
 			}
 		}
 		refs[s.Object] = true
+		segLen := min(m.segSize, st.Size-start)
+		for j, p := range s.Patches {
+			if p.From >= p.To || p.From < p.First || p.To > p.First+p.Chunks || (j > 0 && s.Patches[j-1].To > p.From) {
+				return fmt.Errorf("segment %d: bad patch %+v", s.Index, p)
+			}
+			if ms, ok := m.blobs.(*memStore); !ok || !ms.discard {
+				want, _ := vault.ObjectSize(patchLen(int64(p.First), int64(p.Chunks), segLen))
+				info, err := m.blobs.Stat(ctx, p.Object)
+				if err != nil {
+					return fmt.Errorf("segment %d patch: %w", s.Index, err)
+				}
+				if info.Size != want {
+					return fmt.Errorf("segment %d patch: object is %d bytes, want %d", s.Index, info.Size, want)
+				}
+			}
+			refs[p.Object] = true
+		}
 	}
 	for _, id := range st.New {
 		if !refs[id] {
@@ -160,6 +177,9 @@ func (m *fakeMeta) check(ctx context.Context, st Staged) error {
 	old := make(map[blob.ID]bool)
 	for _, s := range m.state.Segments {
 		old[s.Object] = true
+		for _, p := range s.Patches {
+			old[p.Object] = true
+		}
 	}
 	for _, id := range st.Dropped {
 		if refs[id] || !old[id] {

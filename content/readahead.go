@@ -214,7 +214,7 @@ func (f *File) readAhead(end int64) {
 		e := f.segs[i]
 		rel := ws - seg*f.segSize
 		n := min(ra.window, e.valid-rel)
-		if n <= 0 {
+		if n <= 0 || len(e.patches) > 0 { // windows hold whole objects, not patched ones
 			continue
 		}
 		if ra.find(e, rel) != nil {

@@ -53,6 +53,13 @@ type StatusResponse struct {
 	DataDir       string  `json:"data_dir"`
 }
 
+// RekeyRequest is the body of POST /v1/operator/rekey: the current unseal passphrase and
+// the new one.
+type RekeyRequest struct {
+	Passphrase    string `json:"passphrase"`
+	NewPassphrase string `json:"new_passphrase"`
+}
+
 // UnsealRequest is the body of POST /v1/operator/unseal.
 type UnsealRequest struct {
 	Passphrase string `json:"passphrase"`
@@ -79,15 +86,28 @@ type AuditRecord struct {
 	Detail string    `json:"detail,omitempty"`
 }
 
-// AuditShowResponse answers GET /v1/audit/show?since=RFC3339.
-type AuditShowResponse struct {
-	Records []AuditRecord `json:"records"`
+// AuditQuery selects the records of GET /v1/audit/show; the zero value selects all. Its
+// query parameters: since and until (RFC 3339), user, action (exact, or a prefix ending
+// in '*') and limit.
+type AuditQuery struct {
+	Since, Until time.Time
+	User, Action string
+	Limit        int
+}
+
+// AuditLine is one line of the answer to GET /v1/audit/show, which is JSON lines
+// (application/x-ndjson) sent as the daemon reads the log: a record per line, and, should
+// the reading fail after the first line, a last line holding only Error.
+type AuditLine struct {
+	AuditRecord
+	Error string `json:"error,omitempty"`
 }
 
 // Paths of the endpoints, shared by client and server.
 const (
 	PathStatus      = "/v1/operator/status"
 	PathUnseal      = "/v1/operator/unseal"
+	PathRekey       = "/v1/operator/rekey"
 	PathSeal        = "/v1/operator/seal"
 	PathAuditVerify = "/v1/audit/verify"
 	PathAuditShow   = "/v1/audit/show"

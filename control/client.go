@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
 )
 
@@ -142,18 +143,7 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		var ne net.Error
-		var op *net.OpError
-		switch {
-		case errors.Is(err, ErrImpostor):
-			return fmt.Errorf("%s: %w", c.socket, ErrImpostor)
-		case errors.As(err, &ne) && ne.Timeout():
-			return fmt.Errorf("the dsh daemon at %s did not answer in time; the action may or may not have happened (see dsh audit show)", c.socket)
-		case errors.As(err, &op) && op.Op == "dial":
-			return fmt.Errorf("%w at %s (is dsh serve running?): %v", ErrNoDaemon, c.socket, op.Err)
-		default:
-			return fmt.Errorf("the connection to the dsh daemon at %s broke; the action may or may not have happened (see dsh audit show)", c.socket)
-		}
+		return c.transportError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -175,6 +165,22 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	return nil
 }
 
+// transportError explains a request that got no answer.
+func (c *Client) transportError(err error) error {
+	var ne net.Error
+	var op *net.OpError
+	switch {
+	case errors.Is(err, ErrImpostor):
+		return fmt.Errorf("%s: %w", c.socket, ErrImpostor)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("the dsh daemon at %s did not answer in time; the action may or may not have happened (see dsh audit show)", c.socket)
+	case errors.As(err, &op) && op.Op == "dial":
+		return fmt.Errorf("%w at %s (is dsh serve running?): %v", ErrNoDaemon, c.socket, op.Err)
+	default:
+		return fmt.Errorf("the connection to the dsh daemon at %s broke; the action may or may not have happened (see dsh audit show)", c.socket)
+	}
+}
+
 // Status returns whether the store is sealed, the version and the uptime (operator only).
 func (c *Client) Status(ctx context.Context) (StatusResponse, error) {
 	var out StatusResponse
@@ -187,27 +193,90 @@ func (c *Client) Unseal(ctx context.Context, passphrase []byte) error {
 	return c.do(ctx, http.MethodPost, PathUnseal, nil, UnsealRequest{Passphrase: string(passphrase)}, nil)
 }
 
+// Rekey seals the root key under a new unseal passphrase (operator only).
+func (c *Client) Rekey(ctx context.Context, passphrase, newPassphrase []byte) error {
+	return c.do(ctx, http.MethodPost, PathRekey, nil, RekeyRequest{Passphrase: string(passphrase), NewPassphrase: string(newPassphrase)}, nil)
+}
+
 // Seal locks the store and wipes every key from the daemon's memory (operator only).
 func (c *Client) Seal(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, PathSeal, nil, nil, nil)
 }
 
-// AuditVerify walks the audit chain in the daemon (operator only).
+// AuditVerify walks the audit chain in the daemon (operator only). A long log takes a
+// while: the call has no time limit but ctx.
 func (c *Client) AuditVerify(ctx context.Context) (AuditVerifyResponse, error) {
 	var out AuditVerifyResponse
-	err := c.do(ctx, http.MethodGet, PathAuditVerify, nil, nil, &out)
+	err := c.send(ctx, c.stream, http.MethodGet, PathAuditVerify, nil, nil, nil, -1, "", &out)
 	return out, err
 }
 
-// AuditShow returns the audit records since a time (zero: all) (operator only).
-func (c *Client) AuditShow(ctx context.Context, since time.Time) ([]AuditRecord, error) {
-	q := url.Values{}
-	if !since.IsZero() {
-		q.Set("since", since.UTC().Format(time.RFC3339))
+// AuditShow calls fn with each audit record q selects (operator only), as the daemon sends
+// them, until the end, fn's first error, or ctx ends. Nothing is held in memory but the
+// record at hand.
+func (c *Client) AuditShow(ctx context.Context, q AuditQuery, fn func(AuditRecord) error) error {
+	v := url.Values{}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
 	}
-	var out AuditShowResponse
-	err := c.do(ctx, http.MethodGet, PathAuditShow, q, nil, &out)
-	return out.Records, err
+	if !q.Until.IsZero() {
+		v.Set("until", q.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if q.User != "" {
+		v.Set("user", q.User)
+	}
+	if q.Action != "" {
+		v.Set("action", q.Action)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return c.lines(ctx, PathAuditShow, v, func(dec *json.Decoder) error {
+		var line AuditLine
+		if err := dec.Decode(&line); err != nil {
+			return err
+		}
+		if line.Error != "" {
+			return fmt.Errorf("the dsh daemon stopped reading the audit log: %s", line.Error)
+		}
+		return fn(line.AuditRecord)
+	})
+}
+
+// lines sends a GET whose answer is JSON lines and calls next for each, with a decoder
+// positioned at it, until the answer ends.
+func (c *Client) lines(ctx context.Context, path string, query url.Values, next func(*json.Decoder) error) error {
+	u := "http://dsh" + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		return c.transportError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e ErrorResponse
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("the dsh daemon answered %s", resp.Status)
+		}
+		return &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		if err := next(dec); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // Upload streams body into the caller's Arrivals folder as name. size, when known (≥ 0),

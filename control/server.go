@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,12 +46,16 @@ type Operator interface {
 	Status(ctx context.Context, c Caller) (StatusResponse, error)
 	Unseal(ctx context.Context, c Caller, passphrase []byte) error
 	Seal(ctx context.Context, c Caller) error
+	// Rekey seals the root key under a new passphrase; the old one stops working.
+	Rekey(ctx context.Context, c Caller, passphrase, newPassphrase []byte) error
 }
 
 // Auditor is the part of the daemon behind the audit endpoints.
 type Auditor interface {
 	AuditVerify(ctx context.Context, c Caller) (AuditVerifyResponse, error)
-	AuditShow(ctx context.Context, c Caller, since time.Time) ([]AuditRecord, error)
+	// AuditShow calls emit with each record q selects, in order, as it reads them; it
+	// stops at emit's first error and returns it.
+	AuditShow(ctx context.Context, c Caller, q AuditQuery, emit func(AuditRecord) error) error
 }
 
 // Daemon is everything the control server needs from the daemon. Each method decides for
@@ -75,7 +81,15 @@ type route struct {
 	h      handlerFunc
 	// stream marks an endpoint whose body is a file of any size: no read deadline.
 	stream bool
+	// out, set instead of h, is an endpoint whose answer is JSON lines of any length,
+	// written as they are made (streamFunc).
+	out streamFunc
 }
+
+// streamFunc is an endpoint that answers with JSON lines: it calls emit with each value as
+// it has it. An error before the first emit is answered like any handler's; after it, the
+// answer ends with a line {"error": "..."}.
+type streamFunc func(ctx context.Context, c Caller, r *http.Request, emit func(any) error) error
 
 // Server serves the control API on a Unix socket.
 type Server struct {
@@ -100,6 +114,16 @@ func NewServer(d Daemon, log *slog.Logger, opts ServerOptions) *Server {
 		defer clear(pass)
 		return nil, d.Unseal(ctx, c, pass)
 	})
+	s.handle(http.MethodPost, PathRekey, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
+		var req RekeyRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		old, next := []byte(req.Passphrase), []byte(req.NewPassphrase)
+		defer clear(old)
+		defer clear(next)
+		return nil, d.Rekey(ctx, c, old, next)
+	})
 	s.handle(http.MethodPost, PathSeal, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
 		if err := decode(r, nil); err != nil {
 			return nil, err
@@ -109,23 +133,12 @@ func NewServer(d Daemon, log *slog.Logger, opts ServerOptions) *Server {
 	s.handle(http.MethodGet, PathAuditVerify, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
 		return d.AuditVerify(ctx, c)
 	})
-	s.handle(http.MethodGet, PathAuditShow, func(ctx context.Context, c Caller, r *http.Request) (any, error) {
-		var since time.Time
-		if v := r.URL.Query().Get("since"); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return nil, fmt.Errorf("%w: since must be an RFC 3339 time such as 2026-01-02T15:04:05Z", ErrInvalid)
-			}
-			since = t
-		}
-		recs, err := d.AuditShow(ctx, c, since)
+	s.handleOut(http.MethodGet, PathAuditShow, func(ctx context.Context, c Caller, r *http.Request, emit func(any) error) error {
+		q, err := parseAuditQuery(r.URL.Query())
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if recs == nil {
-			recs = []AuditRecord{}
-		}
-		return AuditShowResponse{Records: recs}, nil
+		return d.AuditShow(ctx, c, q, func(rec AuditRecord) error { return emit(AuditLine{AuditRecord: rec}) })
 	})
 	s.accountRoutes(d)
 	s.tokenRoutes(d)
@@ -147,6 +160,66 @@ func NewServer(d Daemon, log *slog.Logger, opts ServerOptions) *Server {
 
 func (s *Server) handle(method, path string, h handlerFunc) {
 	s.routes[path] = route{method: method, h: h}
+}
+
+func (s *Server) handleOut(method, path string, h streamFunc) {
+	s.routes[path] = route{method: method, out: h}
+}
+
+// serveLines answers a streamFunc endpoint.
+func (s *Server) serveLines(w http.ResponseWriter, r *http.Request, c Caller, h streamFunc) {
+	started := false
+	enc := json.NewEncoder(w)
+	emit := func(v any) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		return enc.Encode(v)
+	}
+	err := h(r.Context(), c, r, emit)
+	switch {
+	case err != nil && !started:
+		status := StatusFor(err)
+		if status == http.StatusInternalServerError {
+			s.log.Error("control request failed", "path", r.URL.Path, "uid", c.UID, "err", err)
+		}
+		writeError(w, status, err.Error())
+	case err != nil:
+		if r.Context().Err() == nil {
+			_ = enc.Encode(ErrorResponse{Error: err.Error()})
+		}
+	case !started:
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// parseAuditQuery reads an AuditQuery from its query parameters.
+func parseAuditQuery(v url.Values) (AuditQuery, error) {
+	var q AuditQuery
+	for _, b := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if s := v.Get(b.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return q, fmt.Errorf("%w: %s must be an RFC 3339 time such as 2026-01-02T15:04:05Z", ErrInvalid, b.name)
+			}
+			*b.t = t
+		}
+	}
+	q.User, q.Action = v.Get("user"), v.Get("action")
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return q, fmt.Errorf("%w: limit must be a number of records", ErrInvalid)
+		}
+		q.Limit = n
+	}
+	return q, nil
 }
 
 // ServeHTTP routes a request, checks its method and writes the JSON answer.
@@ -177,6 +250,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// keep moving: a stalled one is cut off after StreamIdle.
 		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.guard.opts.StreamIdle,
 			onStall: func() { s.guard.refused(r.Context(), c, metrics.LimitStreamIdle) }}
+	}
+	if rt.out != nil {
+		s.serveLines(w, r, c, rt.out)
+		return
 	}
 	v, err := rt.h(r.Context(), c, r)
 	if err != nil {

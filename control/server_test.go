@@ -96,15 +96,34 @@ func (f *fakeDaemon) Seal(ctx context.Context, c Caller) error {
 	return nil
 }
 
+func (f *fakeDaemon) Rekey(ctx context.Context, c Caller, pass, next []byte) error {
+	if string(pass) != "pw" {
+		return fmt.Errorf("%w: wrong passphrase", ErrUnauthorized)
+	}
+	return nil
+}
+
 func (f *fakeDaemon) AuditVerify(ctx context.Context, c Caller) (AuditVerifyResponse, error) {
 	return AuditVerifyResponse{OK: true, Records: 3}, nil
 }
 
-func (f *fakeDaemon) AuditShow(ctx context.Context, c Caller, since time.Time) ([]AuditRecord, error) {
-	if since.IsZero() {
-		return []AuditRecord{{Seq: 1, Action: "a"}, {Seq: 2, Action: "b"}}, nil
+func (f *fakeDaemon) AuditShow(ctx context.Context, c Caller, q AuditQuery, emit func(AuditRecord) error) error {
+	recs := []AuditRecord{{Seq: 1, Action: "a"}, {Seq: 2, Action: "b", Object: "x\ny"}, {Seq: 3, Action: "c"}}
+	if q.User == "fail-first" {
+		return fmt.Errorf("%w: no such user", ErrInvalid)
 	}
-	return []AuditRecord{{Seq: 2, Action: "b"}}, nil
+	for _, r := range recs {
+		if !q.Since.IsZero() && r.Seq < 2 || q.Action != "" && r.Action != q.Action {
+			continue
+		}
+		if q.User == "fail-later" && r.Seq == 2 {
+			return errors.New("disk read error")
+		}
+		if err := emit(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func startServer(t *testing.T) (*fakeDaemon, string) {
@@ -162,9 +181,26 @@ func TestClientServerRoundTrip(t *testing.T) {
 	if err != nil || !v.OK || v.Records != 3 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
-	recs, err := c.AuditShow(ctx, time.Now())
-	if err != nil || len(recs) != 1 || recs[0].Seq != 2 {
+	show := func(q AuditQuery) ([]AuditRecord, error) {
+		var recs []AuditRecord
+		err := c.AuditShow(ctx, q, func(r AuditRecord) error { recs = append(recs, r); return nil })
+		return recs, err
+	}
+	recs, err := show(AuditQuery{Since: time.Now()})
+	if err != nil || len(recs) != 2 || recs[0].Seq != 2 || recs[0].Object != "x\ny" {
 		t.Fatalf("show since = %+v, %v", recs, err)
+	}
+	if recs, err = show(AuditQuery{Action: "c"}); err != nil || len(recs) != 1 || recs[0].Seq != 3 {
+		t.Fatalf("show action = %+v, %v", recs, err)
+	}
+	// An error before the first record is an ordinary error answer; one after it ends the
+	// stream with an error line, and the client reports it after the records it got.
+	if _, err = show(AuditQuery{User: "fail-first"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("show failing first: %v", err)
+	}
+	recs, err = show(AuditQuery{User: "fail-later"})
+	if len(recs) != 1 || err == nil || !strings.Contains(err.Error(), "disk read error") {
+		t.Fatalf("show failing later: %+v, %v", recs, err)
 	}
 }
 
@@ -248,6 +284,8 @@ func TestBadRequestsGetJSONErrors(t *testing.T) {
 		{"wrong method delete", "DELETE", PathStatus, ``, 405, "takes GET"},
 		{"unknown path", "GET", "/v1/nope", ``, 404, "no such endpoint"},
 		{"bad since", "GET", PathAuditShow + "?since=yesterday", ``, 400, "RFC 3339"},
+		{"bad until", "GET", PathAuditShow + "?until=3", ``, 400, "RFC 3339"},
+		{"bad limit", "GET", PathAuditShow + "?limit=-1", ``, 400, "limit"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -7,19 +7,39 @@ import (
 
 	"dsh/acl"
 	"dsh/control"
+	"dsh/internal/secmem"
 	"dsh/vault"
 )
 
 // keyWrapper wraps share and Arrivals keys under a key derived from the root key, so the acl
-// package never holds the root key itself.
-type keyWrapper struct{ key vault.Key }
+// package never holds the root key itself. The key lives in secret memory.
+type keyWrapper struct{ key *vault.Key }
+
+// wrapKeys holds the keyWrappers' keys: locked, out of core dumps.
+var wrapKeys secmem.Pool[vault.Key]
+
+func newKeyWrapper(k vault.Key) *keyWrapper {
+	w := &keyWrapper{key: wrapKeys.Get()}
+	*w.key = k
+	k.Wipe()
+	return w
+}
+
+// wipe wipes the key and gives its memory back; the wrapper is unusable afterwards.
+func (w *keyWrapper) wipe() {
+	if w.key != nil {
+		w.key.Wipe()
+		wrapKeys.Put(w.key)
+		w.key = nil
+	}
+}
 
 func (w *keyWrapper) Wrap(k *vault.Key, context []byte) (vault.WrappedKey, error) {
-	return vault.WrapKey(&w.key, k, context)
+	return vault.WrapKey(w.key, k, context)
 }
 
 func (w *keyWrapper) Unwrap(wk vault.WrappedKey, context []byte) (vault.Key, error) {
-	return vault.UnwrapKey(&w.key, wk, context)
+	return vault.UnwrapKey(w.key, wk, context)
 }
 
 // withACL resolves the caller to an acl.Actor and runs fn with the unsealed acl store.
@@ -41,6 +61,16 @@ func (d *Daemon) withACL(ctx context.Context, c control.Caller, fn func(s *acl.S
 		a.Session = true
 	}
 	return aclError(fn(d.acl, a))
+}
+
+// changeACL is withACL for a change: once it is made, the store moves to a new epoch, so
+// that putting back a copy of the metadata from before it is detected at the next unseal.
+func (d *Daemon) changeACL(ctx context.Context, c control.Caller, fn func(s *acl.Store, a acl.Actor) error) error {
+	err := d.withACL(ctx, c, fn)
+	if err == nil {
+		d.checkpoint(context.WithoutCancel(ctx), "acl")
+	}
+	return err
 }
 
 // aclError gives acl's errors the control kinds that become HTTP statuses.
@@ -81,7 +111,7 @@ func projectView(p acl.Project) control.ProjectView {
 // first, so a typo in one of them changes nothing.
 func (d *Daemon) CreateUser(ctx context.Context, c control.Caller, req control.UserCreateRequest) (control.UserCreateResponse, error) {
 	var out control.UserCreateResponse
-	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	err := d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		for _, sh := range req.Shares {
 			if _, err := s.ShareMembers(ctx, a, sh); err != nil {
 				return err
@@ -111,7 +141,7 @@ func (d *Daemon) CreateUser(ctx context.Context, c control.Caller, req control.U
 
 // SetUserEnabled disables or enables an account.
 func (d *Daemon) SetUserEnabled(ctx context.Context, c control.Caller, id string, enabled bool) error {
-	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	return d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		if enabled {
 			return s.EnableUser(ctx, a, id)
 		}
@@ -140,7 +170,7 @@ func (d *Daemon) ListUsers(ctx context.Context, c control.Caller) ([]control.Use
 // CreateProject creates a project and names its IAO.
 func (d *Daemon) CreateProject(ctx context.Context, c control.Caller, req control.ProjectCreateRequest) (control.ProjectView, error) {
 	var out control.ProjectView
-	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	err := d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		p, err := s.CreateProject(ctx, a, req.Name, req.IAO)
 		out = projectView(p)
 		return err
@@ -163,7 +193,7 @@ func (d *Daemon) ListProjects(ctx context.Context, c control.Caller) ([]control.
 
 // SetIAA adds or removes an IAA of a project.
 func (d *Daemon) SetIAA(ctx context.Context, c control.Caller, req control.IAARequest, add bool) error {
-	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	return d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		if add {
 			return s.AddIAA(ctx, a, req.Project, req.User)
 		}
@@ -174,7 +204,7 @@ func (d *Daemon) SetIAA(ctx context.Context, c control.Caller, req control.IAARe
 // CreateShare creates a share against a project.
 func (d *Daemon) CreateShare(ctx context.Context, c control.Caller, req control.ShareCreateRequest) (control.ShareView, error) {
 	var out control.ShareView
-	err := d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	err := d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		sh, err := s.CreateShare(ctx, a, req.Name, req.Project)
 		out = control.ShareView{Name: sh.Name, Project: sh.Project, Created: sh.Created}
 		return err
@@ -188,7 +218,7 @@ func (d *Daemon) AddMember(ctx context.Context, c control.Caller, req control.Me
 	if req.ReadOnly {
 		mode = acl.ReadOnly
 	}
-	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	return d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		if err := s.AddMember(ctx, a, req.Share, req.User, mode); err != nil {
 			return err
 		}
@@ -202,7 +232,7 @@ func (d *Daemon) AddMember(ctx context.Context, c control.Caller, req control.Me
 
 // RemoveMember removes a user from a share.
 func (d *Daemon) RemoveMember(ctx context.Context, c control.Caller, req control.MemberRequest) error {
-	return d.withACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
+	return d.changeACL(ctx, c, func(s *acl.Store, a acl.Actor) error {
 		if err := s.RemoveMember(ctx, a, req.Share, req.User); err != nil {
 			return err
 		}

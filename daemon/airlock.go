@@ -149,7 +149,20 @@ type frozenRecord struct {
 	FileID   string   `json:"file_id"`
 	Key      []byte   `json:"key"`
 	Segments []uint64 `json:"segments"` // segment indexes, in the order of Objects
-	Objects  []string `json:"objects"`
+	Objects  []string `json:"objects"`  // each segment's object
+	// Patches are the patches of the patched segments (content/patch.go), which the
+	// frozen content reads through as much as through the segments' objects.
+	Patches []frozenPatch `json:"patches,omitempty"`
+}
+
+// frozenPatch is one patch of segment Segment in a frozenRecord.
+type frozenPatch struct {
+	Segment uint64 `json:"segment"`
+	From    uint32 `json:"from"`
+	To      uint32 `json:"to"`
+	First   uint32 `json:"first"`
+	Chunks  uint32 `json:"chunks"`
+	Object  string `json:"object"`
 }
 
 func (f egressFiles) Freeze(ctx context.Context, share, pin string, paths []string) ([]airlock.Frozen, error) {
@@ -166,15 +179,19 @@ func (f egressFiles) Freeze(ctx context.Context, share, pin string, paths []stri
 		if err != nil {
 			return nil, err
 		}
-		rec := frozenRecord{FileID: x.Content.FileID.String(), Key: key, Objects: x.Objects()}
+		rec := frozenRecord{FileID: x.Content.FileID.String(), Key: key}
 		for _, s := range x.Content.Segments {
 			rec.Segments = append(rec.Segments, s.Index)
+			rec.Objects = append(rec.Objects, s.Object.String())
+			for _, p := range x.Content.Patches[s.Index] {
+				rec.Patches = append(rec.Patches, frozenPatch{Segment: s.Index, From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: p.Object.String()})
+			}
 		}
 		b, err := json.Marshal(rec)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = airlock.Frozen{Path: x.Path, Size: x.Size, Objects: rec.Objects, Content: b}
+		out[i] = airlock.Frozen{Path: x.Path, Size: x.Size, Objects: x.Objects(), Content: b}
 	}
 	return out, nil
 }
@@ -199,6 +216,16 @@ func (f egressFiles) Open(ctx context.Context, share string, fr airlock.Frozen) 
 			return nil, fmt.Errorf("airlock: frozen record of %s: %w", fr.Path, err)
 		}
 		c.Segments = append(c.Segments, meta.Segment{Index: rec.Segments[i], Object: obj})
+	}
+	for _, p := range rec.Patches {
+		obj, err := blob.ParseID(p.Object)
+		if err != nil {
+			return nil, fmt.Errorf("airlock: frozen record of %s: %w", fr.Path, err)
+		}
+		if c.Patches == nil {
+			c.Patches = make(map[uint64][]meta.Patch)
+		}
+		c.Patches[p.Segment] = append(c.Patches[p.Segment], meta.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: obj})
 	}
 	return dshfs.OpenFrozen(ctx, f.be, share, dshfs.FrozenFile{Path: fr.Path, Size: fr.Size, Content: c})
 }

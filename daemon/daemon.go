@@ -19,6 +19,8 @@ import (
 	"dsh/content"
 	"dsh/control"
 	dshfs "dsh/fs"
+	"dsh/internal/secmem"
+	"dsh/kv"
 	"dsh/limit"
 	"dsh/meta"
 	"dsh/metrics"
@@ -50,6 +52,8 @@ type Config struct {
 	// UploadIdle is how long a dsh upload's body may send nothing before it is cut off;
 	// 0 means control.DefaultStreamIdle.
 	UploadIdle time.Duration
+	// GCInterval is how often replaced objects are collected; 0 means 30 s.
+	GCInterval time.Duration
 	Log        *slog.Logger
 	// PortalAddr, when set, is where the HTTPS portal listens.
 	PortalAddr string
@@ -59,6 +63,12 @@ type Config struct {
 	// SMBConf, when set, is the smb.conf of the Samba in front of the trees, whose passdb
 	// `dsh smb password` writes.
 	SMBConf string
+	// FreeSpaceFloor is the free disk space below which file contents get ENOSPC, kept for
+	// the metadata and the audit log; 0 means store.DefaultFreeSpaceFloor, negative none.
+	FreeSpaceFloor int64
+	// Watchdog, when set, is told of every tree mounted, so that it can unmount it should
+	// the daemon die without doing so itself.
+	Watchdog interface{ Watch(dir string) error }
 	// Ready, when set, is called once the socket, metrics endpoint and portal are listening.
 	Ready func(socket, metricsAddr string)
 	// Clamd is clamd's socket, the malware gate of uploads and of egress; without it every
@@ -98,6 +108,10 @@ type Daemon struct {
 	wrap   *keyWrapper
 	tok    *token.Service
 	sealer *token.KeySealer
+
+	// sealing is closed when the store is sealed, ending the readers of the audit log
+	// that outlive the lock (AuditShow); a new one is made at each unseal.
+	sealing chan struct{}
 
 	// group and arrivals are the mounted S: and Q: trees, nil when not configured.
 	group    *dshfs.Group
@@ -187,10 +201,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer ms.Close()
 	if d.cfg.GroupDir != "" {
-		d.group = dshfs.New(dshfs.Options{DataDir: d.cfg.DataDir, EntryTimeout: groupEntryTimeout, Log: d.log, Metrics: d.metrics})
+		d.group = dshfs.New(dshfs.Options{DataDir: d.cfg.DataDir, EntryTimeout: groupEntryTimeout, GCInterval: d.cfg.GCInterval, Log: d.log, Metrics: d.metrics})
 		if err := d.group.Mount(d.cfg.GroupDir); err != nil {
 			return err
 		}
+		d.watch(d.cfg.GroupDir)
 		defer func() {
 			if err := d.group.Unmount(); err != nil {
 				d.log.Error("unmount the Group tree", "err", err)
@@ -199,7 +214,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.cfg.ArrivalsDir != "" {
 		opts := dshfs.Options{Tree: acl.Arrivals, Retention: d.cfg.ArrivalsRetention, DataDir: d.cfg.DataDir,
-			EntryTimeout: time.Second, Log: d.log, Metrics: d.metrics, Airlock: d.airlockMet}
+			EntryTimeout: time.Second, GCInterval: d.cfg.GCInterval, Log: d.log, Metrics: d.metrics, Airlock: d.airlockMet}
 		if d.scanner != nil {
 			opts.Scanner = d.scanner
 		}
@@ -207,6 +222,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err := d.arrivals.Mount(d.cfg.ArrivalsDir); err != nil {
 			return err
 		}
+		d.watch(d.cfg.ArrivalsDir)
 		defer func() {
 			if err := d.arrivals.Unmount(); err != nil {
 				d.log.Error("unmount the Arrivals tree", "err", err)
@@ -237,6 +253,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	go d.sweepSessions(runCtx, sweepInterval(ttl))
 	go d.sweepEgress(runCtx, egressSweepInterval(d.cfg.EgressWindow))
+	go d.keepEpoch(runCtx)
 	if d.cfg.PortalAddr != "" {
 		if portalDone, err = d.startPortal(runCtx); err != nil {
 			d.shutdown(srv)
@@ -275,6 +292,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return d.shutdown(srv)
 }
 
+// watch tells the watchdog, if any, of a tree mounted on dir.
+func (d *Daemon) watch(dir string) {
+	if d.cfg.Watchdog == nil {
+		return
+	}
+	if err := d.cfg.Watchdog.Watch(dir); err != nil {
+		d.log.Warn("the mount watchdog is not watching a tree", "err", err)
+	}
+}
+
 func (d *Daemon) shutdown(srv *control.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -299,10 +326,14 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	if d.parts != nil {
 		return fmt.Errorf("%w: the store is already unsealed", control.ErrConflict)
 	}
-	p, err := store.Unseal(d.cfg.DataDir, passphrase, d.log)
+	p, err := store.Unseal(d.cfg.DataDir, passphrase, store.Options{Log: d.log, OnIntegrity: d.integrityFailed, FreeSpaceFloor: d.cfg.FreeSpaceFloor})
 	if errors.Is(err, vault.ErrWrongPassphrase) {
 		d.log.Warn("unseal refused: wrong passphrase", "uid", uid)
 		return fmt.Errorf("%w: %w", control.ErrUnauthorized, err)
+	}
+	if errors.Is(err, store.ErrRollback) || errors.Is(err, kv.ErrIntegrity) {
+		d.log.Error("unseal refused: the store's parts do not agree", "err", err)
+		return control.WithKind(control.ErrConflict, fmt.Errorf("unseal refused: %w", err))
 	}
 	if err != nil {
 		return err
@@ -320,10 +351,10 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		_ = aud.Close(context.Background())
 		p.Close()
 	}
-	wrap := &keyWrapper{key: p.Root.Derive(vault.PurposeWrap)}
+	wrap := newKeyWrapper(p.Root.Derive(vault.PurposeWrap))
 	a, err := acl.New(p.KV, wrap, aud, acl.Options{RequireSession: true})
 	if err != nil {
-		wrap.key.Wipe()
+		wrap.wipe()
 		closeAll()
 		return fmt.Errorf("load accounts and shares: %w", err)
 	}
@@ -344,18 +375,23 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 			err = fmt.Errorf("unseal refused, the audit log cannot be written: %w", err)
 		}
 	}
+	if err == nil {
+		err = p.Checkpoint(context.Background(), "unseal")
+	}
 	if err != nil {
 		if sealer != nil {
 			sealer.Wipe()
 		}
 		a.Close()
-		wrap.key.Wipe()
+		wrap.wipe()
 		closeAll()
 		return err
 	}
 	d.parts, d.aud, d.acl, d.wrap, d.tok, d.sealer = p, aud, a, wrap, tok, sealer
 	d.refusals.Store(aud)
 	d.startMail(p, aud, a)
+	d.sealing = make(chan struct{})
+	go d.verifyAudit(p, d.sealing)
 	// One namespace store for both trees: it caches inodes, so it must make every change.
 	ns := meta.New(p.KV, meta.Options{})
 	// One budget for the unflushed writes of both trees (FUSE writers and uploads alike).
@@ -364,10 +400,19 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 		if t == nil {
 			continue
 		}
-		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{Budget: budget}),
+		rollover := func(err error) { d.log.Warn("content: a file stays on its content key for now", "err", err) }
+		be := &dshfs.Backend{Meta: ns, Content: content.New(p.Blobs, content.Options{Budget: budget, OnRollover: rollover}),
 			Blobs: p.Blobs, ACL: a, Sessions: tok.Sessions(), Audit: aud}
 		if err := t.Attach(context.Background(), be); err != nil {
-			d.log.Error("a filesystem tree could not start; it stays empty", "err", err)
+			// An unseal that serves half the store is worse than one that fails: the
+			// operator is told why, and the store is sealed again.
+			err = fmt.Errorf("unseal failed: the %s tree could not start: %w", t.Label(), err)
+			d.log.Error("unseal failed", "err", err)
+			_, _ = p.Audit.Append(context.Background(), audit.Entry{UID: int64(uid), Action: "vault.unseal", Result: "error", Detail: err.Error()}, audit.Durable)
+			if serr := d.sealLocked(uid, "vault.seal"); serr != nil {
+				d.log.Error("sealing again after a failed unseal", "err", serr)
+			}
+			return err
 		}
 	}
 	// When access ends, open files nobody may read any more drop their keys and
@@ -383,6 +428,9 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 	d.openAirlock(ns, a, tok)
 	d.usePortalCert(context.Background())
 	d.metrics.VaultSealed.Set(0)
+	if !secmem.Locked() {
+		d.log.Warn("keys and plaintext buffers could not all be locked in memory (RLIMIT_MEMLOCK without CAP_IPC_LOCK): they may reach swap; they stay out of core dumps")
+	}
 	d.log.Info("store unsealed", "uid", uid)
 	return nil
 }
@@ -392,6 +440,11 @@ func (d *Daemon) unseal(passphrase []byte, uid int) error {
 func (d *Daemon) seal(uid int, action string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.sealLocked(uid, action)
+}
+
+// sealLocked is seal with d.mu held.
+func (d *Daemon) sealLocked(uid int, action string) error {
 	if d.parts == nil {
 		if uid >= 0 {
 			return fmt.Errorf("%w: the store is already sealed", control.ErrConflict)
@@ -419,8 +472,12 @@ func (d *Daemon) seal(uid int, action string) error {
 		d.log.Error("seal: audit record not written", "err", err)
 	}
 	d.egress = nil
+	if err := d.parts.Checkpoint(context.Background(), "seal"); err != nil {
+		d.log.Error("seal: the store's epoch did not move", "err", err)
+	}
+	close(d.sealing)
 	d.acl.Close()
-	d.wrap.key.Wipe()
+	d.wrap.wipe()
 	d.sealer.Wipe()
 	err := d.parts.Close()
 	d.parts, d.aud, d.acl, d.wrap, d.tok, d.sealer = nil, nil, nil, nil, nil, nil
@@ -430,6 +487,92 @@ func (d *Daemon) seal(uid int, action string) error {
 		return fmt.Errorf("seal: %w", err)
 	}
 	return nil
+}
+
+// verifyAudit walks the whole audit log once, in the background, after an unseal, which
+// itself checks only what was written since the log's head: damage to older records is
+// then still found, counted in dsh_integrity_errors_total and audited, without making the
+// unseal wait for a year of records. A seal ends the walk.
+func (d *Daemon) verifyAudit(p *store.Parts, sealing <-chan struct{}) {
+	rd, err := p.Audit.NewReader()
+	if err != nil {
+		return
+	}
+	defer rd.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sealing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	start := time.Now()
+	res, err := rd.Verify(ctx)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		d.metrics.IntegrityErrors.Inc()
+		d.log.Error("integrity: the audit log is damaged", "err", err)
+		_, _ = p.Audit.Append(ctx, audit.Entry{UID: -1, Action: "audit.verify", Result: "error", Detail: err.Error()}, audit.Durable)
+	default:
+		d.log.Info("audit log verified", "records", res.Records, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// integrityFailed counts a part of the store that failed to authenticate (the store has
+// audited it).
+func (d *Daemon) integrityFailed(class string) {
+	d.metrics.IntegrityErrors.Inc()
+	d.log.Error("integrity: a stored record failed authentication", "class", class)
+}
+
+// Epoch upkeep: how often the metadata learns how far the audit log reached, and how often
+// a store that changes moves to a new epoch (store/epoch.go).
+const (
+	auditNoteInterval = time.Second
+	checkpointEvery   = 10 * time.Minute
+)
+
+// keepEpoch runs the epoch upkeep while the daemon runs.
+func (d *Daemon) keepEpoch(ctx context.Context) {
+	t := time.NewTicker(auditNoteInterval)
+	defer t.Stop()
+	var lastSeq uint64
+	lastCheckpoint := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_ = d.withStore(func(p *store.Parts) error {
+			if err := p.NoteAuditHead(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("integrity: could not note the audit head in the metadata", "err", err)
+			}
+			seq := p.Audit.Stats().Seq
+			if time.Since(lastCheckpoint) >= checkpointEvery && seq != lastSeq {
+				if err := p.Checkpoint(ctx, "interval"); err != nil {
+					d.log.Error("integrity: checkpoint failed", "err", err)
+				}
+				lastSeq, lastCheckpoint = p.Audit.Stats().Seq, time.Now()
+			}
+			return nil
+		})
+	}
+}
+
+// checkpoint moves the store to a new epoch after a change that a rollback of the
+// metadata would undo (memberships, accounts). The change stands whatever happens here;
+// a failure is logged, and the next checkpoint catches up.
+func (d *Daemon) checkpoint(ctx context.Context, why string) {
+	_ = d.withStore(func(p *store.Parts) error {
+		if err := p.Checkpoint(ctx, why); err != nil {
+			d.log.Error("integrity: checkpoint failed", "why", why, "err", err)
+		}
+		return nil
+	})
 }
 
 // withStore runs fn with the unsealed store held shared, or fails with ErrUnavailable.

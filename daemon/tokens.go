@@ -224,12 +224,19 @@ func (d *Daemon) CreateToken(ctx context.Context, c control.Caller, pin []byte) 
 // RevokeToken deletes one of the session user's tokens; for the operator, it revokes the
 // hardware token with serial id (a lost device reported to the service desk).
 func (d *Daemon) RevokeToken(ctx context.Context, c control.Caller, id string) error {
+	var err error
 	if c.IsRoot() {
-		return d.revokeAsOperator(ctx, c, id)
+		err = d.revokeAsOperator(ctx, c, id)
+	} else {
+		err = d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
+			return t.RevokeToken(ctx, c.UID, id)
+		})
 	}
-	return d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
-		return t.RevokeToken(ctx, c.UID, id)
-	})
+	if err == nil {
+		// A revoked token put back with an older copy of the metadata must be detected.
+		d.checkpoint(context.WithoutCancel(ctx), "token")
+	}
+	return err
 }
 
 // SetPIN re-pins one of the session user's tokens.
@@ -252,9 +259,14 @@ func (d *Daemon) RequestICE(ctx context.Context, c control.Caller, user string, 
 
 // ChangePassword changes the caller's password after checking all three factors.
 func (d *Daemon) ChangePassword(ctx context.Context, c control.Caller, current, pin []byte, code string, newPassword []byte) error {
-	return d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
+	err := d.withTokens(ctx, c, func(ctx context.Context, t *token.Service) error {
 		return t.ChangePassword(ctx, c.UID, current, pin, code, newPassword)
 	})
+	if err == nil {
+		// So is an old password put back with an older copy.
+		d.checkpoint(context.WithoutCancel(ctx), "password")
+	}
+	return err
 }
 
 // tokenQuestions converts the control socket's questions for the token service; the

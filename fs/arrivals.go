@@ -267,26 +267,36 @@ func (g *Group) sweepExpired(ctx context.Context, be *Backend, now time.Time) (i
 		if err != nil {
 			return n, err
 		}
-		var expired []string
+		type arrival struct {
+			name string
+			ino  meta.Ino
+		}
+		var expired []arrival
 		err = g.eachArrival(ctx, be, root.Ino, func(name string, a *meta.Attr) error {
 			if !now.Before(time.Unix(0, a.Mtime).Add(g.opts.Retention)) {
-				expired = append(expired, name)
+				expired = append(expired, arrival{name, a.Ino})
 			}
 			return nil
 		})
 		if err != nil {
 			return n, err
 		}
-		for _, name := range expired {
+		for _, x := range expired {
+			object := user + "/" + x.name
 			// Fail closed on the audit log: a deletion it cannot record waits for the next sweep.
-			if err := g.recordAs(ctx, be, -1, user, "arrivals.expire", user+"/"+name, "ok", "retention "+g.opts.Retention.String()); err != nil {
+			if err := g.recordAs(ctx, be, -1, user, "arrivals.expire", object, "ok", "retention "+g.opts.Retention.String()); err != nil {
 				return n, fmt.Errorf("expiry postponed: %w", err)
 			}
-			a, err := be.Meta.Unlink(ctx, root.Ino, name)
+			// The file that expired, not whatever holds its name now: its owner may have
+			// deleted it and uploaded a new one under the same name since the look above.
+			a, err := be.Meta.UnlinkInode(ctx, root.Ino, x.name, x.ino)
 			if errors.Is(err, meta.ErrNotFound) {
+				// The record above must not stand for a deletion that did not happen.
+				_ = g.recordAs(ctx, be, -1, user, "arrivals.expire", object, "skipped", "the file that expired is gone; the name holds another file or none")
 				continue
 			}
 			if err != nil {
+				_ = g.recordAs(ctx, be, -1, user, "arrivals.expire", object, "error", "")
 				return n, err
 			}
 			g.reapIfUnused(ctx, be, a.Ino, a.Nlink)

@@ -225,10 +225,14 @@ func contentSegments(a *meta.Attr) []content.Segment {
 func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 	be, ino := gr.be, a.Ino
 	id, wrapped := a.Content.FileID, a.Content.Key
-	segs := contentSegments(a)
+	segs, err := contentSegmentsOf(context.Background(), be, a)
+	if err != nil {
+		return nil, err
+	}
 	of := &openFile{ino: ino, share: gr.share, be: be}
-	err := gr.useKey(func(k *vault.Key) (err error) {
-		of.f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, &of.unsynced))
+	err = gr.useKey(func(k *vault.Key) (err error) {
+		of.f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, &of.unsynced),
+			content.WithSeals(a.Content.Seals))
 		return err
 	})
 	if err != nil {
@@ -245,11 +249,7 @@ func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 // every earlier change, the file's create too: it clears unsynced, if given.
 func commitTo(be *Backend, ino meta.Ino, id vault.FileID, wrapped vault.WrappedKey, unsynced *atomic.Bool) content.CommitFunc {
 	return func(ctx context.Context, st content.Staged) error {
-		ms := make([]meta.Segment, len(st.Segments))
-		for i, s := range st.Segments {
-			ms[i] = meta.Segment{Index: s.Index, Object: s.Object}
-		}
-		_, err := be.Meta.SetContent(ctx, ino, st.Size, meta.Content{FileID: id, Key: wrapped, Segments: ms}, time.Now().UnixNano())
+		_, err := be.Meta.SetContent(ctx, ino, st.Size, metaContent(id, wrapped, st), time.Now().UnixNano())
 		if err == nil && unsynced != nil {
 			unsynced.Store(false)
 		}
@@ -390,6 +390,10 @@ func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	detail := "read"
 	if write {
 		detail = "write"
+	}
+	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		// O_TRUNC destroys the content: this record, written before, accounts for it.
+		detail = "write, truncate"
 	}
 	if e := n.g.record(ctx, gr.be, "fs.open", n.path(), "ok", detail); e != 0 {
 		return nil, 0, e

@@ -32,11 +32,15 @@ type FrozenFile struct {
 	Content meta.Content
 }
 
-// Objects returns the IDs of the objects the frozen content reads from, in file order.
+// Objects returns the IDs of the objects the frozen content reads from, in file order:
+// each segment's object, then its patches'.
 func (f FrozenFile) Objects() []string {
-	out := make([]string, len(f.Content.Segments))
-	for i, s := range f.Content.Segments {
-		out[i] = s.Object.String()
+	out := make([]string, 0, len(f.Content.Segments))
+	for _, s := range f.Content.Segments {
+		out = append(out, s.Object.String())
+		for _, p := range f.Content.Patches[s.Index] {
+			out = append(out, p.Object.String())
+		}
 	}
 	return out
 }
@@ -64,8 +68,8 @@ func resolve(ctx context.Context, be *Backend, share, path string) (meta.Attr, e
 	return a, nil
 }
 
-// Freeze finds paths in share and pins the content each has now under pin, all in one
-// transaction. Open files' unflushed writes are not part of it: what is frozen is what the
+// Freeze finds paths in share and pins the content each has now under pin (segments and
+// their patches), all in one transaction. Open files' unflushed writes are not part of it: what is frozen is what the
 // metadata recorded, as another reader would see it.
 func Freeze(ctx context.Context, be *Backend, share, pin string, paths []string) ([]FrozenFile, error) {
 	inos := make([]meta.Ino, len(paths))
@@ -97,6 +101,9 @@ func OpenFrozen(ctx context.Context, be *Backend, share string, f FrozenFile) (i
 	segs := make([]content.Segment, len(f.Content.Segments))
 	for i, s := range f.Content.Segments {
 		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
+		for _, p := range f.Content.Patches[s.Index] {
+			segs[i].Patches = append(segs[i].Patches, content.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: p.Object})
+		}
 	}
 	file, err := be.Content.Open(share, &key, f.Content.FileID, f.Content.Key, f.Size, segs, readOnly)
 	key.Wipe()

@@ -127,3 +127,103 @@ func TestFrozenSurvivesCollection(t *testing.T) {
 		t.Fatalf("read after unpin: %v", err)
 	}
 }
+
+// A file whose small writes were stored as patches freezes with them: the frozen content
+// reads the patched bytes after the file is rewritten, deleted and collected, and the
+// patches' objects stay pinned until the pin goes.
+func TestFrozenKeepsPatches(t *testing.T) {
+	h := newHarness(t)
+	op := acl.Actor{UID: 0, Operator: true}
+	if _, err := h.be.ACL.CreateProject(bg, op, "p1", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.be.ACL.CreateShare(bg, op, "s1", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	root, err := h.be.Meta.ShareRoot(bg, "s1", shareRootMode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := h.be.ACL.ShareKey(bg, "s1")
+	id, wrapped, err := h.be.Content.NewFile("s1", &key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.be.Meta.Create(bg, root.Ino, "db.bin", meta.KindFile, 0o644, "", meta.Content{FileID: id, Key: wrapped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := randomBytes(content.SegmentSize + 4096)
+	writeShareFile(t, h, "s1", a, orig)
+
+	// A small write into the stored segment: a patch.
+	cur, err := h.be.Meta.GetAttr(bg, a.Ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs, err := contentSegmentsOf(bg, h.be, &cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := h.be.Content.Open("s1", &key, cur.Content.FileID, cur.Content.Key, cur.Size, segs,
+		commitTo(h.be, a.Ino, cur.Content.FileID, cur.Content.Key, nil))
+	key.Wipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bg, []byte("PATCHED"), 100000); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Flush(bg); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want := append([]byte(nil), orig...)
+	copy(want[100000:], "PATCHED")
+	if cur, err = h.be.Meta.GetAttr(bg, a.Ino); err != nil || !cur.Content.Segments[0].Patched {
+		t.Fatalf("the small write made no patch: %+v %v", cur.Content.Segments, err)
+	}
+
+	ff, err := Freeze(bg, h.be, "s1", "egress/p", []string{"db.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ff[0].Objects()); n < 3 {
+		t.Fatalf("frozen objects: %v, want the two segments and the patch", ff[0].Objects())
+	}
+	writeShareFile(t, h, "s1", a, []byte("new"))
+	ua, err := h.be.Meta.Unlink(bg, root.Ino, "db.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.g.reapIfUnused(bg, h.be, ua.Ino, ua.Nlink)
+	if err := h.g.collectGarbage(bg, h.be); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.g.sweepUnreferenced(bg, h.be, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, h, "s1", ff[0])
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("frozen patched content after collection: %d bytes, equal %v, %v", len(got), bytes.Equal(got, want), err)
+	}
+	// Without its patches the record would read the bytes from before the write.
+	bare := ff[0]
+	bare.Content.Patches = nil
+	if got, err := readAll(t, h, "s1", bare); err == nil && bytes.Equal(got, want) {
+		t.Fatal("the test proves nothing: the segment alone reads the patched bytes")
+	}
+	if err := h.be.Meta.Unpin(bg, "egress/p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.g.collectGarbage(bg, h.be); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ff[0].Content.Patches {
+		for _, p := range s {
+			if _, err := h.be.Blobs.Open(bg, p.Object); !errors.Is(err, blob.ErrNotFound) {
+				t.Fatalf("patch object %s after unpin and collection: %v", p.Object, err)
+			}
+		}
+	}
+}

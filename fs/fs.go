@@ -125,6 +125,9 @@ func New(opts Options) *Group {
 	return g
 }
 
+// Label names the tree ("group" or "arrivals"), for messages.
+func (g *Group) Label() string { return string(g.label) }
+
 // opNames are the FUSE operations counted in dsh_fuse_operations_total; a fixed set, so
 // the metric's labels stay bounded.
 var opNames = []string{"lookup", "getattr", "setattr", "open", "create", "read", "write", "flush",

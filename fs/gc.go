@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"dsh/blob"
@@ -32,21 +33,31 @@ func (g *Group) collect(ctx context.Context, be *Backend, attached time.Time) {
 }
 
 // collectGarbage deletes the objects on the metadata's garbage list, in batches.
+//
+// An object goes on the list in the commit that stops naming it, and a commit is visible
+// to other transactions before it is durable. Deleted before that commit reaches the
+// disk, an object could still be named by the metadata a power cut leaves behind, and its
+// file would read EIO. So each batch first waits until every commit it may come from is
+// durable (one sync for the batch), and only then deletes.
 func (g *Group) collectGarbage(ctx context.Context, be *Backend) error {
 	for {
 		var ids []blob.ID
-		err := be.Meta.Garbage(ctx, 256, func(id blob.ID) error {
-			if err := be.Blobs.Delete(ctx, id); err != nil && !errors.Is(err, blob.ErrNotFound) {
-				return err
-			}
+		if err := be.Meta.Garbage(ctx, 256, func(id blob.ID) error {
 			ids = append(ids, id)
 			return nil
-		})
-		if err != nil {
+		}); err != nil {
 			return err
 		}
 		if len(ids) == 0 {
 			return nil
+		}
+		if err := be.Meta.Sync(ctx); err != nil {
+			return fmt.Errorf("make the commits that freed objects durable before deleting them: %w", err)
+		}
+		for _, id := range ids {
+			if err := be.Blobs.Delete(ctx, id); err != nil && !errors.Is(err, blob.ErrNotFound) {
+				return err
+			}
 		}
 		if err := be.Meta.Collected(ctx, ids); err != nil {
 			return err
@@ -55,7 +66,8 @@ func (g *Group) collectGarbage(ctx context.Context, be *Backend) error {
 }
 
 // sweepUnreferenced deletes objects older than before that no inode references. Objects
-// written since are left alone: their metadata commit may be on its way.
+// written since are left alone: their metadata commit may be on its way. As in
+// collectGarbage, the commits that stopped naming them are made durable first.
 func (g *Group) sweepUnreferenced(ctx context.Context, be *Backend, before time.Time) (int, error) {
 	refs := make(map[blob.ID]struct{})
 	if err := be.Meta.Referenced(ctx, func(id blob.ID) error {
@@ -72,6 +84,12 @@ func (g *Group) sweepUnreferenced(ctx context.Context, be *Backend, before time.
 		return nil
 	}); err != nil {
 		return 0, err
+	}
+	if len(stale) == 0 {
+		return 0, nil
+	}
+	if err := be.Meta.Sync(ctx); err != nil {
+		return 0, fmt.Errorf("make the metadata durable before deleting objects: %w", err)
 	}
 	n := 0
 	for _, id := range stale {

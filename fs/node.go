@@ -114,8 +114,15 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	defer n.g.observe("setattr", time.Now(), &e)
 	gr, e := n.g.check(ctx, n.share, acl.Write)
 	if e != 0 {
+		n.g.recordSetattrDenied(ctx, n, in)
 		return e
 	}
+	// Truncate, chmod and chown are audited before they take effect (attraudit.go).
+	failed, e := n.g.recordSetattr(ctx, gr, n, in)
+	if e != 0 {
+		return e
+	}
+	defer func() { failed(e) }()
 	if uid, ok := in.GetUID(); ok && int(uid) != gr.uid {
 		return syscall.EPERM
 	}

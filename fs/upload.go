@@ -213,7 +213,10 @@ func (u *Upload) reopen(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("arrivals: staged file: %w", err)
 	}
-	segs := contentSegments(&a)
+	segs, err := contentSegmentsOf(ctx, u.be, &a)
+	if err != nil {
+		return fmt.Errorf("arrivals: staged file: %w", err)
+	}
 	return u.open(ctx, a.Size, segs)
 }
 

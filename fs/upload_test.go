@@ -231,13 +231,16 @@ func (h *harness) read(t *testing.T, name string) []byte {
 
 func (h *harness) readAttr(t *testing.T, a *meta.Attr) []byte {
 	t.Helper()
-	segs := contentSegments(a)
+	segs, err := contentSegmentsOf(bg, h.be, a)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ring, ok := h.be.Sessions.Keyring(aliceUID)
 	if !ok {
 		t.Fatal("no session")
 	}
 	var f *content.File
-	ok, err := ring.UseArrivals(func(k *vault.Key) (err error) {
+	ok, err = ring.UseArrivals(func(k *vault.Key) (err error) {
 		f, err = h.be.Content.Open(arrivalsPrefix+"alice", k, a.Content.FileID, a.Content.Key, a.Size, segs,
 			func(context.Context, content.Staged) error { return errors.New("read only") })
 		return err

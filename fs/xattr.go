@@ -50,6 +50,7 @@ func (n *node) Setxattr(ctx context.Context, name string, data []byte, flags uin
 	defer n.g.observe("xattr", time.Now(), &e)
 	gr, e := n.g.check(ctx, n.share, acl.Write)
 	if e != 0 {
+		n.g.recordRefused(ctx, "fs.setxattr", n.path(), name)
 		return e
 	}
 	var f meta.XattrFlags
@@ -59,7 +60,10 @@ func (n *node) Setxattr(ctx context.Context, name string, data []byte, flags uin
 	if flags&2 != 0 { // XATTR_REPLACE
 		f |= meta.XattrReplace
 	}
-	return errno(n.g.log, "setxattr", gr.be.Meta.SetXattr(ctx, n.ino, name, data, f))
+	// Audited before it takes effect (attraudit.go).
+	return n.g.change(ctx, gr.be, "fs.setxattr", n.path(), name, "setxattr", func() error {
+		return gr.be.Meta.SetXattr(ctx, n.ino, name, data, f)
+	})
 }
 
 // Listxattr lists the names of the extended attributes.
@@ -102,7 +106,11 @@ func (n *node) Removexattr(ctx context.Context, name string) (e syscall.Errno) {
 	defer n.g.observe("xattr", time.Now(), &e)
 	gr, e := n.g.check(ctx, n.share, acl.Write)
 	if e != 0 {
+		n.g.recordRefused(ctx, "fs.removexattr", n.path(), name)
 		return e
 	}
-	return errno(n.g.log, "removexattr", gr.be.Meta.RemoveXattr(ctx, n.ino, name))
+	// Audited before it takes effect (attraudit.go).
+	return n.g.change(ctx, gr.be, "fs.removexattr", n.path(), name, "removexattr", func() error {
+		return gr.be.Meta.RemoveXattr(ctx, n.ino, name)
+	})
 }

@@ -12,7 +12,9 @@ import (
 	"dsh/vault"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/skl"
+	"github.com/dgraph-io/badger/v4/y"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,9 +33,10 @@ var (
 // roughly 3×10.5 + 16 + 8 ≈ 56 MiB of heap.
 const (
 	// memTableSize: Badger allocates each memtable's arena (this plus room for one largest
-	// batch, about 10.5 MiB in all) up front. At 8 MiB Badger's own transaction limit still
-	// stays above kv's (checked below).
-	memTableSize = 8 << 20
+	// batch, about 15.7 MiB in all) up front. At 12 MiB Badger's own transaction limit
+	// stays above kv's with every value sealed (checked below); 8 MiB was enough before
+	// values were sealed.
+	memTableSize = 12 << 20
 	// numMemtables: one being written, up to two waiting for their flush to L0.
 	numMemtables = 3
 	// blockCacheSize holds decrypted, decompressed table blocks; with encryption on, every
@@ -43,10 +46,10 @@ const (
 	// it on an encrypted store; a miss re-reads and decrypts one table's index.
 	indexCacheSize = 8 << 20
 	// valueThreshold: every value kv accepts (up to MaxValueSize) stays in the LSM tree and
-	// nothing new goes to the value log. Badger's value-log GC rewrites live values and
+	// nothing new goes to the value log, sealed (Sealed) or not. Badger's value-log GC rewrites live values and
 	// then deletes the old file without a sync of the rewrite, which is only safe with
 	// SyncWrites; kv syncs itself (durable.go), so it keeps the value log empty instead.
-	valueThreshold = MaxValueSize + 1
+	valueThreshold = MaxValueSize + SealOverhead + 1
 	// valueLogFileSize: value-log GC rewrites whole files; small files let it reclaim space
 	// from a metadata store in small steps (Badger's default is 1 GiB).
 	valueLogFileSize = 64 << 20
@@ -55,11 +58,14 @@ const (
 )
 
 // Badger refuses a transaction bigger than 15% of a memtable or with more entries than fit
-// that many maximal skiplist nodes, counting each entry at up to 12 bytes more than kv does.
-// These fail to compile if a smaller memtable would let Badger refuse what kv allows.
+// that many maximal skiplist nodes, counting each entry at up to 12 bytes more than kv does,
+// and every value here may be sealed (SealOverhead more). It keeps a value in the LSM tree
+// only below 1 MiB. These fail to compile if a smaller memtable would let Badger refuse
+// what kv allows, or push a value to the value log.
 const (
 	badgerBatchSize = 15 * memTableSize / 100
-	_               = uint(badgerBatchSize - (MaxTxnBytes + 12*MaxTxnWrites))
+	_               = uint(badgerBatchSize - (MaxTxnBytes + (12+SealOverhead)*MaxTxnWrites))
+	_               = uint(1<<20 - valueThreshold)
 	_               = uint(badgerBatchSize/skl.MaxNodeSize - MaxTxnWrites)
 )
 
@@ -107,7 +113,7 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	// Badger keeps the slice for key rotation, so it gets its own copy, not the caller's.
 	key := clone(encryptionKey[:])
 	dur := newDurability(dir)
-	bo := tuned(badger.DefaultOptions(dir), log, dur).
+	bo := tuned(badger.DefaultOptions(dir), log).
 		WithEncryptionKey(key).
 		WithSyncWrites(false)
 	db, err := badger.Open(bo)
@@ -115,17 +121,22 @@ func OpenBadger(dir string, encryptionKey *vault.Key, opts BadgerOptions) (*Badg
 	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
 		clear(key)
 		return nil, fmt.Errorf("open badger at %s: %w", dir, ErrWrongKey)
+	case errors.Is(err, y.ErrChecksumMismatch) || err != nil && strings.Contains(err.Error(), y.ErrChecksumMismatch.Error()):
+		// Badger flattens some errors of its table loaders to text; the text is matched too.
+		clear(key)
+		return nil, fmt.Errorf("kv: open badger at %s: %w (a table failed its checksum): %w", dir, ErrIntegrity, err)
 	case err != nil:
 		clear(key)
 		return nil, fmt.Errorf("kv: open badger at %s: %w", dir, err)
 	}
 	// Badger replays the logs of a process that was killed and shows their commits at
 	// once; they were never synced, and the next durable commit must not depend on them
-	// while they could still vanish.
-	if err := dur.syncLogs(); err != nil {
+	// while they could still vanish. start syncs them and finds the log Badger writes to.
+	if err := dur.start(); err != nil {
 		db.Close()
+		dur.closeCurrent()
 		clear(key)
-		return nil, fmt.Errorf("kv: open badger at %s: sync replayed logs: %w", dir, err)
+		return nil, fmt.Errorf("kv: open badger at %s: the write-ahead logs: %w", dir, err)
 	}
 	b := &Badger{db: db, dur: dur, log: log, key: key}
 	b.startGC(opts.GCInterval)
@@ -139,9 +150,9 @@ func loggerOrDefault(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-func tuned(o badger.Options, log *slog.Logger, dur *durability) badger.Options {
+func tuned(o badger.Options, log *slog.Logger) badger.Options {
 	return o.
-		WithLogger(badgerLogger{log: log, dur: dur}).
+		WithLogger(badgerLogger{log: log}).
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(numMemtables).
 		WithBlockCacheSize(blockCacheSize).
@@ -149,6 +160,19 @@ func tuned(o badger.Options, log *slog.Logger, dur *durability) badger.Options {
 		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(valueLogFileSize).
 		WithNumCompactors(numCompactors).
+		// Every table's blocks are checked against their checksums when the table is opened
+		// (its index always is): a damaged file fails the open instead of handing out what
+		// it decodes to. Values are authenticated too, by Sealed; this catches damage to
+		// the LSM tree itself, such as keys. Not OnTableAndBlockRead: Badger v4.9 then
+		// dereferences a nil block on the first bad one and takes the process down. It
+		// does the same in this mode when a block fails to decode before its checksum is
+		// reached, which a compressed block does for most changed bytes: so blocks are not
+		// compressed (metadata is small, and encrypted tables do not compress anyway after
+		// Badger's own compression, which only saw the keys). A changed byte then fails
+		// the checksum, except in the 8 bytes that end each 4 KiB block.
+		WithChecksumVerificationMode(options.OnTableRead).
+		WithCompression(options.None).
+		WithVerifyValueChecksum(true).
 		// Badger's expvar counters are not served anywhere; dsh has its own metrics.
 		WithMetricsEnabled(false)
 }
@@ -274,7 +298,12 @@ func (b *Badger) UpdateLazy(ctx context.Context, fn func(Txn) error) error {
 		return err
 	}
 	defer b.gate.leave()
-	return b.commit(ctx, fn)
+	if err := b.commit(ctx, fn); err != nil {
+		return err
+	}
+	// Badger may have started a new log for this commit: the old one is synced now.
+	b.dur.afterCommit()
+	return nil
 }
 
 // Sync makes every commit that returned before it durable; see Store.
@@ -294,9 +323,9 @@ func (b *Badger) commit(ctx context.Context, fn func(Txn) error) error {
 	return retryConflicts(ctx, func() (bool, error) { return b.updateOnce(fn) })
 }
 
-// sync makes every commit so far durable: the logs of earlier memtables were synced when
-// they were rotated out (durable.go), so syncing the current one is enough. The round
-// does not heed the caller's context: others may be waiting on it.
+// sync makes every commit so far durable: the logs of earlier memtables are synced as
+// they are rotated out (durable.go), so syncing the current one is enough. The round does
+// not heed the caller's context: others may be waiting on it.
 func (b *Badger) sync() error {
 	err := b.dur.group(func() error {
 		if err := b.dur.check(); err != nil {
@@ -309,8 +338,8 @@ func (b *Badger) sync() error {
 		if err != nil {
 			return fmt.Errorf("sync the write-ahead log: %w", err)
 		}
-		// A rotation during the sync ran its own sync of the log it rotated out; one that
-		// failed must not be reported as success here.
+		// A sync of a complete log that failed (here or after a lazy commit) must not be
+		// reported as success.
 		return b.dur.check()
 	})
 	if err != nil {
@@ -374,6 +403,18 @@ func (t *badgerTxn) Set(key, value []byte) error {
 	return nil
 }
 
+// setRaw is Set without kv's size limits, for Sealed, which checked them on the
+// plaintext; Badger's own limits are set to take sealed values (see badgerBatchSize).
+func (t *badgerTxn) setRaw(key, value []byte) error {
+	if err := t.g.checkRawWrite(key); err != nil {
+		return err
+	}
+	if err := t.txn.Set(clone(key), clone(value)); err != nil {
+		return mapWriteErr("set", err)
+	}
+	return nil
+}
+
 func (t *badgerTxn) Delete(key []byte) error {
 	if err := t.g.checkWrite(key, nil); err != nil {
 		return err
@@ -420,13 +461,12 @@ func (t *badgerTxn) Scan(prefix, start []byte, fn func(key, value []byte) (bool,
 	return nil
 }
 
-// badgerLogger passes Badger's warnings and errors to slog and drops the rest, after
-// showing its debug messages to the durability tracker (memtable rotations). Some of
+// badgerLogger passes Badger's warnings and errors to slog and drops the rest. Some of
 // Badger's messages print the key being read (%v or %x of a []byte); keys hold file names,
 // which may be identifying and must not reach a plaintext log, so byte slices are redacted.
+// Nothing in dsh depends on what Badger logs.
 type badgerLogger struct {
 	log *slog.Logger
-	dur *durability
 }
 
 func (l badgerLogger) Errorf(format string, args ...any) {
@@ -439,11 +479,7 @@ func (l badgerLogger) Warningf(format string, args ...any) {
 
 func (badgerLogger) Infof(string, ...any) {}
 
-func (l badgerLogger) Debugf(format string, _ ...any) {
-	if l.dur != nil {
-		l.dur.observe(format)
-	}
-}
+func (badgerLogger) Debugf(string, ...any) {}
 
 // redacted prints as its length only, whatever the verb.
 type redacted int

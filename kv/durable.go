@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,39 +26,42 @@ import (
 // durability (Update, Sync); that covers every earlier commit, because they sit earlier in
 // the same log.
 //
-// Or in an older log: when Badger replaces a full memtable it starts a new log, and
-// db.Sync syncs only the current one. So kv syncs the outgoing log at that moment. Badger
-// announces the rotation with a debug message (rotationMessage) from its single write
-// goroutine, under its write lock, before the new memtable takes any write; kv's logger
-// syncs every log file there. Every log but the current one is thus durable before a later
-// commit can land anywhere, and the order of commits on disk is the order they were made
-// in. A test fails if Badger stops sending the message. Logs replayed at open (left by a
-// process that was killed) are synced at open for the same reason.
-
-// The durable sync itself (syncCurrent) is an fdatasync of the current log, kept open: the
-// same as Badger's db.Sync minus its msync of the value log, which holds nothing since every
-// value is kept in the LSM tree (valueThreshold), and minus Badger's lock. kv does not track
-// which log is current; it checks, each round, that the one it holds still is: no log
-// numbered after it exists (Badger numbers each new log one above the last and creates it
-// before writing to it) and it still has its name (logs are removed in order, once
-// flushed). When that holds, every commit made before the round is in that log or in an
-// older one its rotation synced. When it does not, kv opens the newest log and checks
-// again; if that fails too, the round uses db.Sync.
-
-// rotationMessage starts the debug message Badger logs when it replaces a full memtable
-// with a new one (badger v4 db.ensureRoomForWrite).
-const rotationMessage = "Flushing memtable"
+// Or in an older log: when Badger replaces a full memtable it starts a new log, and a sync
+// of the new one says nothing of the old one, which the kernel may not have written yet
+// while it writes pages of the new one. So kv watches the logs themselves. Badger names
+// each log by a number one above the last ("%05d.mem") and writes only to the newest; kv
+// holds the newest it knows of, and whenever the next number exists (a rotation), the one
+// held is complete: kv fdatasyncs it, makes the folder entry of the new one durable, and
+// holds the new one. It looks at every durable round and right after every lazy commit
+// (one lstat), so the old log is durable before a later commit can depend on it, and the
+// order of commits on disk is the order they were made in. (A lazy commit that lands in a
+// new log has its predecessor synced a few microseconds after it is written, not before:
+// only a power cut in that instant, with the kernel writing back the new log's page ahead
+// of the old one's, could keep the later commit without the earlier.)
+//
+// This depends on Badger's naming of its logs, not on anything it might stop sending:
+// OpenBadger refuses a store in which it finds no log named that way, and the durable
+// round falls back to Badger's own db.Sync (counted) whenever the log held is gone with
+// no successor, so that a change of naming fails loudly or costs speed, never durability.
+// Logs replayed at open (left by a process that was killed) are synced at open.
+//
+// The durable sync itself is an fdatasync of the log held: the same as Badger's db.Sync
+// minus its msync of the value log, which holds nothing since every value is kept in the
+// LSM tree (valueThreshold), and minus Badger's lock.
 
 // memSuffix names the files of Badger's memtable logs.
 const memSuffix = ".mem"
 
-// durability syncs Badger's memtable logs at rotation and shares syncs between callers.
+// errNoLog is returned by OpenBadger when Badger's folder holds no log kv can recognise.
+var errNoLog = errors.New("no memtable log named %05d" + memSuffix + " found: this Badger names its logs in a way kv does not know, so kv cannot make commits durable in order")
+
+// durability syncs Badger's memtable logs and shares syncs between callers.
 type durability struct {
 	dir string
-	// rotations counts memtable rotations since open, for tests.
+	// rotations counts the rotations seen since open, for tests.
 	rotations atomic.Uint64
-	// failed holds the first error of a sync at rotation. A log that failed to sync may
-	// lose commits that callers were told are durable, so every later sync fails too.
+	// failed holds the first error of a sync of a complete log. A log that failed to sync
+	// may lose commits that callers were told are durable, so every later sync fails too.
 	failed atomic.Pointer[error]
 
 	// Group sync: one round at a time; a caller waits for a round that started after it
@@ -69,9 +73,10 @@ type durability struct {
 	finished uint64
 	lastErr  error
 
-	// The log believed current and its number; used by one round at a time.
+	// logMu guards the log held; rounds and the check after a lazy commit take it.
+	logMu  sync.Mutex
 	cur    *os.File
-	curFid int
+	curFid atomic.Int64
 	// fallbacks counts rounds that had to use db.Sync, for tests.
 	fallbacks atomic.Uint64
 }
@@ -82,27 +87,19 @@ func newDurability(dir string) *durability {
 	return d
 }
 
-// observe is called with every debug message of Badger, from its write goroutine.
-func (d *durability) observe(format string) {
-	if !strings.HasPrefix(format, rotationMessage) {
-		return
-	}
-	d.rotations.Add(1)
-	if err := d.syncLogs(); err != nil {
-		err = fmt.Errorf("sync the write-ahead log of a full memtable: %w", err)
-		d.failed.CompareAndSwap(nil, &err)
-	}
-}
-
-// syncLogs syncs every memtable log in the directory and the directory itself. The logs
-// other than the one being rotated out are already durable, so their syncs cost little.
-func (d *durability) syncLogs() error {
-	logs, err := filepath.Glob(filepath.Join(d.dir, "*"+memSuffix))
+// start runs at open, after Badger replayed its logs: it syncs every log (replayed commits
+// were never synced, and later durable commits must not depend on them while they could
+// still vanish) and the folder, and holds the newest.
+func (d *durability) start() error {
+	fids, err := listLogs(d.dir)
 	if err != nil {
 		return err
 	}
-	for _, name := range logs {
-		f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if len(fids) == 0 {
+		return errNoLog
+	}
+	for _, fid := range fids {
+		f, err := os.OpenFile(logPath(d.dir, fid), os.O_RDWR, 0)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // flushed to a table and removed meanwhile: durable there
 		}
@@ -115,10 +112,73 @@ func (d *durability) syncLogs() error {
 			return err
 		}
 	}
-	return diskio.SyncDir(d.dir)
+	if err := diskio.SyncDir(d.dir); err != nil {
+		return err
+	}
+	newest := fids[len(fids)-1]
+	f, err := os.OpenFile(logPath(d.dir, newest), os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	d.cur = f
+	d.curFid.Store(int64(newest))
+	// Badger may have started another log since the listing.
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
+	return d.advance()
 }
 
-// check returns the sticky error of a failed sync at rotation.
+// advance moves the held log to the newest one, syncing each complete log it passes and
+// the folder. d.logMu must be held.
+func (d *durability) advance() error {
+	for {
+		next := int(d.curFid.Load()) + 1
+		f, err := os.OpenFile(logPath(d.dir, next), os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// The held log is complete: Badger writes only to the newest. It may have been
+		// flushed to a table and removed already; syncing it then costs nothing.
+		if err := unix.Fdatasync(int(d.cur.Fd())); err != nil {
+			f.Close()
+			return fmt.Errorf("sync the write-ahead log of a full memtable: %w", err)
+		}
+		if err := diskio.SyncDir(d.dir); err != nil {
+			f.Close()
+			return err
+		}
+		d.cur.Close()
+		d.cur = f
+		d.curFid.Store(int64(next))
+		d.rotations.Add(1)
+	}
+}
+
+// afterCommit runs after every lazy commit: if Badger has started a new log, the ones
+// before it are synced now, before a later commit can depend on them.
+func (d *durability) afterCommit() {
+	if d.cur == nil {
+		return
+	}
+	if _, err := os.Lstat(logPath(d.dir, int(d.curFid.Load())+1)); err != nil {
+		return
+	}
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
+	if err := d.advance(); err != nil {
+		d.fail(err)
+	}
+}
+
+// fail records the first error of a sync that callers may have relied on.
+func (d *durability) fail(err error) {
+	d.failed.CompareAndSwap(nil, &err)
+}
+
+// check returns the sticky error of a failed sync of a complete log.
 func (d *durability) check() error {
 	if p := d.failed.Load(); p != nil {
 		return *p
@@ -154,59 +214,34 @@ func (d *durability) group(round func() error) error {
 	return d.lastErr
 }
 
-// openNewest opens the newest memtable log in place of the one held.
-func (d *durability) openNewest() error {
-	logs, err := filepath.Glob(filepath.Join(d.dir, "*"+memSuffix))
-	if err != nil {
-		return err
-	}
-	newest := -1
-	for _, name := range logs {
-		if fid, ok := logFid(name); ok && fid > newest {
-			newest = fid
-		}
-	}
-	if newest < 0 {
-		return errors.New("no memtable log found")
-	}
-	f, err := os.OpenFile(logPath(d.dir, newest), os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	d.closeCurrent()
-	d.cur, d.curFid = f, newest
-	return nil
-}
-
-// holdsCurrent reports whether the log held is the one Badger writes to now, or was when
-// the round started (see above).
-func (d *durability) holdsCurrent() bool {
+// syncCurrent makes every commit so far durable: the logs before the newest are synced as
+// it moves past them, then the newest is fdatasync'd. It reports false when it could not
+// tell which log is current (the one held is gone and has no successor), and the caller
+// must use db.Sync. Rounds call it one at a time.
+func (d *durability) syncCurrent() (bool, error) {
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
 	if d.cur == nil {
-		return false
+		d.fallbacks.Add(1)
+		return false, nil
+	}
+	if err := d.advance(); err != nil {
+		d.fail(err)
+		return true, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(d.cur.Fd()), &st); err != nil || st.Nlink == 0 {
-		return false
-	}
-	_, err := os.Lstat(logPath(d.dir, d.curFid+1))
-	return errors.Is(err, os.ErrNotExist)
-}
-
-// syncCurrent fdatasyncs the current log and reports whether it could: false means kv
-// could not tell which log is current, and the caller must use db.Sync. Rounds call it
-// one at a time.
-func (d *durability) syncCurrent() (bool, error) {
-	if !d.holdsCurrent() {
-		if err := d.openNewest(); err != nil || !d.holdsCurrent() {
-			d.fallbacks.Add(1)
-			return false, nil
-		}
+		// Removed, and no newer log: not how Badger works today. Its own sync is safe.
+		d.fallbacks.Add(1)
+		return false, nil
 	}
 	return true, unix.Fdatasync(int(d.cur.Fd()))
 }
 
-// closeCurrent releases the current log's descriptor.
+// closeCurrent releases the held log's descriptor.
 func (d *durability) closeCurrent() {
+	d.logMu.Lock()
+	defer d.logMu.Unlock()
 	if d.cur != nil {
 		d.cur.Close()
 		d.cur = nil
@@ -215,6 +250,22 @@ func (d *durability) closeCurrent() {
 
 func logPath(dir string, fid int) string {
 	return filepath.Join(dir, fmt.Sprintf("%05d%s", fid, memSuffix))
+}
+
+// listLogs returns the numbers of the memtable logs in dir, ascending.
+func listLogs(dir string) ([]int, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*"+memSuffix))
+	if err != nil {
+		return nil, err
+	}
+	var fids []int
+	for _, name := range names {
+		if fid, ok := logFid(name); ok {
+			fids = append(fids, fid)
+		}
+	}
+	slices.Sort(fids)
+	return fids, nil
 }
 
 // logFid parses the number in a log's name (Badger's "%05d.mem").

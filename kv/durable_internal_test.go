@@ -39,7 +39,7 @@ func fill(t *testing.T, b *Badger, tag string) {
 	v := bytes.Repeat([]byte{7}, 256<<10)
 	for i := 0; b.dur.rotations.Load() == start; i++ {
 		if i > 4*memTableSize/len(v) {
-			t.Fatalf("no memtable rotation seen after %d MiB: Badger no longer logs %q?", i*len(v)>>20, rotationMessage)
+			t.Fatalf("no memtable rotation seen after %d MiB: Badger no longer names its logs %%05d%s?", i*len(v)>>20, memSuffix)
 		}
 		k := []byte(fmt.Sprintf("fill/%s/%d", tag, i))
 		if err := b.UpdateLazy(context.Background(), func(tx Txn) error { return tx.Set(k, v) }); err != nil {
@@ -107,8 +107,9 @@ func TestGroupSync(t *testing.T) {
 }
 
 // TestRotationSyncsLog writes lazily across memtable rotations and checks that kv saw each
-// rotation (the Badger message it depends on), that the logs it synced are the files
-// Badger keeps, and that every lazy commit reads back after a reopen.
+// rotation right after the lazy commit that made it (fill fails otherwise), that the logs
+// it synced are the files Badger keeps, and that every lazy commit reads back after a
+// reopen.
 func TestRotationSyncsLog(t *testing.T) {
 	ctx := context.Background()
 	dir, key := t.TempDir(), testKey(t)
@@ -152,14 +153,34 @@ func TestFailedRotationSyncIsSticky(t *testing.T) {
 	if err := b.Sync(ctx); !errors.Is(err, boom) {
 		t.Fatalf("Sync after a failed rotation sync: %v", err)
 	}
-	// And a real failure: a log that cannot be opened fails the rotation's sync.
-	d := newDurability(filepath.Join(t.TempDir(), "missing"))
-	if err := os.MkdirAll(filepath.Join(d.dir, "00001"+memSuffix), 0o700); err != nil {
+	// And a real failure: a complete log whose sync fails (here a device, which cannot be
+	// synced) when a newer log appears after a lazy commit.
+	d := newDurability(t.TempDir())
+	dev, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	d.observe(rotationMessage + ", mt.size=%d")
+	d.cur = dev
+	d.curFid.Store(1)
+	if err := os.WriteFile(logPath(d.dir, 2), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.afterCommit()
 	if d.check() == nil {
 		t.Fatal("a log that could not be synced left no error")
+	}
+	d.closeCurrent()
+}
+
+// TestUnknownLogNamesRefused: a Badger folder without logs named as kv expects (a Badger
+// that changed its naming) is refused at open, not served without ordered durability.
+func TestUnknownLogNamesRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "wal-0001.log"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := newDurability(dir).start(); !errors.Is(err, errNoLog) {
+		t.Fatalf("start without %%05d.mem logs: %v", err)
 	}
 }
 
@@ -188,7 +209,7 @@ func TestSyncFollowsCurrentLog(t *testing.T) {
 		if err := b.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := b.dur.curFid, newest(); got != want {
+		if got, want := int(b.dur.curFid.Load()), newest(); got != want {
 			t.Fatalf("round %d: syncing log %d, Badger writes to %d", round, got, want)
 		}
 		fill(t, b, fmt.Sprint(round))
@@ -199,8 +220,8 @@ func TestSyncFollowsCurrentLog(t *testing.T) {
 	}
 }
 
-// TestSyncFindsLogMadeWithoutRotation checks that kv does not rely on the rotation message
-// to know the current log: Badger's DropAll starts a new log without sending it.
+// TestSyncFindsLogMadeWithoutRotation checks that kv finds a log Badger starts for another
+// reason than a full memtable (DropAll).
 func TestSyncFindsLogMadeWithoutRotation(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -208,14 +229,14 @@ func TestSyncFindsLogMadeWithoutRotation(t *testing.T) {
 	if err := b.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	before := b.dur.curFid
+	before := b.dur.curFid.Load()
 	if err := b.db.DropAll(); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Update(ctx, func(tx Txn) error { return tx.Set([]byte("k"), []byte("v")) }); err != nil {
 		t.Fatal(err)
 	}
-	if b.dur.curFid <= before {
-		t.Fatalf("after DropAll, kv still syncs log %d (Badger made a newer one)", b.dur.curFid)
+	if b.dur.curFid.Load() <= before {
+		t.Fatalf("after DropAll, kv still syncs log %d (Badger made a newer one)", b.dur.curFid.Load())
 	}
 }

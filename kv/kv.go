@@ -1,6 +1,6 @@
 // Package kv is the small transactional key-value store under dsh's namespace, ACLs and
-// sessions. It owns transactions, their retry on conflict, durability and the size limits
-// every backend must honour, so that the rest of dsh never imports Badger and the metadata can
+// sessions. It owns transactions, their retry on conflict, durability, the size limits
+// every backend must honour and the sealing of stored values (Sealed), so that the rest of dsh never imports Badger and the metadata can
 // later move to a distributed store (TiKV) without touching acl/ or fs/. It must never
 // interpret keys or values: their layout belongs to the packages that write them.
 package kv
@@ -42,9 +42,10 @@ const (
 	// MaxKeySize fits a directory entry (inode prefix plus a 255-byte name) many times over
 	// and stays inside the key limits of every store dsh may move to.
 	MaxKeySize = 4 << 10
-	// MaxValueSize keeps large data in the blob store, where it belongs. It is one byte
-	// under 1 MiB so that Badger keeps every value in its LSM tree (see valueThreshold).
-	MaxValueSize = 1<<20 - 1
+	// MaxValueSize keeps large data in the blob store, where it belongs. Sealed adds
+	// SealOverhead to a value, and the sum stays one byte under 1 MiB so that Badger keeps
+	// every value in its LSM tree (see valueThreshold).
+	MaxValueSize = 1<<20 - 1 - SealOverhead
 	// MaxTxnWrites bounds the Set and Delete calls in one transaction (each call counts, even
 	// on a key already written in it).
 	MaxTxnWrites = 10000
@@ -169,6 +170,18 @@ func (g *txnGuard) checkWrite(key, value []byte) error {
 	g.writes++
 	g.bytes += len(key) + len(value)
 	return nil
+}
+
+// checkRawWrite is checkWrite without the size budget, for a wrapper (Sealed) that charged
+// the write to its own guard on the plaintext.
+func (g *txnGuard) checkRawWrite(key []byte) error {
+	if g.done {
+		return ErrTxnDone
+	}
+	if !g.writable {
+		return ErrReadOnly
+	}
+	return checkKey(key)
 }
 
 // scanFrom returns where a Scan starts: start if it sorts after prefix, else prefix itself,

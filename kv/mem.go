@@ -230,6 +230,15 @@ func (t *memTxn) Set(key, value []byte) error {
 	return nil
 }
 
+// setRaw is Set without the size limits, for Sealed, which checked them on the plaintext.
+func (t *memTxn) setRaw(key, value []byte) error {
+	if err := t.g.checkRawWrite(key); err != nil {
+		return err
+	}
+	t.pending[string(key)] = memWrite{val: clone(value)}
+	return nil
+}
+
 func (t *memTxn) Delete(key []byte) error {
 	if err := t.g.checkWrite(key, nil); err != nil {
 		return err

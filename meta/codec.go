@@ -3,6 +3,7 @@ package meta
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 
@@ -48,20 +49,24 @@ type inode struct {
 	dirty, deleted bool // set by op, never stored
 }
 
-// Encoded inode record, version 1:
+// Encoded inode record, version 2 (version 1 is read too):
 //
 //	version u8 | kind u8 | mode u32 | nlink u32 | atime i64 | mtime i64 | ctime i64 |
 //	xattrs u32 | share (uvarint length, bytes) | then by kind:
 //	  directory: parent u64 | nextSeq u64
 //	  symlink:   target (uvarint length, bytes)
-//	  file:      size i64 | file ID [16] | wrapped key [73] | segment count uvarint |
-//	             per segment: index uvarint | object [16]
+//	  file:      size i64 | file ID [16] | wrapped key [73] | seals uvarint (version 2
+//	             only) | segment count uvarint | per segment: index uvarint |
+//	             object [16] | flags u8 (version 2 only; bit 0: Patched, the others 0)
+//
+// Version 2 adds the seal count and the flags byte; records of every other kind stay
+// version 1.
 const (
 	inodeFixedLen = 1 + 1 + 4 + 4 + 3*8 + 4
-	segmentMaxLen = binary.MaxVarintLen64 + blob.IDLen
+	segmentMaxLen = binary.MaxVarintLen64 + blob.IDLen + 1
 	// maxFileRecord is the longest record of a file, with a share name as long as a name.
 	maxFileRecord = inodeFixedLen + binary.MaxVarintLen64 + MaxNameLen + 8 + 16 +
-		vault.WrappedKeySize + binary.MaxVarintLen64 + MaxSegments*segmentMaxLen
+		vault.WrappedKeySize + 2*binary.MaxVarintLen64 + MaxSegments*segmentMaxLen
 )
 
 // The largest change of one file, a SetContent that replaces all of MaxSegments segments
@@ -77,13 +82,13 @@ func encodeInode(n *inode) ([]byte, error) {
 	case KindSymlink:
 		size += binary.MaxVarintLen64 + len(n.target)
 	case KindFile:
-		size += 8 + 16 + vault.WrappedKeySize + binary.MaxVarintLen64 + len(n.content.Segments)*segmentMaxLen
+		size += 8 + 16 + vault.WrappedKeySize + 2*binary.MaxVarintLen64 + len(n.content.Segments)*segmentMaxLen
 	}
 	if len(n.content.Segments) > MaxSegments {
 		return nil, fmt.Errorf("inode %d: %d segments, limit %d: %w", n.ino, len(n.content.Segments), MaxSegments, ErrTooBig)
 	}
 	b := make([]byte, 0, size)
-	b = append(b, valueVersion, byte(n.kind))
+	b = append(b, inodeVersion, byte(n.kind))
 	b = binary.BigEndian.AppendUint32(b, n.mode)
 	b = binary.BigEndian.AppendUint32(b, n.nlink)
 	b = binary.BigEndian.AppendUint64(b, uint64(n.atime))
@@ -105,10 +110,16 @@ func encodeInode(n *inode) ([]byte, error) {
 			return nil, fmt.Errorf("encode inode %d: wrapped key: %w", n.ino, err)
 		}
 		b = append(b, k...)
+		b = binary.AppendUvarint(b, n.content.Seals)
 		b = binary.AppendUvarint(b, uint64(len(n.content.Segments)))
 		for _, s := range n.content.Segments {
 			b = binary.AppendUvarint(b, s.Index)
 			b = append(b, s.Object[:]...)
+			var flags byte
+			if s.Patched {
+				flags |= segPatched
+			}
+			b = append(b, flags)
 		}
 	case KindFIFO, KindSocket:
 	default:
@@ -119,7 +130,10 @@ func encodeInode(n *inode) ([]byte, error) {
 
 func decodeInode(ino Ino, b []byte) (*inode, error) {
 	d := decoder{b: b, what: "inode"}
-	d.version()
+	v := d.u8()
+	if d.err == nil && v != 1 && v != inodeVersion {
+		d.failf("version %d, this dsh reads 1 and %d", v, inodeVersion)
+	}
 	n := &inode{ino: ino}
 	n.kind = Kind(d.u8())
 	n.mode = d.u32()
@@ -148,7 +162,10 @@ func decodeInode(ino Ino, b []byte) (*inode, error) {
 			}
 			n.content.Key = w
 		}
-		n.content.Segments = d.segments()
+		if v >= 2 {
+			n.content.Seals = d.uvarint()
+		}
+		n.content.Segments = d.segments(v >= 2)
 		if d.err == nil && n.size < 0 {
 			d.failf("negative size %d", n.size)
 		}
@@ -159,8 +176,15 @@ func decodeInode(ino Ino, b []byte) (*inode, error) {
 	return n, nil
 }
 
-// segments reads a segment list, refusing one out of order.
-func (d *decoder) segments() []Segment {
+// inodeVersion is the version of inode records written now (see encodeInode).
+const inodeVersion = 2
+
+// segPatched is the flag of a segment with patches.
+const segPatched = 1
+
+// segments reads a segment list, refusing one out of order; flags says each segment has
+// its flags byte (version 2).
+func (d *decoder) segments(flags bool) []Segment {
 	count := d.uvarint()
 	// Each segment takes at least 17 bytes; a count beyond that is garbage, and must not
 	// make us allocate for it.
@@ -175,11 +199,86 @@ func (d *decoder) segments() []Segment {
 	for i := range segs {
 		segs[i].Index = d.uvarint()
 		copy(segs[i].Object[:], d.take(blob.IDLen))
+		if flags {
+			f := d.u8()
+			if f&^segPatched != 0 {
+				d.failf("segment %d: flags %#x", i, f)
+			}
+			segs[i].Patched = f&segPatched != 0
+		}
 		if d.err == nil && i > 0 && segs[i].Index <= segs[i-1].Index {
 			d.failf("segment %d out of order", i)
 		}
 	}
 	return segs
+}
+
+// Encoded patch record (one segment's patches), version 1:
+//
+//	version u8 | count uvarint | per patch: from uvarint | to uvarint | first uvarint |
+//	chunks uvarint | object [16]
+//
+// Patches are sorted by From and do not overlap; each covers a non-empty part of its
+// object's chunks.
+func encodePatches(ps []Patch) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(ps)*(4*binary.MaxVarintLen32+blob.IDLen))
+	b = append(b, valueVersion)
+	b = binary.AppendUvarint(b, uint64(len(ps)))
+	for _, p := range ps {
+		b = binary.AppendUvarint(b, uint64(p.From))
+		b = binary.AppendUvarint(b, uint64(p.To))
+		b = binary.AppendUvarint(b, uint64(p.First))
+		b = binary.AppendUvarint(b, uint64(p.Chunks))
+		b = append(b, p.Object[:]...)
+	}
+	return b
+}
+
+func decodePatches(b []byte) ([]Patch, error) {
+	d := decoder{b: b, what: "patches"}
+	d.version()
+	count := d.uvarint()
+	if d.err != nil || count == 0 || count > MaxPatches || count > uint64(len(d.b)/(4+blob.IDLen)) {
+		d.failf("patch count %d", count)
+		return nil, d.finish()
+	}
+	ps := make([]Patch, count)
+	for i := range ps {
+		p := &ps[i]
+		p.From, p.To, p.First, p.Chunks = d.u32v(), d.u32v(), d.u32v(), d.u32v()
+		copy(p.Object[:], d.take(blob.IDLen))
+		if d.err == nil {
+			if err := checkPatch(ps[:i+1]); err != nil {
+				d.failf("%v", err)
+			}
+		}
+	}
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// checkPatch checks the last patch of ps against the rules and the one before it.
+func checkPatch(ps []Patch) error {
+	p := ps[len(ps)-1]
+	if p.From >= p.To || p.From < p.First || p.To-p.First > p.Chunks {
+		return fmt.Errorf("patch %d: chunks [%d, %d) of an object of %d from %d", len(ps)-1, p.From, p.To, p.Chunks, p.First)
+	}
+	if len(ps) > 1 && ps[len(ps)-2].To > p.From {
+		return fmt.Errorf("patch %d overlaps or precedes the one before", len(ps)-1)
+	}
+	return nil
+}
+
+// u32v reads a uvarint that must fit 32 bits.
+func (d *decoder) u32v() uint32 {
+	v := d.uvarint()
+	if v > math.MaxUint32 {
+		d.failf("value %d out of range", v)
+		return 0
+	}
+	return uint32(v)
 }
 
 // attr is what callers see of n. It shares the segment list with n: an inode record lives

@@ -193,10 +193,11 @@ func TestDecodeRefusals(t *testing.T) {
 		b[i] = v
 		return b
 	}
-	segStart := len(good) - 2*(1+blob.IDLen)
+	segStart := len(good) - 2*(1+blob.IDLen+1)
 	for name, b := range map[string][]byte{
 		"version 0":       mutate(0, 0),
-		"version 2":       mutate(0, 2),
+		"version 3":       mutate(0, 3),
+		"segment flags":   mutate(len(good)-1, 2),
 		"kind 0":          mutate(1, 0),
 		"kind 4":          mutate(1, 4),
 		"mode bits":       mutate(2, 0x10),

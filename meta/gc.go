@@ -280,6 +280,16 @@ func (s *Store) Referenced(ctx context.Context, fn func(blob.ID) error) error {
 				}
 				for _, seg := range n.content.Segments {
 					ids = append(ids, seg.Object)
+					if seg.Patched {
+						// Missing patch records hide references just as well: stop.
+						ps, err := loadPatches(tx, ino, seg.Index)
+						if err != nil {
+							return false, err
+						}
+						for _, p := range ps {
+							ids = append(ids, p.Object)
+						}
+					}
 				}
 				count++
 				last = ino

@@ -21,6 +21,9 @@ import (
 //	fs/g/<batch>             garbage: objects no inode references (encodeGarbage); <batch>
 //	                         is 16 random bytes, one record per transaction that freed any
 //	fs/u/<shard>             usage counter shard: inodes and bytes (encodeUsage)
+//	fs/p/<ino><index>        the patches of one segment of a file (encodePatches); only for
+//	                         segments marked Patched in the inode record
+//	fs/k/<pin>, fs/b/<id><pin>  pins that keep objects from the collector (pin.go)
 //
 // Lookups go through fs/d; ReadDir scans fs/o, whose per-directory sequence numbers (taken
 // from the directory's inode record at each insertion, never reused) are its cookies: an
@@ -37,6 +40,7 @@ const (
 	orphanPrefix  = keyPrefix + "z/"
 	garbagePrefix = keyPrefix + "g/"
 	usagePrefix   = keyPrefix + "u/"
+	patchPrefix   = keyPrefix + "p/"
 )
 
 // prefixLen is the length shared by all the prefixes above.
@@ -84,6 +88,20 @@ func garbageKey() ([]byte, error) {
 		return nil, fmt.Errorf("garbage record name: %w", err)
 	}
 	return k, nil
+}
+
+func patchKey(ino Ino, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(inoKey(patchPrefix, ino, 8), index)
+}
+
+func patchInoPrefix(ino Ino) []byte { return inoKey(patchPrefix, ino, 0) }
+
+// parsePatchKey returns the segment index of an fs/p key.
+func parsePatchKey(key []byte) (uint64, error) {
+	if len(key) != prefixLen+16 {
+		return 0, fmt.Errorf("patch key of %d bytes: %w", len(key), errCorrupt)
+	}
+	return binary.BigEndian.Uint64(key[prefixLen+8:]), nil
 }
 
 func usageKey(shard int) []byte { return append([]byte(usagePrefix), byte(shard)) }

@@ -80,7 +80,24 @@ func (k Kind) String() string {
 type Segment struct {
 	Index  uint64
 	Object blob.ID
+	// Patched says the segment also has patches (PatchesOf): runs of its chunks written
+	// since, each in an object of its own, which read over Object's chunks.
+	Patched bool
 }
+
+// Patch is a run of a segment's chunks stored in an object of its own: what a small write
+// into a big file costs, instead of a rewrite of the whole segment. It covers chunks
+// [From, To) of the segment (counted from the segment's start); its object holds Chunks
+// chunks from chunk First of the segment on, and may hold more than the patch covers,
+// once a later patch covers the rest.
+type Patch struct {
+	From, To, First, Chunks uint32
+	Object                  blob.ID
+}
+
+// MaxPatches bounds the patches of one segment's record (a segment has at most that many
+// chunks in any layout dsh writes).
+const MaxPatches = 4096
 
 // Content is how a regular file's bytes are found. Key is the file's content key wrapped by
 // its share key; Segments are sorted by Index without duplicates.
@@ -88,6 +105,14 @@ type Content struct {
 	FileID   vault.FileID
 	Key      vault.WrappedKey
 	Segments []Segment
+	// Seals counts the chunks sealed under Key so far (content counts them, and moves the
+	// file to a new key before the format's budget); 0 in records of dsh before counting.
+	Seals uint64
+	// Patches is for SetContent only: the patch lists of the segments whose patches
+	// changed, by index (an empty list: it has none any more). Every other segment keeps
+	// the patches it had; a segment with patches must be marked Patched. GetAttr leaves
+	// it nil; PatchesOf reads the patches of a file.
+	Patches map[uint64][]Patch
 }
 
 // Attr is what the store knows of one inode.

@@ -214,6 +214,9 @@ func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, 
 	if err := checkSegments(c.Segments); err != nil {
 		return Attr{}, fmt.Errorf("meta: set content of %d: %w", ino, err)
 	}
+	if err := checkPatches(c); err != nil {
+		return Attr{}, fmt.Errorf("meta: set content of %d: %w", ino, err)
+	}
 	c.Segments = slices.Clone(c.Segments)
 	var (
 		a    Attr
@@ -227,6 +230,11 @@ func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, 
 			for _, seg := range c.Segments {
 				o.garbage(seg.Object)
 			}
+			for _, ps := range c.Patches {
+				for _, p := range ps {
+					o.garbage(p.Object)
+				}
+			}
 			return nil
 		}
 		if err != nil {
@@ -234,6 +242,9 @@ func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, 
 		}
 		if n.kind != KindFile {
 			return fmt.Errorf("inode %d is a %v: %w", ino, n.kind, ErrInvalid)
+		}
+		if err := o.setPatches(n, &c); err != nil {
+			return err
 		}
 		keep := make(map[blob.ID]struct{}, len(c.Segments))
 		for _, seg := range c.Segments {
@@ -245,6 +256,7 @@ func (s *Store) SetContent(ctx context.Context, ino Ino, size int64, c Content, 
 			}
 		}
 		o.usage.bytes += size - n.size
+		c.Patches = nil
 		n.size, n.content = size, c
 		n.mtime, n.ctime = mtime, mtime
 		o.mark(n)
@@ -358,6 +370,22 @@ func checkCreate(name string, kind Kind, target string, c Content) error {
 // last name goes it becomes an orphan, kept with Nlink 0 until Reap, because the FUSE layer
 // may still have it open. It returns the inode's attributes after the change.
 func (s *Store) Unlink(ctx context.Context, parent Ino, name string) (Attr, error) {
+	return s.unlink(ctx, parent, name, 0)
+}
+
+// UnlinkInode is Unlink of name only while it names inode want: if the name is gone, or
+// now names another inode (deleted and made again since the caller looked), it fails with
+// ErrNotFound and changes nothing. For deletions decided from an earlier look, such as
+// the retention sweep's.
+func (s *Store) UnlinkInode(ctx context.Context, parent Ino, name string, want Ino) (Attr, error) {
+	if want == 0 {
+		return Attr{}, fmt.Errorf("meta: unlink in %d: inode 0: %w", parent, ErrInvalid)
+	}
+	return s.unlink(ctx, parent, name, want)
+}
+
+// unlink is Unlink, of inode want only unless want is 0.
+func (s *Store) unlink(ctx context.Context, parent Ino, name string, want Ino) (Attr, error) {
 	if err := checkName(name); err != nil {
 		return Attr{}, fmt.Errorf("meta: unlink in %d: %w", parent, err)
 	}
@@ -373,6 +401,9 @@ func (s *Store) Unlink(ctx context.Context, parent Ino, name string) (Attr, erro
 		}
 		if !ok {
 			return fmt.Errorf("no such name: %w", ErrNotFound)
+		}
+		if want != 0 && e.ino != want {
+			return fmt.Errorf("the name now holds inode %d, not %d: %w", e.ino, want, ErrNotFound)
 		}
 		n, err := o.get(e.ino)
 		if err != nil {

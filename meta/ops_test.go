@@ -212,6 +212,22 @@ func testUnlink(t *testing.T, e *env) {
 	g := e.file(d.Ino, "g")
 	_, err = e.s.Unlink(ctx, g.Ino, "x")
 	e.is(err, ErrNotDir)
+
+	// UnlinkInode removes the name only while it names the inode the caller saw.
+	h := e.file(root, "h")
+	e.ok2(e.s.Unlink(ctx, root, "h"))
+	h2 := e.file(root, "h")
+	_, err = e.s.UnlinkInode(ctx, root, "h", h.Ino)
+	e.is(err, ErrNotFound)
+	if got := e.lookup(root, "h"); got.Ino != h2.Ino {
+		t.Fatalf("UnlinkInode of a name now holding another inode changed it: %+v", got)
+	}
+	_, err = e.s.UnlinkInode(ctx, root, "h", 0)
+	e.is(err, ErrInvalid)
+	if a := e.ok2(e.s.UnlinkInode(ctx, root, "h", h2.Ino)); a.Ino != h2.Ino || a.Nlink != 0 {
+		t.Fatalf("UnlinkInode %+v", a)
+	}
+	e.gone(root, "h")
 	e.check()
 }
 

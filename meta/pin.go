@@ -17,10 +17,10 @@ import (
 // Referenced reports it, and it is collected once the last pin naming it is gone.
 //
 //	fs/k/<pin>          the pin's record: the objects it keeps (encodePin)
-//	fs/p/<id><pin>      one key per object and pin, empty: "is id pinned" is a short scan
+//	fs/b/<id><pin>      one key per object and pin, empty: "is id pinned" is a short scan
 const (
 	pinPrefix    = keyPrefix + "k/"
-	pinObjPrefix = keyPrefix + "p/"
+	pinObjPrefix = keyPrefix + "b/"
 )
 
 // MaxPinName bounds a pin's name.
@@ -93,15 +93,37 @@ func (s *Store) Pin(ctx context.Context, name string, inos ...Ino) ([]Attr, erro
 			if n.kind != KindFile {
 				return fmt.Errorf("inode %d is a %v: %w", ino, n.kind, ErrInvalid)
 			}
-			for _, seg := range n.content.Segments {
-				if _, dup := seen[seg.Object]; dup {
-					continue
+			pin := func(id blob.ID) error {
+				if _, dup := seen[id]; dup {
+					return nil
 				}
-				seen[seg.Object] = struct{}{}
-				ids = append(ids, seg.Object)
-				if err := tx.Set(pinObjKey(seg.Object, name), nil); err != nil {
+				seen[id] = struct{}{}
+				ids = append(ids, id)
+				return tx.Set(pinObjKey(id, name), nil)
+			}
+			a := n.attr()
+			for _, seg := range n.content.Segments {
+				if err := pin(seg.Object); err != nil {
 					return err
 				}
+				if !seg.Patched {
+					continue
+				}
+				// A patched segment reads through its patches too: they are part of the
+				// content, and a later flush that folds them away must not free them.
+				ps, err := loadPatches(tx, ino, seg.Index)
+				if err != nil {
+					return err
+				}
+				for _, p := range ps {
+					if err := pin(p.Object); err != nil {
+						return err
+					}
+				}
+				if a.Content.Patches == nil {
+					a.Content.Patches = make(map[uint64][]Patch)
+				}
+				a.Content.Patches[seg.Index] = ps
 			}
 			// The inode is written back unchanged: a store that detects only write-write
 			// conflicts then still orders this pin against a concurrent change of the file.
@@ -112,7 +134,7 @@ func (s *Store) Pin(ctx context.Context, name string, inos ...Ino) ([]Attr, erro
 			if err := tx.Set(inodeKey(ino), v); err != nil {
 				return err
 			}
-			out = append(out, n.attr())
+			out = append(out, a)
 		}
 		return tx.Set(pinKey(name), encodePin(ids))
 	})

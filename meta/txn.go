@@ -230,6 +230,9 @@ func (o *op) remove(n *inode) error {
 		for _, seg := range n.content.Segments {
 			o.garbage(seg.Object)
 		}
+		if err := o.removePatches(n); err != nil {
+			return err
+		}
 		o.usage.bytes -= n.size
 	}
 	if n.kind != KindDir {

@@ -1,6 +1,8 @@
 // Package store owns the layout of a dsh data folder: creating one (init), locking it so only
-// one daemon uses it, and opening its parts (metadata, blobs, audit log) once the root key is
-// known. It must never write a key or plaintext to the folder; every part it opens encrypts.
+// one daemon uses it, opening its parts (metadata, blobs, audit log) once the root key is
+// known, and the evidence that those parts belong together (the store's epoch, epoch.go).
+// It must never write a key or plaintext to the folder (every part it opens encrypts), and
+// never open a store whose parts disagree.
 package store
 
 import (
@@ -16,6 +18,7 @@ import (
 
 	"dsh/audit"
 	"dsh/blob"
+	"dsh/internal/secmem"
 	"dsh/kv"
 	"dsh/vault"
 )
@@ -31,11 +34,15 @@ const (
 // ErrLocked is returned when another daemon holds the data folder.
 var ErrLocked = errors.New("data folder is in use by another dsh serve")
 
-// Init creates a new store in dir: a random root key sealed under passphrase, an encrypted
+// Init creates a new store in dir: a random root key sealed under passphrase (which must
+// pass vault.CheckPassphrase), an encrypted
 // Badger database, the blob folders and an audit log whose first record is the init itself.
 // It refuses a folder that already holds a store or anything else. Each setup function
 // runs on the open parts before they are closed (the portal's certificate is made so).
 func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger, setup ...func(p *Parts) error) error {
+	if err := vault.CheckPassphrase(passphrase); err != nil {
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -76,6 +83,10 @@ func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger, 
 		p.Close()
 		return fmt.Errorf("init %s: write first audit record: %w", dir, err)
 	}
+	if err := p.Checkpoint(context.Background(), "init"); err != nil {
+		p.Close()
+		return fmt.Errorf("init %s: %w", dir, err)
+	}
 	for _, fn := range setup {
 		if err := fn(p); err != nil {
 			p.Close()
@@ -85,9 +96,14 @@ func Init(dir string, passphrase []byte, kdf vault.KDFParams, log *slog.Logger, 
 	return p.Close()
 }
 
+// rootPool keeps the root keys of open stores in secret memory: locked, out of core dumps.
+var rootPool secmem.Pool[vault.Key]
+
 // Parts are the open, unsealed parts of a store.
 type Parts struct {
-	Root  vault.Key
+	// Root is the root key, in secret memory; nil after Close.
+	Root *vault.Key
+	// KV is the metadata store, every value sealed (kv.Sealed).
 	KV    kv.Store
 	Blobs blob.Store
 	Audit *audit.Log
@@ -95,19 +111,90 @@ type Parts struct {
 	// crash; the daemon records that in the log itself.
 	AuditRecovered bool
 
-	blobs *blob.Local // Blobs, for Close
+	// OnIntegrity, when set, is told of every metadata record that fails to authenticate
+	// (after the store has audited it), with the record's class; the daemon counts it.
+	OnIntegrity func(class string)
 
+	blobs  *blob.Local // Blobs, for Close
+	sealed *kv.Sealed  // KV
+	epoch  epochState
 }
+
+// Options tune Unseal; the zero value is ready to use.
+type Options struct {
+	// Log receives the parts' warnings; nil means slog.Default().
+	Log *slog.Logger
+	// OnIntegrity, when set, is told of every part that fails to authenticate: a metadata
+	// record (with its class), or parts that disagree at unseal ("store/epoch").
+	OnIntegrity func(class string)
+	// FreeSpaceFloor is the free space (bytes) on the data folder's disk below which no
+	// new content object is written (blob.Local.SetFloor): room kept for the metadata and
+	// the audit log, which must record the refusals. 0 means DefaultFreeSpaceFloor; a
+	// negative value turns the floor off.
+	FreeSpaceFloor int64
+}
+
+// DefaultFreeSpaceFloor is the free space kept for the metadata and the audit log when the
+// disk fills up with file contents.
+const DefaultFreeSpaceFloor = 128 << 20
 
 // Unseal opens the root key of the store in dir with passphrase and opens every part with
 // keys derived from it. A wrong passphrase gives vault.ErrWrongPassphrase and touches nothing.
-func Unseal(dir string, passphrase []byte, log *slog.Logger) (*Parts, error) {
+// Parts that do not agree on the store's epoch (epoch.go) give an error wrapping
+// ErrRollback, after an audit record of the refusal; opts.OnIntegrity is told too.
+func Unseal(dir string, passphrase []byte, opts Options) (*Parts, error) {
+	onIntegrity := opts.OnIntegrity
 	root, err := OpenRoot(dir, passphrase)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Wipe()
-	return open(dir, &root, log)
+	p, err := open(dir, &root, opts.Log)
+	if err == nil {
+		switch floor := opts.FreeSpaceFloor; {
+		case floor == 0:
+			p.blobs.SetFloor(DefaultFreeSpaceFloor)
+		case floor > 0:
+			p.blobs.SetFloor(floor)
+		}
+	}
+	if errors.Is(err, kv.ErrIntegrity) {
+		// Badger refused a damaged table: the store cannot open, but the refusal is still
+		// counted and recorded.
+		if onIntegrity != nil {
+			onIntegrity("meta")
+		}
+		recordRefusal(dir, &root, "unseal refused: "+err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.OnIntegrity = onIntegrity
+	if err := p.verifyEpoch(context.Background()); err != nil {
+		if errors.Is(err, ErrRollback) {
+			if onIntegrity != nil {
+				onIntegrity("store/epoch")
+			}
+			_, _ = p.Audit.Append(context.Background(), audit.Entry{UID: -1, Action: "store.integrity", Result: "refused",
+				Detail: "unseal refused: " + err.Error()}, audit.Durable)
+		}
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// recordRefusal appends a record of a refused unseal to the audit log alone, when the
+// other parts could not be opened. It is best effort: the refusal stands either way.
+func recordRefusal(dir string, root *vault.Key, detail string) {
+	key := root.Derive(vault.PurposeAudit)
+	defer key.Wipe()
+	l, err := audit.Open(filepath.Join(dir, AuditDir), &key, audit.Options{})
+	if err != nil {
+		return
+	}
+	_, _ = l.Append(context.Background(), audit.Entry{UID: -1, Action: "store.integrity", Object: MetaDir, Result: "refused", Detail: detail}, audit.Durable)
+	l.Close()
 }
 
 // OpenRoot reads the sealed root key of the store in dir and opens it with passphrase.
@@ -120,15 +207,29 @@ func OpenRoot(dir string, passphrase []byte) (vault.Key, error) {
 }
 
 func open(dir string, root *vault.Key, log *slog.Logger) (*Parts, error) {
-	p := &Parts{Root: *root}
+	p := &Parts{Root: rootPool.Get()}
+	*p.Root = *root
+	p.epoch.key = root.Derive(vault.PurposeEpoch)
+	p.epoch.blobDir = filepath.Join(dir, BlobDir)
 	badgerKey := root.Derive(vault.PurposeBadger)
 	defer badgerKey.Wipe()
 	db, err := kv.OpenBadger(filepath.Join(dir, MetaDir), &badgerKey, kv.BadgerOptions{Logger: log})
 	if err != nil {
-		p.Root.Wipe()
+		p.dropRoot()
+		p.epoch.key.Wipe()
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
-	p.KV = db
+	sealKey := root.Derive(vault.PurposeKV)
+	p.sealed, err = kv.Seal(db, &sealKey)
+	sealKey.Wipe()
+	if err != nil {
+		db.Close()
+		p.dropRoot()
+		p.epoch.key.Wipe()
+		return nil, fmt.Errorf("open metadata: %w", err)
+	}
+	p.sealed.OnIntegrity(p.integrityFailed)
+	p.KV = p.sealed
 	blobs, err := blob.OpenLocal(filepath.Join(dir, BlobDir))
 	if err != nil {
 		p.Close()
@@ -139,7 +240,7 @@ func open(dir string, root *vault.Key, log *slog.Logger) (*Parts, error) {
 	p.Blobs, p.blobs = blobs, blobs
 	auditKey := root.Derive(vault.PurposeAudit)
 	defer auditKey.Wipe()
-	if p.Audit, err = audit.Open(filepath.Join(dir, AuditDir), &auditKey, audit.Options{}); err != nil {
+	if p.Audit, err = audit.Open(filepath.Join(dir, AuditDir), &auditKey, audit.Options{Track: epochAction}); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
@@ -159,8 +260,31 @@ func (p *Parts) Close() error {
 	if p.blobs != nil {
 		errs = append(errs, p.blobs.Close())
 	}
-	p.Root.Wipe()
+	p.dropRoot()
+	p.epoch.key.Wipe()
 	return errors.Join(errs...)
+}
+
+// dropRoot wipes the root key and gives its memory back, once.
+func (p *Parts) dropRoot() {
+	if p.Root != nil {
+		p.Root.Wipe()
+		rootPool.Put(p.Root)
+		p.Root = nil
+	}
+}
+
+// integrityFailed audits a metadata record that failed to authenticate, naming only its
+// class (a key may hold a name), and tells OnIntegrity.
+func (p *Parts) integrityFailed(key []byte) {
+	class := kv.KeyClass(key)
+	if p.Audit != nil {
+		_, _ = p.Audit.Append(context.Background(), audit.Entry{UID: -1, Action: "store.integrity", Object: class,
+			Result: "error", Detail: "a metadata record failed authentication"}, audit.Buffered)
+	}
+	if p.OnIntegrity != nil {
+		p.OnIntegrity(class)
+	}
 }
 
 // AuditKey derives the audit log key of the store in dir, for reading the log offline.

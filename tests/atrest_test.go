@@ -24,7 +24,7 @@ import (
 func TestNothingPlaintextAtRest(t *testing.T) {
 	const marker = "PATIENT-ZX81-Smith-1956-03-02"
 	e := newEnv(t)
-	p, err := store.Unseal(e.data, []byte("correct horse battery staple"), slog.New(slog.DiscardHandler))
+	p, err := store.Unseal(e.data, []byte("correct horse battery staple"), store.Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestNothingPlaintextAtRest(t *testing.T) {
 	}
 
 	// The data is really there: reopen and read it back.
-	p, err = store.Unseal(e.data, []byte("correct horse battery staple"), slog.New(slog.DiscardHandler))
+	p, err = store.Unseal(e.data, []byte("correct horse battery staple"), store.Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

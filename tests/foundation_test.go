@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestInitCreatesSealedStoreAndRefusesAgain(t *testing.T) {
@@ -201,7 +202,34 @@ func TestAuditVerifyOnlineOfflineAndTamper(t *testing.T) {
 	if !regexp.MustCompile(`record|seq`).MatchString(r.stderr) {
 		t.Fatalf("verify does not name the bad record: %q", r.stderr)
 	}
-	// A daemon refuses to run on a tampered log rather than append to it.
+	// Unseal checks only what follows the head's record (the last one at a clean stop):
+	// the daemon starts, walks the whole log in the background, and counts and audits
+	// what it finds; the online verify names the record too.
+	e.start(true)
+	deadline := time.Now().Add(60 * time.Second)
+	for metricValue(t, e.scrape(), "dsh_integrity_errors_total") == "0" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the background walk did not report the damaged log:\n%s", e.serverLog())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out := e.dsh(0, "", "audit", "verify"); out.code == 0 || !strings.Contains(out.stderr, "audit chain broken") {
+		t.Fatalf("online verify of a damaged log: %+v", out)
+	}
+	if !strings.Contains(e.serverLog(), "the audit log is damaged") {
+		t.Errorf("the background walk's finding is not logged:\n%s", e.serverLog())
+	}
+	e.stop()
+	// A log damaged at the head's record, where unseal looks, is refused at once: the daemon
+	// does not append to it.
+	b, err = os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-5] ^= 0x01
+	if err := os.WriteFile(logPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(ctxT(t), dshBin, "--socket", e.socket, "serve", "--data", e.data, "--metrics", "127.0.0.1:0", "--portal", "127.0.0.1:0", "--unseal-passphrase-file", e.passFile)
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "audit") {

@@ -103,6 +103,8 @@ type env struct {
 	metrics string
 	// portal is the address of the daemon's HTTPS portal.
 	portal string
+	// disk, when set, is the power-cut harness the data folder is on (powercut_test.go).
+	disk *disk
 }
 
 type syncBuffer struct {
@@ -242,6 +244,10 @@ func (e *env) start(unsealed bool, extra ...string) {
 		}
 		select {
 		case err := <-done:
+			// It is gone: the cleanup must not wait for it.
+			e.mu.Lock()
+			e.cmd = nil
+			e.mu.Unlock()
 			e.t.Fatalf("dsh serve exited early (%v):\n%s", err, log.String())
 		default:
 		}

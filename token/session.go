@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"dsh/audit"
+	"dsh/internal/secmem"
 	"dsh/metrics"
 	"dsh/vault"
 )
@@ -79,14 +80,32 @@ func (r *Keyring) wipeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for name, k := range r.shares {
-		k.Wipe()
+		dropKey(k)
 		delete(r.shares, name)
 	}
 	if r.arrivals != nil {
-		r.arrivals.Wipe()
+		dropKey(r.arrivals)
 		r.arrivals = nil
 	}
 	r.closed = true
+}
+
+// keyPool keeps the keyrings' keys in secret memory: locked, out of core dumps.
+var keyPool secmem.Pool[vault.Key]
+
+// lockedKey moves k into secret memory, wiping k.
+func lockedKey(k *vault.Key) *vault.Key {
+	p := keyPool.Get()
+	*p = *k
+	k.Wipe()
+	return p
+}
+
+// dropKey wipes a key from lockedKey and gives its memory back. Nobody may use it since:
+// callers hold the keyring's write lock, which UseKey's callers hold for reading.
+func dropKey(k *vault.Key) {
+	k.Wipe()
+	keyPool.Put(k)
 }
 
 // session is one login of a user on one uid, from the command line or from the portal.
@@ -226,14 +245,14 @@ func (s *Sessions) buildKeyring(ctx context.Context, uid int, user string) (*Key
 			r.wipeAll()
 			return nil, fmt.Errorf("unwrap key of share %q: %w", share, err)
 		}
-		r.shares[share] = &k
+		r.shares[share] = lockedKey(&k)
 	}
 	a, err := s.keys.ArrivalsKey(ctx, user)
 	if err != nil {
 		r.wipeAll()
 		return nil, fmt.Errorf("unwrap Arrivals key: %w", err)
 	}
-	r.arrivals = &a
+	r.arrivals = lockedKey(&a)
 	return r, nil
 }
 
@@ -569,7 +588,7 @@ func (s *Sessions) grant(ctx context.Context, uid int, user, share string) error
 	if _, dup := r.shares[share]; r.closed || dup || !s.isMember(uid, share) {
 		k.Wipe()
 	} else {
-		r.shares[share] = &k
+		r.shares[share] = lockedKey(&k)
 	}
 	r.mu.Unlock()
 	return nil
@@ -582,7 +601,7 @@ func (s *Sessions) RevokeShare(user, share string) {
 	for _, r := range s.ringsOf(user) {
 		r.mu.Lock()
 		if k, ok := r.shares[share]; ok {
-			k.Wipe()
+			dropKey(k)
 			delete(r.shares, share)
 			revoked = true
 		}
@@ -609,7 +628,7 @@ func (s *Sessions) reconcile(ctx context.Context, uid int, user string) error {
 	r.mu.Lock()
 	for name, k := range r.shares {
 		if !want[name] {
-			k.Wipe()
+			dropKey(k)
 			delete(r.shares, name)
 		}
 	}

@@ -11,7 +11,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sync"
+
+	"dsh/internal/secmem"
 )
 
 // Sizes of the content format, version 1 (FORMAT.md section 4).
@@ -247,7 +248,9 @@ type chunkBuffers struct {
 	ad     chunkAD
 }
 
-var chunkPool = sync.Pool{New: func() any { return new(chunkBuffers) }}
+// chunkPool keeps the buffers in secret memory (locked, out of core dumps): they hold
+// plaintext. chunkBuffers holds no pointers, as secmem requires.
+var chunkPool secmem.Pool[chunkBuffers]
 
 // ObjectWriter seals a stream of plaintext into one object. It is not safe for concurrent
 // use. Close must be called to seal the last chunk; without it the object is incomplete and
@@ -277,7 +280,7 @@ func NewObjectWriter(w io.Writer, c *ContentCipher, h ObjectHeader) (*ObjectWrit
 	if _, err := w.Write(hdr); err != nil {
 		return nil, fmt.Errorf("object %s: write header: %w", h.ObjectID, err)
 	}
-	buf := chunkPool.Get().(*chunkBuffers)
+	buf := chunkPool.Get()
 	buf.ad.setHeader(&h)
 	return &ObjectWriter{w: w, c: c, buf: buf, index: h.FirstChunk}, nil
 }
@@ -389,7 +392,7 @@ func NewObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 	if h.FirstChunk+uint64(or.chunks) > maxChunks {
 		return nil, fmt.Errorf("%w: object %s runs past the largest chunk index", ErrIntegrity, h.ObjectID)
 	}
-	buf := chunkPool.Get().(*chunkBuffers)
+	buf := chunkPool.Get()
 	defer chunkPool.Put(buf)
 	last, err := or.openChunk(buf, or.chunks-1, buf.plain[:0])
 	clear(last)
@@ -459,7 +462,7 @@ func (or *ObjectReader) ReadAt(p []byte, off int64) (int, error) {
 	if rest := or.size - off; int64(len(want)) > rest {
 		want = want[:rest]
 	}
-	buf := chunkPool.Get().(*chunkBuffers)
+	buf := chunkPool.Get()
 	defer chunkPool.Put(buf)
 	n := 0
 	for n < len(want) {

@@ -69,4 +69,8 @@ const (
 	PurposeAudit  = "dsh v1 audit"
 	PurposeWrap   = "dsh v1 wrap"
 	PurposeSecret = "dsh v1 secret"
+	// PurposeKV seals every value of the metadata store (kv.Sealed).
+	PurposeKV = "dsh v1 kv"
+	// PurposeEpoch seals the blob store's copy of the store's epoch (package store).
+	PurposeEpoch = "dsh v1 epoch"
 )

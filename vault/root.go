@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -119,11 +120,79 @@ func (s *SealedRoot) Open(passphrase []byte) (Key, error) {
 	return root, nil
 }
 
+// Rules for a new unseal passphrase (init and rekey): long enough that Argon2id's cost
+// matters, and not a repetition of a few characters. A passphrase of four random words
+// passes; a word repeated does not.
+const (
+	MinPassphraseLen      = 16
+	MinPassphraseDistinct = 8
+)
+
+// ErrWeakPassphrase is returned for a new unseal passphrase that breaks the rule.
+var ErrWeakPassphrase = fmt.Errorf("the unseal passphrase must be at least %d characters long and use at least %d different characters (four random words will do)",
+	MinPassphraseLen, MinPassphraseDistinct)
+
+// CheckPassphrase checks a new unseal passphrase against the rule; it never says more
+// about the passphrase than that it breaks the rule.
+func CheckPassphrase(p []byte) error {
+	runes := []rune(string(p))
+	defer clear(runes)
+	distinct := map[rune]struct{}{}
+	for _, r := range runes {
+		distinct[r] = struct{}{}
+	}
+	if len(runes) < MinPassphraseLen || len(distinct) < MinPassphraseDistinct {
+		return ErrWeakPassphrase
+	}
+	return nil
+}
+
+// Rekey opens the root key file of dir with oldPass and replaces it with one that seals the
+// same root key under newPass (fresh salt and nonce, the KDF parameters of params), so that
+// the old passphrase stops opening it. check, when not nil, sees the root key before
+// anything is written and may refuse (the daemon checks that it is the key it holds). The
+// replacement is atomic and durable: after a crash either passphrase works, never neither.
+func Rekey(dir string, oldPass, newPass []byte, params KDFParams, check func(root *Key) error) error {
+	if err := CheckPassphrase(newPass); err != nil {
+		return err
+	}
+	if bytes.Equal(oldPass, newPass) {
+		return errors.New("the new unseal passphrase is the old one")
+	}
+	sealed, err := ReadSealedRoot(dir)
+	if err != nil {
+		return err
+	}
+	root, err := sealed.Open(oldPass)
+	if err != nil {
+		return err
+	}
+	defer root.Wipe()
+	if check != nil {
+		if err := check(&root); err != nil {
+			return err
+		}
+	}
+	next, err := SealRoot(&root, newPass, params)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(next, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode root key file: %w", err)
+	}
+	if err := diskio.WriteFileAtomic(filepath.Join(dir, RootFileName), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("replace root key file: %w", err)
+	}
+	return nil
+}
+
 // RootFileName is the name of the sealed root key file inside a data folder.
 const RootFileName = "root.key"
 
-// WriteSealedRoot writes s as dir/root.key. It refuses to replace an existing file, and makes
-// the file durable (fsync of file and folder) before returning.
+// WriteSealedRoot writes s as dir/root.key. It refuses to replace an existing file (Rekey
+// replaces one, knowing the passphrase), and makes the file durable (fsync of file and
+// folder) before returning.
 func WriteSealedRoot(dir string, s *SealedRoot) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {

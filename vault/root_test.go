@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -115,5 +116,71 @@ func TestDeriveSeparatesPurposes(t *testing.T) {
 	a.Wipe()
 	if !a.IsZero() {
 		t.Fatal("wipe left key bytes")
+	}
+}
+
+func TestCheckPassphrase(t *testing.T) {
+	for p, ok := range map[string]bool{
+		"correct horse battery staple": true,
+		"bench unseal passphrase":      true,
+		"x":                            false,
+		"passwordpassword":             false, // 7 different characters
+		"aaaaaaaaaaaaaaaaaaaaaaaa":     false,
+		"Tr0ub4dor&3xyzQ":              false, // 15 characters
+		"élan vital über naïve":        true,
+	} {
+		if err := CheckPassphrase([]byte(p)); (err == nil) != ok {
+			t.Errorf("%q: %v", p, err)
+		}
+	}
+	if err := CheckPassphrase([]byte("x")); err == nil || strings.Contains(err.Error(), "x\"") {
+		t.Errorf("the error must say the rule and nothing of the passphrase: %v", err)
+	}
+}
+
+func TestRekey(t *testing.T) {
+	dir := t.TempDir()
+	root, _ := NewKey()
+	s, err := SealRoot(&root, []byte("old passphrase one two"), fastKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSealedRoot(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := Rekey(dir, []byte("wrong passphrase here"), []byte("new passphrase three four"), fastKDF, nil); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("rekey with a wrong old passphrase: %v", err)
+	}
+	if err := Rekey(dir, []byte("old passphrase one two"), []byte("short"), fastKDF, nil); !errors.Is(err, ErrWeakPassphrase) {
+		t.Fatalf("rekey to a weak passphrase: %v", err)
+	}
+	if err := Rekey(dir, []byte("old passphrase one two"), []byte("old passphrase one two"), fastKDF, nil); err == nil {
+		t.Fatal("rekey to the same passphrase accepted")
+	}
+	refused := errors.New("not the key I hold")
+	if err := Rekey(dir, []byte("old passphrase one two"), []byte("new passphrase three four"), fastKDF, func(*Key) error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("a refusing check: %v", err)
+	}
+	if err := Rekey(dir, []byte("old passphrase one two"), []byte("new passphrase three four"), fastKDF, func(k *Key) error {
+		if !k.Equal(&root) {
+			return refused
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("rekey: %v", err)
+	}
+	sealed, err := ReadSealedRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sealed.Open([]byte("old passphrase one two")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("the old passphrase still opens the root key: %v", err)
+	}
+	k, err := sealed.Open([]byte("new passphrase three four"))
+	if err != nil || !k.Equal(&root) {
+		t.Fatalf("the new passphrase: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, RootFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("root key file after rekey: %v %v", fi, err)
 	}
 }

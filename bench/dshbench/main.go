@@ -30,6 +30,7 @@ type config struct {
 	runs                 int
 	writeSize, randSize  int64
 	randReads, files     int
+	randWrites, syncs    int
 	opens                int
 	uploadSize           int64
 	uid                  int
@@ -64,6 +65,8 @@ func main() {
 	flag.Int64Var(&c.writeSize, "write-size", 2<<30, "bytes of the sequential write and read")
 	flag.Int64Var(&c.randSize, "rand-size", 512<<20, "size of the file for random reads")
 	flag.IntVar(&c.randReads, "rand-reads", 20000, "random 4 KiB reads per run")
+	flag.IntVar(&c.randWrites, "rand-writes", 1000, "random 4 KiB writes, each fsync'd, per run")
+	flag.IntVar(&c.syncs, "sync-files", 2000, "files created, written 4 KiB, fsync'd and closed, per run")
 	flag.IntVar(&c.files, "files", 10000, "files created, then stat'ed")
 	flag.IntVar(&c.opens, "opens", 100000, "open+close of one file")
 	flag.Int64Var(&c.uploadSize, "upload-size", 1<<30, "bytes of the upload row")
@@ -81,6 +84,7 @@ func main() {
 	if c.quick {
 		c.runs, c.writeSize, c.randSize, c.randReads, c.files, c.opens, c.uploadSize = 1, 8<<20, 4<<20, 200, 100, 500, 8<<20
 		c.smbSize, c.smbFiles = 8<<20, 50
+		c.randWrites, c.syncs = 50, 50
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "dshbench:", err)
@@ -129,6 +133,9 @@ func run(c config) error {
 		{name: "7. upload (dsh upload vs cp)", unit: "MB/s", higher: true},
 		{name: "8a. dsh peak RSS during 1", unit: "MiB", higher: false},
 		{name: "8b. dsh peak RSS during 7", unit: "MiB", higher: false},
+		{name: "9a. random 4 KiB write+fsync, 512 MiB file", unit: "IOPS", higher: true},
+		{name: "9b. bytes written to disk per write in 9a", unit: "KiB", higher: false},
+		{name: "10. create+write 4 KiB+fsync+close", unit: "files/s", higher: true},
 	}
 	for _, r := range rows {
 		r.vals = map[string][]float64{}
@@ -173,6 +180,24 @@ func run(c config) error {
 				}
 				add(2+i, tg, v)
 			}
+			// Small durable writes: random 4 KiB write+fsync in the 512 MiB file, with the
+			// bytes the target's process made the kernel write (the daemon's; the worker's
+			// own on the plain disk), and files made durable one by one.
+			before := t.writeBytes(tg)
+			out, err := t.workFigs(dir, "randwrite", int64(c.randWrites))
+			if err != nil {
+				return fmt.Errorf("%s randwrite: %w", tg, err)
+			}
+			add(10, tg, out[0])
+			written := t.writeBytes(tg) - before
+			if tg == "plain" {
+				written = out[1]
+			}
+			add(11, tg, written/float64(c.randWrites)/1024)
+			if v, err = t.work1(dir, "createsync", int64(c.syncs)); err != nil {
+				return fmt.Errorf("%s createsync: %w", tg, err)
+			}
+			add(12, tg, v)
 			os.Remove(filepath.Join(dir, "seq.bin"))
 		}
 		// Upload: dsh upload into Arrivals against cp onto the plain disk.
@@ -231,14 +256,34 @@ func (t *testbed) smbRows() ([]*row, error) {
 
 // work1 runs one workload as the test uid and returns its figure.
 func (t *testbed) work1(dir, w string, n int64) (float64, error) {
+	figs, err := t.workFigs(dir, w, n)
+	if err != nil {
+		return 0, err
+	}
+	return figs[0], nil
+}
+
+// workFigs runs one workload as the test uid and returns its figures.
+func (t *testbed) workFigs(dir, w string, n int64) ([]float64, error) {
 	cmd := exec.Command(t.self, "worker", w, dir, strconv.FormatInt(n, 10))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(t.c.uid), Gid: uint32(t.c.uid)}}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("%s: %v: %s", w, err, strings.TrimSpace(errb.String()))
+		return nil, fmt.Errorf("%s: %v: %s", w, err, strings.TrimSpace(errb.String()))
 	}
-	return strconv.ParseFloat(strings.TrimSpace(out.String()), 64)
+	var figs []float64
+	for _, f := range strings.Fields(out.String()) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: figure %q: %w", w, f, err)
+		}
+		figs = append(figs, v)
+	}
+	if len(figs) == 0 {
+		return nil, fmt.Errorf("%s: no figure", w)
+	}
+	return figs, nil
 }
 
 func median(v []float64) float64 {

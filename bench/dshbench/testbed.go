@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -297,4 +298,59 @@ func (t *testbed) teardown() {
 	if t.clamd != nil {
 		t.clamd.Stop()
 	}
+}
+
+// procWriteBytes reads write_bytes (bytes the process made the kernel send to storage)
+// from /proc/<pid>/io.
+func procWriteBytes(pid string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/io")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// writeBytes is what the process serving target has written so far (0 for the plain disk,
+// whose worker reports its own).
+func (t *testbed) writeBytes(target string) float64 {
+	var pid int
+	switch target {
+	case "dsh":
+		pid = t.daemon.Process.Pid
+	case "fuse-ceiling":
+		pid = t.procs[0].Process.Pid
+	case "gocryptfs":
+		pid = t.gocryptfsPID()
+	}
+	if pid == 0 {
+		return 0
+	}
+	return float64(procWriteBytes(strconv.Itoa(pid)))
+}
+
+// gocryptfsPID finds the gocryptfs process serving the mount (it daemonizes itself).
+func (t *testbed) gocryptfsPID() int {
+	mnt := t.dirs["gocryptfs"]
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmd), "\x00")
+		if len(args) > 0 && filepath.Base(args[0]) == "gocryptfs" && slices.Contains(args, mnt) {
+			return pid
+		}
+	}
+	return 0
 }

@@ -46,6 +46,15 @@ func worker(args []string) error {
 		fig, err = lsLong(dir)
 	case "open":
 		fig, err = openClose(filepath.Join(dir, "rand.bin"), int(n))
+	case "randwrite":
+		var own float64
+		fig, own, err = randWrite(filepath.Join(dir, "rand.bin"), int(n))
+		if err == nil {
+			fmt.Println(fig, own)
+			return nil
+		}
+	case "createsync":
+		fig, err = createSyncFiles(dir, int(n))
 	default:
 		return fmt.Errorf("unknown workload %q", w)
 	}
@@ -183,3 +192,70 @@ func openClose(path string, n int) (float64, error) {
 	}
 	return float64(time.Since(start).Microseconds()) / float64(n), nil
 }
+
+// randWrite makes n aligned 4 KiB writes at random offsets, each followed by an fsync, and
+// returns IOPS and the bytes this process made the kernel write (what a plain disk costs).
+func randWrite(path string, n int) (float64, float64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	blocks := st.Size() / 4096
+	buf := make([]byte, 4096)
+	if _, err := crand.Read(buf); err != nil {
+		return 0, 0, err
+	}
+	before := selfWriteBytes()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		buf[0] = byte(i)
+		if _, err := f.WriteAt(buf, rand.Int64N(blocks)*4096); err != nil {
+			return 0, 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, 0, err
+		}
+	}
+	iops := float64(n) / time.Since(start).Seconds()
+	return iops, float64(selfWriteBytes() - before), nil
+}
+
+// createSyncFiles creates n files in dir/synced, each written 4 KiB, fsync'd and closed:
+// durable on every target. Files per second.
+func createSyncFiles(dir string, n int) (float64, error) {
+	d := filepath.Join(dir, "synced")
+	os.RemoveAll(d)
+	if err := os.Mkdir(d, 0o755); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 4096)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		f, err := os.Create(filepath.Join(d, "f"+strconv.Itoa(i)))
+		if err != nil {
+			return 0, err
+		}
+		if _, err := f.Write(buf); err != nil {
+			f.Close()
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return 0, err
+		}
+		if err := f.Close(); err != nil {
+			return 0, err
+		}
+	}
+	v := float64(n) / time.Since(start).Seconds()
+	os.RemoveAll(d)
+	return v, nil
+}
+
+// selfWriteBytes is this process's write_bytes from /proc/self/io.
+func selfWriteBytes() int64 { return procWriteBytes("self") }

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -74,47 +80,58 @@ func newAuditCmd(g *globals) *cobra.Command {
 		},
 	}
 	vo.flags(verify)
-	var since string
+	var since, until string
+	var q control.AuditQuery
+	var asJSON bool
 	show := &cobra.Command{
-		Use:   "show [--since T]",
-		Short: "Print audit records",
+		Use:   "show [--since T] [--until T] [--user ID] [--action A] [--limit N] [--json]",
+		Short: "Print audit records as they are read (--json: JSON lines, for a SIEM)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var t time.Time
+			var err error
 			if since != "" {
-				var err error
-				if t, err = parseSince(since); err != nil {
+				if q.Since, err = parseTime("--since", since); err != nil {
 					return err
 				}
+			}
+			if until != "" {
+				if q.Until, err = parseTime("--until", until); err != nil {
+					return err
+				}
+			}
+			if q.Limit < 0 {
+				return usagef("--limit must not be negative")
 			}
 			dir, off, err := so.open()
 			if err != nil {
 				return err
 			}
-			var recs []control.AuditRecord
-			if off {
-				key, err := offlineKey(dir, so.passFile)
-				if err != nil {
-					return err
-				}
-				err = audit.Read(filepath.Join(dir, store.AuditDir), &key, t, func(r audit.Record) error {
-					recs = append(recs, daemon.RecordView(r))
-					return nil
-				})
-				key.Wipe()
-				if err != nil {
-					return err
-				}
-			} else if recs, err = g.client().AuditShow(cmd.Context(), t); err != nil {
+			out := bufio.NewWriterSize(os.Stdout, 64<<10)
+			defer out.Flush()
+			emit := recordPrinter(out, asJSON)
+			if !off {
+				return g.client().AuditShow(cmd.Context(), q, emit)
+			}
+			key, err := offlineKey(dir, so.passFile)
+			if err != nil {
 				return err
 			}
-			for _, r := range recs {
-				printRecord(r)
+			rd, err := audit.NewReader(filepath.Join(dir, store.AuditDir), &key)
+			key.Wipe()
+			if err != nil {
+				return err
 			}
-			return nil
+			defer rd.Close()
+			aq := audit.Query{Since: q.Since, Until: q.Until, User: q.User, Action: q.Action, Limit: q.Limit}
+			return rd.Scan(cmd.Context(), aq, func(r audit.Record) error { return emit(daemon.RecordView(r)) })
 		},
 	}
-	show.Flags().StringVar(&since, "since", "", "only records at or after this time (RFC 3339, or a duration such as 1h)")
+	show.Flags().StringVar(&since, "since", "", "only records at or after this time (RFC 3339, or a duration such as 1h: that long ago)")
+	show.Flags().StringVar(&until, "until", "", "only records before this time (RFC 3339, or a duration)")
+	show.Flags().StringVar(&q.User, "user", "", "only records of this user ID")
+	show.Flags().StringVar(&q.Action, "action", "", "only records of this action (fs.open), or of actions with a prefix (fs.*)")
+	show.Flags().IntVar(&q.Limit, "limit", 0, "at most this many records (0: all)")
+	show.Flags().BoolVar(&asJSON, "json", false, "one JSON object per line (seq, time, uid, user, action, object, result, detail)")
 	so.flags(show)
 	c.AddCommand(verify, show)
 	return c
@@ -129,25 +146,75 @@ func offlineKey(dir, passFile string) (vault.Key, error) {
 	return store.AuditKey(dir, pass)
 }
 
-func parseSince(s string) (time.Time, error) {
+func parseTime(flag, s string) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return time.Now().Add(-d), nil
 	}
-	t, err := time.Parse(time.RFC3339, s)
+	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, usagef("--since takes an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (1h)")
+		return time.Time{}, usagef("%s takes an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (1h)", flag)
 	}
 	return t, nil
 }
 
-func printRecord(r control.AuditRecord) {
-	user := r.User
-	if user == "" {
-		user = "-"
+// recordPrinter returns the function that prints each record to w: one line of text
+// (formatRecord) or one JSON object per line.
+func recordPrinter(w io.Writer, asJSON bool) func(control.AuditRecord) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		return func(r control.AuditRecord) error { return enc.Encode(r) }
 	}
-	fmt.Printf("%6d %s uid=%d user=%s %s %q %s", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.UID, user, r.Action, r.Object, r.Result)
+	return func(r control.AuditRecord) error {
+		_, err := io.WriteString(w, formatRecord(r)+"\n")
+		return err
+	}
+}
+
+// formatRecord renders one record on one line for an operator. A record's strings hold
+// whatever the caller gave, a file name with a newline and a whole forged record after
+// it included, so every string that is not made only of plain characters is printed
+// Go-quoted (escapes for control characters, line and paragraph separators, format
+// characters and bytes that are not UTF-8): no stored byte can start a line of its own or
+// pass for another field.
+func formatRecord(r control.AuditRecord) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%6d %s uid=%d user=%s %s %s %s", r.Seq, r.Time.UTC().Format(time.RFC3339Nano), r.UID,
+		word(r.User, "-"), word(r.Action, `""`), strconv.Quote(r.Object), word(r.Result, `""`))
 	if r.Detail != "" {
-		fmt.Printf(" (%s)", r.Detail)
+		b.WriteString(" (")
+		if plain(r.Detail, " ;,'=/") {
+			b.WriteString(r.Detail)
+		} else {
+			b.WriteString(strconv.Quote(r.Detail))
+		}
+		b.WriteString(")")
 	}
-	fmt.Println()
+	return b.String()
+}
+
+// word prints s as it is when it is a plain word, Go-quoted otherwise, and empty as
+// empty says.
+func word(s, empty string) string {
+	if s == "" {
+		return empty
+	}
+	if plain(s, "") {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// plain reports whether s holds only ASCII letters, digits, ".:_@+-" and the characters
+// of extra.
+func plain(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte(".:_@+-", c) >= 0, strings.IndexByte(extra, c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

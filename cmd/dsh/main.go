@@ -73,6 +73,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		newInitCmd(),
 		newServeCmd(g),
+		newWatchdogCmd(),
 		newOperatorCmd(g),
 		newAuditCmd(g),
 		newUserCmd(g),

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"dsh/vault"
 )
 
 func newOperatorCmd(g *globals) *cobra.Command {
@@ -40,6 +42,44 @@ func newOperatorCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Println("store unsealed")
+			return nil
+		},
+	}, &cobra.Command{
+		Use:   "rekey",
+		Short: "Change the unseal passphrase (< current passphrase, new passphrase); the store must be unsealed",
+		Long: fmt.Sprintf("Seal the root key under a new unseal passphrase; the old one stops working. The new one must be at least %d characters long and use at least %d different characters.",
+			vault.MinPassphraseLen, vault.MinPassphraseDistinct),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sr := newSecretReader()
+			old, err := sr.read("current unseal passphrase")
+			if err != nil {
+				return err
+			}
+			defer clear(old)
+			next, err := sr.read("new unseal passphrase")
+			if err != nil {
+				return err
+			}
+			defer clear(next)
+			if sr.tty {
+				again, err := sr.read("new unseal passphrase again")
+				if err != nil {
+					return err
+				}
+				same := string(again) == string(next)
+				clear(again)
+				if !same {
+					return usagef("the two new passphrases differ")
+				}
+			}
+			if err := vault.CheckPassphrase(next); err != nil {
+				return usagef("%v", err)
+			}
+			if err := g.client().Rekey(cmd.Context(), old, next); err != nil {
+				return err
+			}
+			fmt.Println("unseal passphrase changed; the old one no longer opens the store")
 			return nil
 		},
 	}, &cobra.Command{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"golang.org/x/term"
 )
@@ -41,8 +42,25 @@ func (s *secretReader) read(prompt string) ([]byte, error) {
 }
 
 // readSecretFile reads a secret kept in a file (first line), e.g. the unseal passphrase.
+// It refuses a file that another user owns or that its group or others may read or
+// write: a passphrase anyone on the host can read protects nothing.
 func readSecretFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("passphrase file %s is open to its group or to others (mode %04o); chmod 600 it", path, perm)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("passphrase file %s belongs to uid %d, not to this user (uid %d)", path, st.Uid, os.Geteuid())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return nil, fmt.Errorf("read passphrase file: %w", err)
 	}

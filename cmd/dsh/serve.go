@@ -16,6 +16,7 @@ import (
 	"dsh/control"
 	"dsh/daemon"
 	dshfs "dsh/fs"
+	"dsh/internal/secmem"
 	"dsh/portal"
 	"dsh/scan"
 	"dsh/store"
@@ -66,6 +67,9 @@ func newInitCmd() *cobra.Command {
 func newServeCmd(g *globals) *cobra.Command {
 	var data, passFile, metricsAddr, groupDir, arrivalsDir, portalAddr, tlsCert, tlsKey, smbConf string
 	var retention, uploadIdle time.Duration
+	var reserve int64
+	var gcInterval time.Duration
+	var wd *dshfs.Watchdog
 	var pprof bool
 	var clamdSocket string
 	var clamd scan.ClamdOptions
@@ -123,6 +127,10 @@ func newServeCmd(g *globals) *cobra.Command {
 				return usagef("--egress-window, --clamd-max-size and --clamd-wait must be positive")
 			}
 			cfg.ClamdSocket, cfg.Clamd, cfg.EgressWindow = clamdSocket, clamd, egressWindow
+			if gcInterval < 0 {
+				return usagef("--gc-interval must not be negative")
+			}
+			cfg.GCInterval = gcInterval
 			if passFile != "" {
 				if cfg.Passphrase, err = readSecretFile(passFile); err != nil {
 					return err
@@ -133,16 +141,55 @@ func newServeCmd(g *globals) *cobra.Command {
 				// daemon's budget is 256 MiB resident, so keep the heap well inside it.
 				debug.SetMemoryLimit(192 << 20)
 			}
-			d, err := daemon.New(cfg)
-			if err != nil {
-				clear(cfg.Passphrase)
-				return err
+			if reserve < 0 {
+				return usagef("--free-space-reserve must not be negative")
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return d.Run(ctx)
+			cfg.FreeSpaceFloor = reserve
+			if reserve == 0 {
+				cfg.FreeSpaceFloor = -1
+			}
+			// No core dump of the daemon: keys and plaintext pass through its memory, and
+			// not all of it can be secret memory (internal/secmem).
+			if err := secmem.Harden(); err != nil {
+				logger().Warn("the daemon could not keep itself out of core dumps", "err", err)
+			}
+			// A log reader that went away (dsh serve 2>&1 | head, a log shipper restarting)
+			// must not kill the daemon: writes to the broken pipe fail, and the logger drops
+			// the line.
+			signal.Ignore(syscall.SIGPIPE)
+			if cfg.GroupDir != "" || cfg.ArrivalsDir != "" {
+				exe, err := os.Executable()
+				if err != nil {
+					clear(cfg.Passphrase)
+					return err
+				}
+				if wd, err = dshfs.StartWatchdog(exe, "--socket", g.socket, watchdogCmd); err != nil {
+					clear(cfg.Passphrase)
+					return err
+				}
+				cfg.Watchdog = wd
+			}
+			d, err := daemon.New(cfg)
+			if err == nil {
+				// A hangup (the terminal closed) stops the daemon cleanly too, as SIGINT and
+				// SIGTERM do: every way out unmounts the trees.
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+				err = d.Run(ctx)
+				stop()
+			} else {
+				clear(cfg.Passphrase)
+			}
+			// Run returned, so it unmounted the trees: the watchdog may stand down. Not
+			// deferred: a panic must leave it watching.
+			if wd != nil {
+				wd.Release()
+			}
+			return err
 		},
 	}
+	c.Flags().DurationVar(&gcInterval, "gc-interval", 30*time.Second, "how often the objects of replaced and deleted files are collected")
+	c.Flags().Int64Var(&reserve, "free-space-reserve", store.DefaultFreeSpaceFloor,
+		"bytes of disk space kept free for the metadata and the audit log: file writes get ENOSPC below it (0: none)")
 	c.Flags().StringVar(&data, "data", "", "the store's folder (made by dsh init)")
 	c.Flags().StringVar(&passFile, "unseal-passphrase-file", "", "unseal at start with the passphrase in this file")
 	c.Flags().StringVar(&groupDir, "group", "", "mount the Group (S:) tree of project shares here")
@@ -169,4 +216,26 @@ func newServeCmd(g *globals) *cobra.Command {
 
 func logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// watchdogCmd names the hidden subcommand that runs the mount watchdog (fs.RunWatchdog).
+const watchdogCmd = "mount-watchdog"
+
+func newWatchdogCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    watchdogCmd,
+		Short:  "Unmount the trees of a dsh serve that died (started by dsh serve itself)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// It must outlive the daemon and whatever signals reach the daemon's terminal.
+			signal.Ignore(syscall.SIGPIPE, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM)
+			in := os.NewFile(3, "watchdog pipe")
+			if in == nil {
+				return usagef("%s is started by dsh serve", watchdogCmd)
+			}
+			dshfs.RunWatchdog(in, logger())
+			return nil
+		},
+	}
 }

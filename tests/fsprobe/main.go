@@ -69,6 +69,8 @@ func main() {
 		result(unix.Renameat2(unix.AT_FDCWD, os.Args[2], unix.AT_FDCWD, os.Args[3], flags), "")
 	case "setxattr":
 		result(unix.Setxattr(os.Args[2], os.Args[3], []byte(os.Args[4]), 0), "")
+	case "removexattr":
+		result(unix.Removexattr(os.Args[2], os.Args[3]), "")
 	case "getxattr":
 		buf := make([]byte, 4096)
 		n, err := unix.Getxattr(os.Args[2], os.Args[3], buf)

@@ -1,0 +1,254 @@
+package content
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"dsh/blob"
+	"dsh/vault"
+)
+
+// Patches: small writes cost small.
+//
+// A segment is one object of up to 16 MiB, and rewriting it whole for every small write
+// would make a database's 4 KiB write and fsync cost 16 MiB. So a flush may write the dirty
+// chunks of a segment as patches instead: each run of consecutive dirty chunks becomes an
+// object of its own (the content format allows an object to start at any chunk), which
+// reads over the segment's own object from then on. A later patch over part of an older
+// one splits it (the older object stays, named by what it still covers); one over all of
+// it drops it. A 4 KiB write and fsync then writes one 64 KiB chunk and a few hundred bytes
+// of metadata, whatever the file's size.
+//
+// A segment is written whole instead when it has no object yet (a new or sparse region),
+// when its length or its stored bytes changed otherwise (it grew, or a truncate cut into
+// it), or when the flush dirties more than patchDirtyMax of its chunks (a streaming
+// write: one object is cheaper than many). Patches are also bounded per file
+// (maxFilePatches), so that deleting or truncating a file still fits one metadata
+// transaction; beyond it, a flush rewrites the segments it touches whole, which folds their
+// patches back in. Files larger than patchSegmentsMax segments are always written whole.
+const (
+	patchDirtyMax    = 16
+	maxFilePatches   = 4096
+	patchSegmentsMax = 8192
+)
+
+// checkPatches turns a segment's stored patches into segStates, refusing a list no flush
+// writes: unsorted, overlapping, outside the segment or its object, or naming an object
+// another segment names. seen holds the objects of the segments checked so far.
+func checkPatches(ps []Patch, idx, segLen, segSize int64, seen map[blob.ID]struct{}) ([]segState, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	chunks := (segLen + vault.ChunkSize - 1) / vault.ChunkSize
+	mine := map[blob.ID]struct{}{}
+	out := make([]segState, len(ps))
+	for i, p := range ps {
+		from, to, first, n := int64(p.From), int64(p.To), int64(p.First), int64(p.Chunks)
+		if from >= to || from < first || to > first+n || to > chunks || n > segSize/vault.ChunkSize {
+			return nil, fmt.Errorf("%w: segment %d: a patch over chunks [%d, %d) of an object of %d chunks from %d", ErrIntegrity, idx, from, to, n, first)
+		}
+		if i > 0 && ps[i-1].To > p.From {
+			return nil, fmt.Errorf("%w: segment %d: patches overlap or are out of order", ErrIntegrity, idx)
+		}
+		if _, dup := seen[p.Object]; dup {
+			return nil, fmt.Errorf("%w: object %s is named by two segments", ErrIntegrity, p.Object)
+		}
+		mine[p.Object] = struct{}{}
+		l := patchLen(first, n, segLen)
+		out[i] = segState{index: idx, obj: p.Object, objLen: l, valid: l, first: first, from: from, to: to}
+	}
+	for id := range mine {
+		seen[id] = struct{}{}
+	}
+	return out, nil
+}
+
+// patchLen is the plaintext length of a patch object holding n chunks from chunk first of
+// a segment segLen bytes long: the last chunk of the file may be partial.
+func patchLen(first, n, segLen int64) int64 {
+	return min(n*vault.ChunkSize, segLen-first*vault.ChunkSize)
+}
+
+// patchAt returns the patch of e covering chunk c (relative to the segment), or, when none
+// does, nil and the first chunk after c that a patch covers (to: the segment's end).
+func (e *segState) patchAt(c int64) (*segState, int64) {
+	i, _ := slices.BinarySearchFunc(e.patches, c, func(p segState, c int64) int {
+		switch {
+		case p.to <= c:
+			return -1
+		case p.from > c:
+			return 1
+		}
+		return 0
+	})
+	if i < len(e.patches) && e.patches[i].from <= c {
+		return &e.patches[i], 0
+	}
+	if i < len(e.patches) {
+		return nil, e.patches[i].from
+	}
+	return nil, e.to
+}
+
+// readPatched is readObject for a segment with patches: each byte from the patch that
+// covers its chunk, or from the segment's own object; zeros past valid.
+func (f *File) readPatched(ctx context.Context, e segState, dst []byte, rel int64) (int, error) {
+	v := int(max(0, min(int64(len(dst)), e.valid-rel)))
+	done := 0
+	for done < v {
+		pos := rel + int64(done)
+		c := pos / vault.ChunkSize
+		src, end := &e, int64(0)
+		if p, next := e.patchAt(c); p != nil {
+			src, end = p, p.to*vault.ChunkSize
+		} else {
+			end = next * vault.ChunkSize
+		}
+		n := int(min(int64(v-done), end-pos))
+		o, err := f.acquire(ctx, *src)
+		if err != nil {
+			return done, err
+		}
+		k, err := o.r.ReadAt(dst[done:done+n], pos-src.first*vault.ChunkSize)
+		f.release(o)
+		done += k
+		if k < n {
+			if err == nil {
+				err = fmt.Errorf("%w: short read", ErrIntegrity)
+			}
+			return done, fmt.Errorf("read file %s segment %d: %w", f.id, e.index, err)
+		}
+	}
+	clear(dst[v:])
+	return len(dst), nil
+}
+
+// objects returns every object a segment state names, its own and its patches', each once.
+func (e *segState) objects() []blob.ID {
+	ids := []blob.ID{e.obj}
+	for _, p := range e.patches {
+		if !slices.Contains(ids, p.obj) {
+			ids = append(ids, p.obj)
+		}
+	}
+	return ids
+}
+
+// patchRun is a run of consecutive dirty chunks of one segment, written as one patch.
+type patchRun struct {
+	from, to int64 // chunks, relative to the segment
+	obj      blob.ID
+}
+
+// dirtyRuns returns the runs of consecutive chunks of segment s in chunks, and how many
+// chunks they hold.
+func dirtyRuns(chunks map[int64]*chunkBuf, s, segChunks int64) ([]patchRun, int) {
+	var rel []int64
+	for c := range chunks {
+		if c/segChunks == s {
+			rel = append(rel, c-s*segChunks)
+		}
+	}
+	slices.Sort(rel)
+	var runs []patchRun
+	for _, c := range rel {
+		if n := len(runs); n > 0 && runs[n-1].to == c {
+			runs[n-1].to++
+			continue
+		}
+		runs = append(runs, patchRun{from: c, to: c + 1})
+	}
+	return runs, len(rel)
+}
+
+// patchable reports whether segment s of the plan may be written as patches (see above),
+// with its runs; total is the number of patches of the file so far, to which the runs
+// count if they go ahead.
+func (f *File) patchable(plan *flushPlan, s int64, old *segState, total *int) ([]patchRun, bool) {
+	if old == nil || old.valid != old.objLen || old.objLen != segLen(s, plan.size, f.segSize) ||
+		segCount(plan.size, f.segSize) > patchSegmentsMax {
+		return nil, false
+	}
+	runs, dirty := dirtyRuns(plan.chunks, s, f.segChunks)
+	if dirty == 0 || dirty > patchDirtyMax || *total+len(old.patches)+2*len(runs) > maxFilePatches {
+		return nil, false
+	}
+	*total += 2 * len(runs) // a run may split one patch in two
+	return runs, true
+}
+
+// withPatches returns old with runs written over it: patches wholly under a run go, ones
+// partly under it are cut to what is left (their objects stay), and the runs join.
+func withPatches(old segState, runs []patchRun, segLen int64) segState {
+	out := old
+	out.patches = nil
+	for _, p := range old.patches {
+		pieces := []segState{p}
+		for _, r := range runs {
+			var next []segState
+			for _, q := range pieces {
+				if r.to <= q.from || r.from >= q.to {
+					next = append(next, q)
+					continue
+				}
+				if q.from < r.from {
+					left := q
+					left.to = r.from
+					next = append(next, left)
+				}
+				if q.to > r.to {
+					right := q
+					right.from = r.to
+					next = append(next, right)
+				}
+			}
+			pieces = next
+		}
+		out.patches = append(out.patches, pieces...)
+	}
+	for _, r := range runs {
+		l := patchLen(r.from, r.to-r.from, segLen)
+		out.patches = append(out.patches, segState{index: old.index, obj: r.obj, objLen: l, valid: l,
+			first: r.from, from: r.from, to: r.to})
+	}
+	slices.SortFunc(out.patches, func(a, b segState) int { return int(a.from - b.from) })
+	return out
+}
+
+// writeRun writes the chunks of run r of segment s as a patch object.
+func (f *File) writeRun(ctx context.Context, plan *flushPlan, s int64, r patchRun) error {
+	p, err := f.blobs.Create(ctx, r.obj)
+	if err != nil {
+		return err
+	}
+	defer p.Abort() // a no-op once committed
+	h := vault.ObjectHeader{FileID: plan.fileID, ObjectID: vault.ObjectID(r.obj), FirstChunk: uint64(s*f.segChunks + r.from)}
+	ow, err := vault.NewObjectWriter(p, plan.cipher, h)
+	if err != nil {
+		return err
+	}
+	sl := segLen(s, plan.size, f.segSize)
+	for c := r.from; c < r.to; c++ {
+		n := int(min(vault.ChunkSize, sl-c*vault.ChunkSize))
+		b := plan.chunks[s*f.segChunks+c]
+		if _, err := ow.Write(b.data[:n]); err != nil {
+			ow.Close()
+			return err
+		}
+	}
+	if err := ow.Close(); err != nil {
+		return err
+	}
+	return p.Commit(ctx)
+}
+
+// stagedSegment is the stored form of a segment state, patches included.
+func stagedSegment(e segState) Segment {
+	sg := Segment{Index: uint64(e.index), Object: e.obj}
+	for _, p := range e.patches {
+		sg.Patches = append(sg.Patches, Patch{From: uint32(p.from), To: uint32(p.to), First: uint32(p.first),
+			Chunks: uint32((p.objLen + vault.ChunkSize - 1) / vault.ChunkSize), Object: p.obj})
+	}
+	return sg
+}
