@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"dsh/content"
 	"dsh/control"
 	"dsh/daemon"
 	dshfs "dsh/fs"
@@ -138,8 +139,11 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			if os.Getenv("GOMEMLIMIT") == "" {
 				// Without a limit Go's collector lets the heap double before it runs; the
-				// daemon's budget is 256 MiB resident, so keep the heap well inside it.
-				debug.SetMemoryLimit(192 << 20)
+				// daemon's budget is 256 MiB resident. Plaintext chunk buffers live outside
+				// the Go heap (internal/secmem), where the limit does not see them, up to
+				// the write budget; the heap gets what is left, less room for the stacks,
+				// the mapped Badger log and the runtime.
+				debug.SetMemoryLimit(256<<20 - content.DefaultBudget - 32<<20)
 			}
 			if reserve < 0 {
 				return usagef("--free-space-reserve must not be negative")
