@@ -35,14 +35,9 @@ func pinObjKey(id blob.ID, name string) []byte {
 	return append(b, name...)
 }
 
-func encodePin(ids []blob.ID) []byte {
-	b := make([]byte, 0, 1+len(ids)*blob.IDLen)
-	b = append(b, valueVersion)
-	for _, id := range ids {
-		b = append(b, id[:]...)
-	}
-	return b
-}
+// encodePin has the garbage record's layout: version u8 | object IDs [16] each (none for a
+// pin of empty files).
+func encodePin(ids []blob.ID) []byte { return encodeGarbage(ids) }
 
 func decodePin(b []byte) ([]blob.ID, error) {
 	d := decoder{b: b, what: "pin record"}

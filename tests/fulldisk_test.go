@@ -20,26 +20,16 @@ import (
 // that a test can fill the disk without touching anyone else's.
 func newEnvOnTmpfs(t *testing.T, size int64) *env {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "dsh-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, dir: dir, data: filepath.Join(dir, "data"), passFile: filepath.Join(dir, "passphrase"), socket: filepath.Join(dir, "run", "control.sock")}
-	if err := os.Mkdir(e.data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", e.data, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Fatalf("mount a tmpfs for the data folder: %v", err)
-	}
-	// Runs after the daemon stopped (cleanups run last-registered first).
-	t.Cleanup(func() { syscall.Unmount(e.data, syscall.MNT_DETACH) })
-	if err := os.WriteFile(e.passFile, []byte("correct horse battery staple\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	e := newEnvWith(t, func(e *env) {
+		if err := os.Mkdir(e.data, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("tmpfs", e.data, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+			t.Fatalf("mount a tmpfs for the data folder: %v", err)
+		}
+		// Runs after the daemon stopped (cleanups run last-registered first).
+		t.Cleanup(func() { syscall.Unmount(e.data, syscall.MNT_DETACH) })
+	})
 	e.dsh(0, "", "init", "--data", e.data, "--unseal-passphrase-file", e.passFile).ok(t)
 	return e
 }

@@ -127,6 +127,20 @@ func (s *syncBuffer) String() string {
 // newEnv makes a folder with a passphrase file and runs `dsh init` in it.
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	e := newEnvWith(t, nil)
+	r := e.dsh(0, "", "init", "--data", e.data, "--unseal-passphrase-file", e.passFile)
+	r.ok(t)
+	if !strings.Contains(r.stdout, "initialised") {
+		t.Fatalf("init said %q", r.stdout)
+	}
+	return e
+}
+
+// newEnvWith makes an env's folder and passphrase file; prepare, if given, then readies
+// the data folder (a disk of its own) before anything is written in it, and the caller
+// runs `dsh init`.
+func newEnvWith(t *testing.T, prepare func(e *env)) *env {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "dsh-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -136,13 +150,11 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, dir: dir, data: filepath.Join(dir, "data"), passFile: filepath.Join(dir, "passphrase"), socket: filepath.Join(dir, "run", "control.sock")}
+	if prepare != nil {
+		prepare(e)
+	}
 	if err := os.WriteFile(e.passFile, []byte("correct horse battery staple\n"), 0o600); err != nil {
 		t.Fatal(err)
-	}
-	r := e.dsh(0, "", "init", "--data", e.data, "--unseal-passphrase-file", e.passFile)
-	r.ok(t)
-	if !strings.Contains(r.stdout, "initialised") {
-		t.Fatalf("init said %q", r.stdout)
 	}
 	return e
 }

@@ -276,25 +276,15 @@ func checkRewritten(t *testing.T, e *env, f, log string) int {
 // newEnvOnDisk is newEnv with the data folder on a power-cut harness (e.disk).
 func newEnvOnDisk(t *testing.T) *env {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "dsh-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, dir: dir, data: filepath.Join(dir, "data"), passFile: filepath.Join(dir, "passphrase"), socket: filepath.Join(dir, "run", "control.sock")}
-	under := filepath.Join(dir, "disk")
-	for _, d := range []string{under, e.data} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
+	e := newEnvWith(t, func(e *env) {
+		under := filepath.Join(e.dir, "disk")
+		for _, d := range []string{under, e.data} {
+			if err := os.Mkdir(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	e.disk = mountDisk(t, under, e.data)
-	if err := os.WriteFile(e.passFile, []byte("correct horse battery staple\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+		e.disk = mountDisk(t, under, e.data)
+	})
 	e.dsh(0, "", "init", "--data", e.data, "--unseal-passphrase-file", e.passFile).ok(t)
 	return e
 }
