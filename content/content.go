@@ -256,7 +256,11 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 	n := segCount(size, segSize)
 	list := make([]segState, len(segs))
-	seen := make(map[blob.ID]struct{}, len(segs))
+	objs := len(segs)
+	for _, sg := range segs {
+		objs += len(sg.Patches)
+	}
+	seen := make(map[blob.ID]struct{}, objs)
 	for i, sg := range segs {
 		if _, dup := seen[sg.Object]; dup {
 			return nil, fmt.Errorf("%w: object %s is named by two segments", ErrIntegrity, sg.Object)

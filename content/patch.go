@@ -41,7 +41,7 @@ func checkPatches(ps []Patch, idx, segLen, segSize int64, seen map[blob.ID]struc
 		return nil, nil
 	}
 	chunks := (segLen + vault.ChunkSize - 1) / vault.ChunkSize
-	mine := map[blob.ID]struct{}{}
+	mine := make(map[blob.ID]struct{}, len(ps))
 	out := make([]segState, len(ps))
 	for i, p := range ps {
 		from, to, first, n := int64(p.From), int64(p.To), int64(p.First), int64(p.Chunks)

@@ -28,8 +28,13 @@ func contentSegmentsOf(ctx context.Context, be *Backend, a *meta.Attr) ([]conten
 		return nil, err
 	}
 	for i := range segs {
-		for _, p := range ps[segs[i].Index] {
-			segs[i].Patches = append(segs[i].Patches, content.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: p.Object})
+		mp := ps[segs[i].Index]
+		if len(mp) == 0 {
+			continue
+		}
+		segs[i].Patches = make([]content.Patch, len(mp))
+		for j, p := range mp {
+			segs[i].Patches[j] = content.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: p.Object}
 		}
 	}
 	return segs, nil

@@ -27,12 +27,20 @@ type attrCache struct {
 const (
 	cacheShards   = 64
 	cacheShardMax = 512
+	// cachePatchesMax bounds the patches a shard keeps (32 bytes each, 8 MiB in all): room
+	// for one file at content's bound of 4096 patches a file.
+	cachePatchesMax = 4100
 )
 
 type cacheShard struct {
 	mu  sync.Mutex
 	gen uint64 // bumped by every invalidation in the shard
 	m   map[Ino]Attr
+	// p holds the patch lists of recently opened files (PatchesOf), np the patches it holds
+	// in all. Patch records are written only by updates that also write their inode, so
+	// the inode's invalidation covers them.
+	p  map[Ino]map[uint64][]Patch
+	np int
 }
 
 func (c *attrCache) shard(ino Ino) *cacheShard { return &c.shards[ino%cacheShards] }
@@ -75,7 +83,63 @@ func (c *attrCache) invalidate(ino Ino) {
 	sh.mu.Lock()
 	sh.gen++
 	delete(sh.m, ino)
+	if ps, ok := sh.p[ino]; ok {
+		sh.np -= countPatches(ps)
+		delete(sh.p, ino)
+	}
 	sh.mu.Unlock()
+}
+
+// getPatches returns the cached patch lists of ino (nil for a file with none); when there
+// are none cached, gen is what a later putPatches must present. The lists are shared:
+// callers must not change them.
+func (c *attrCache) getPatches(ino Ino) (ps map[uint64][]Patch, ok bool, gen uint64) {
+	sh := c.shard(ino)
+	sh.mu.Lock()
+	ps, ok = sh.p[ino]
+	gen = sh.gen
+	sh.mu.Unlock()
+	return ps, ok, gen
+}
+
+// putPatches caches the patch lists of ino, read by a transaction that started after
+// getPatches returned gen, unless the shard was invalidated since. Entries are dropped,
+// arbitrary ones first, until the shard is inside its bound.
+func (c *attrCache) putPatches(ino Ino, ps map[uint64][]Patch, gen uint64) {
+	n := countPatches(ps)
+	if n > cachePatchesMax {
+		return
+	}
+	sh := c.shard(ino)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.gen != gen {
+		return
+	}
+	if sh.p == nil {
+		sh.p = make(map[Ino]map[uint64][]Patch)
+	}
+	if old, ok := sh.p[ino]; ok {
+		sh.np -= countPatches(old)
+		delete(sh.p, ino)
+	}
+	for k, v := range sh.p {
+		if sh.np+n <= cachePatchesMax && len(sh.p) < cacheShardMax {
+			break
+		}
+		sh.np -= countPatches(v)
+		delete(sh.p, k)
+	}
+	sh.p[ino] = ps
+	sh.np += n
+}
+
+func countPatches(ps map[uint64][]Patch) int {
+	n := 1 // a file with none still takes an entry
+	for _, l := range ps {
+		n += len(l)
+	}
+	return n
 }
 
 // rootCache remembers share roots: a share's root, once created, never changes.

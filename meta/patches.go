@@ -144,9 +144,13 @@ func (o *op) removePatches(n *inode) error {
 }
 
 // PatchesOf returns the patches of every segment of file ino that has some, by segment
-// index; nil when none has.
+// index; nil when none has. Every open of a patched file asks, so the lists of recent
+// files are cached (cache.go); the result is shared and must not be changed.
 func (s *Store) PatchesOf(ctx context.Context, ino Ino) (map[uint64][]Patch, error) {
-	var out map[uint64][]Patch
+	out, ok, gen := s.cache.getPatches(ino)
+	if ok {
+		return out, nil
+	}
 	err := s.db.View(ctx, func(tx kv.Txn) error {
 		out = nil
 		return tx.Scan(patchInoPrefix(ino), nil, func(k, v []byte) (bool, error) {
@@ -168,5 +172,6 @@ func (s *Store) PatchesOf(ctx context.Context, ino Ino) (map[uint64][]Patch, err
 	if err != nil {
 		return nil, fmt.Errorf("meta: patches of %d: %w", ino, err)
 	}
+	s.cache.putPatches(ino, out, gen)
 	return out, nil
 }

@@ -81,8 +81,17 @@ func TestPatches(t *testing.T) {
 			s1.Patched = true
 			p6 := patch(0, 2, 0, 2)
 			e.ok2(e.s.SetContent(ctx, f.Ino, 2<<20, Content{Segments: []Segment{s[0], s1}, Patches: map[uint64][]Patch{1: {p6}}}, 5))
+			// Read twice (the second from the cache), then gone with the file.
+			for range 2 {
+				if got, _ := e.s.PatchesOf(ctx, f.Ino); !reflect.DeepEqual(got, map[uint64][]Patch{1: {p6}}) {
+					t.Fatalf("PatchesOf: %+v", got)
+				}
+			}
 			e.ok2(e.s.Unlink(ctx, e.root.Ino, "f"))
 			e.ok(e.s.Reap(ctx, f.Ino))
+			if got, _ := e.s.PatchesOf(ctx, f.Ino); got != nil {
+				t.Fatalf("patches of a reaped file: %+v", got)
+			}
 			if g := e.garbage(); !g[p6.Object] || !g[s1.Object] {
 				t.Fatal("the patches of a deleted file are not on the garbage list")
 			}
