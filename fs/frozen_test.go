@@ -42,6 +42,24 @@ func writeShareFile(t *testing.T, h *harness, share string, a meta.Attr, data []
 	}
 }
 
+// shareHarness is a harness with project p1 and its share s1, whose root it returns.
+func shareHarness(t *testing.T) (*harness, meta.Attr) {
+	t.Helper()
+	h := newHarness(t)
+	op := acl.Actor{UID: 0, Operator: true}
+	if _, err := h.be.ACL.CreateProject(bg, op, "p1", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.be.ACL.CreateShare(bg, op, "s1", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	root, err := h.be.Meta.ShareRoot(bg, "s1", shareRootMode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, root
+}
+
 func readAll(t *testing.T, h *harness, share string, ff FrozenFile) ([]byte, error) {
 	t.Helper()
 	rc, err := OpenFrozen(bg, h.be, share, ff)
@@ -55,18 +73,7 @@ func readAll(t *testing.T, h *harness, share string, ff FrozenFile) ([]byte, err
 // Frozen content outlives the file's later writes and its deletion, through the collector
 // of both kinds (the garbage list and the sweep of unreferenced objects), until unpinned.
 func TestFrozenSurvivesCollection(t *testing.T) {
-	h := newHarness(t)
-	op := acl.Actor{UID: 0, Operator: true}
-	if _, err := h.be.ACL.CreateProject(bg, op, "p1", "alice"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.be.ACL.CreateShare(bg, op, "s1", "p1"); err != nil {
-		t.Fatal(err)
-	}
-	root, err := h.be.Meta.ShareRoot(bg, "s1", shareRootMode)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, root := shareHarness(t)
 	dir, err := h.be.Meta.Create(bg, root.Ino, "out", meta.KindDir, 0o755, "", meta.Content{})
 	if err != nil {
 		t.Fatal(err)
@@ -132,18 +139,7 @@ func TestFrozenSurvivesCollection(t *testing.T) {
 // reads the patched bytes after the file is rewritten, deleted and collected, and the
 // patches' objects stay pinned until the pin goes.
 func TestFrozenKeepsPatches(t *testing.T) {
-	h := newHarness(t)
-	op := acl.Actor{UID: 0, Operator: true}
-	if _, err := h.be.ACL.CreateProject(bg, op, "p1", "alice"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.be.ACL.CreateShare(bg, op, "s1", "p1"); err != nil {
-		t.Fatal(err)
-	}
-	root, err := h.be.Meta.ShareRoot(bg, "s1", shareRootMode)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, root := shareHarness(t)
 	key, _ := h.be.ACL.ShareKey(bg, "s1")
 	id, wrapped, err := h.be.Content.NewFile("s1", &key)
 	if err != nil {

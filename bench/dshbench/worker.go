@@ -134,7 +134,12 @@ func randRead(path string, n int) (float64, error) {
 
 // createFiles creates, writes 4 KiB to and closes n files in dir/files; files per second.
 func createFiles(dir string, n int) (float64, error) {
-	d := filepath.Join(dir, "files")
+	return makeFiles(filepath.Join(dir, "files"), n, false)
+}
+
+// makeFiles creates n files in d (made anew), each written 4 KiB, fsync'd if sync, and
+// closed; files per second.
+func makeFiles(d string, n int, sync bool) (float64, error) {
 	os.RemoveAll(d)
 	if err := os.Mkdir(d, 0o755); err != nil {
 		return 0, err
@@ -149,6 +154,12 @@ func createFiles(dir string, n int) (float64, error) {
 		if _, err := f.Write(buf); err != nil {
 			f.Close()
 			return 0, err
+		}
+		if sync {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return 0, err
+			}
 		}
 		if err := f.Close(); err != nil {
 			return 0, err
@@ -229,32 +240,9 @@ func randWrite(path string, n int) (float64, float64, error) {
 // durable on every target. Files per second.
 func createSyncFiles(dir string, n int) (float64, error) {
 	d := filepath.Join(dir, "synced")
+	v, err := makeFiles(d, n, true)
 	os.RemoveAll(d)
-	if err := os.Mkdir(d, 0o755); err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 4096)
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		f, err := os.Create(filepath.Join(d, "f"+strconv.Itoa(i)))
-		if err != nil {
-			return 0, err
-		}
-		if _, err := f.Write(buf); err != nil {
-			f.Close()
-			return 0, err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return 0, err
-		}
-		if err := f.Close(); err != nil {
-			return 0, err
-		}
-	}
-	v := float64(n) / time.Since(start).Seconds()
-	os.RemoveAll(d)
-	return v, nil
+	return v, err
 }
 
 // selfWriteBytes is this process's write_bytes from /proc/self/io.
