@@ -131,7 +131,17 @@ for u in alice:2001 bob:2002 carol:2003; do
   secret[$id]=$(grep -o 'secret=[A-Z2-7]*' <<<"$out" | cut -d= -f2)
 done
 totp() { oathtool --totp -b "${secret[$1]}"; }
-login() { local id=$1 uid=$2; printf '%s\n%s\n' "$pw" "$pin" | as "$uid" login --code "$(totp "$id")"; }
+# A TOTP code is accepted once: a second login of the same user within one 30-second step
+# waits for the next code, as a person would.
+declare -A last_step
+login() {
+  local id=$1 uid=$2
+  if [ "${last_step[$id]:-}" = "$(( $(date +%s) / 30 ))" ]; then
+    sleep $(( 30 - $(date +%s) % 30 + 1 ))
+  fi
+  last_step[$id]=$(( $(date +%s) / 30 ))
+  printf '%s\n%s\n' "$pw" "$pin" | as "$uid" login --code "$(totp "$id")"
+}
 
 say "Logging in needs password, PIN and a code (computed here by oathtool, as an app would)"
 printf '%s\n%s\n' "$pw" 9999 | as 2001 login --code "$(totp alice)" || true
