@@ -94,25 +94,19 @@ func (d *Daemon) openAirlock(ns *meta.Store, a *acl.Store, tok *token.Service) {
 }
 
 // sweepEgress ends requests that ran out of time, every interval, until ctx ends.
-func (d *Daemon) sweepEgress(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+func (d *Daemon) sweepEgress(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() {
 		d.mu.RLock()
-		if d.egress != nil {
-			if n, err := d.egress.Expire(ctx); err != nil {
-				d.log.Error("airlock: expiry sweep", "err", err)
-			} else if n > 0 {
-				d.log.Info("airlock: requests expired or closed", "requests", n)
-			}
+		defer d.mu.RUnlock()
+		if d.egress == nil {
+			return
 		}
-		d.mu.RUnlock()
-	}
+		if n, err := d.egress.Expire(ctx); err != nil {
+			d.log.Error("airlock: expiry sweep", "err", err)
+		} else if n > 0 {
+			d.log.Info("airlock: requests expired or closed", "requests", n)
+		}
+	})
 }
 
 // directory answers the airlock's questions from the acl and the sessions.

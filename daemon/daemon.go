@@ -537,16 +537,9 @@ const (
 
 // keepEpoch runs the epoch upkeep while the daemon runs.
 func (d *Daemon) keepEpoch(ctx context.Context) {
-	t := time.NewTicker(auditNoteInterval)
-	defer t.Stop()
 	var lastSeq uint64
 	lastCheckpoint := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, auditNoteInterval, func() {
 		_ = d.withStore(func(p *store.Parts) error {
 			if err := p.NoteAuditHead(ctx); err != nil && ctx.Err() == nil {
 				d.log.Warn("integrity: could not note the audit head in the metadata", "err", err)
@@ -560,7 +553,7 @@ func (d *Daemon) keepEpoch(ctx context.Context) {
 			}
 			return nil
 		})
-	}
+	})
 }
 
 // checkpoint moves the store to a new epoch after a change that a rollback of the

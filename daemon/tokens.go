@@ -14,19 +14,27 @@ import (
 
 // sweepSessions wipes expired sessions' keys every interval until ctx ends, so that keys
 // of a session nobody uses any more do not stay in memory until someone asks.
-func (d *Daemon) sweepSessions(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+func (d *Daemon) sweepSessions(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, func() {
+		d.mu.RLock()
+		defer d.mu.RUnlock()
+		if d.tok != nil {
+			d.tok.Sessions().Sweep(ctx)
+		}
+	})
+}
+
+// every runs fn every interval until ctx ends: the daemon's periodic upkeep (session
+// sweep, egress expiry, epoch notes).
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			d.mu.RLock()
-			if d.tok != nil {
-				d.tok.Sessions().Sweep(ctx)
-			}
-			d.mu.RUnlock()
+			fn()
 		}
 	}
 }
