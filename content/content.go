@@ -256,11 +256,7 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 	n := segCount(size, segSize)
 	list := make([]segState, len(segs))
-	objs := len(segs)
-	for _, sg := range segs {
-		objs += len(sg.Patches)
-	}
-	seen := make(map[blob.ID]struct{}, objs)
+	seen := make(map[blob.ID]struct{}, len(segs))
 	for i, sg := range segs {
 		if _, dup := seen[sg.Object]; dup {
 			return nil, fmt.Errorf("%w: object %s is named by two segments", ErrIntegrity, sg.Object)
@@ -275,7 +271,7 @@ func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 		idx := int64(sg.Index)
 		l := segLen(idx, size, segSize)
 		list[i] = segState{index: idx, obj: sg.Object, objLen: l, valid: l, to: segSize / vault.ChunkSize}
-		ps, err := checkPatches(sg.Patches, idx, l, segSize, seen)
+		ps, err := checkPatches(sg.Patches, idx, l, segSize)
 		if err != nil {
 			return nil, err
 		}

@@ -77,12 +77,8 @@ func (f *File) flush(ctx context.Context, keep int64) error {
 		Key:      f.wrapped,
 		Seals:    f.seals + sealed(created),
 	}
-	kept := make(map[blob.ID]struct{})
 	for i, e := range list {
 		st.Segments[i] = stagedSegment(e)
-		for _, id := range e.objects() {
-			kept[id] = struct{}{}
-		}
 	}
 	for i, e := range created {
 		st.New[i] = e.obj
@@ -90,20 +86,57 @@ func (f *File) flush(ctx context.Context, keep int64) error {
 	for i, s := range plan.todo {
 		st.Changed[i] = uint64(s)
 	}
-	for _, e := range plan.committed {
-		for _, id := range e.objects() {
-			if _, ok := kept[id]; !ok {
-				st.Dropped = append(st.Dropped, id)
-				kept[id] = struct{}{} // listed once
-			}
-		}
-	}
+	st.Dropped = droppedObjects(plan.committed, list)
 	if err := f.commit(ctx, st); err != nil {
 		return f.abort(ctx, &plan, created, fmt.Errorf("flush file %s: commit: %w", f.id, err))
 	}
 	f.seals = st.Seals
 	f.publish(&plan, list, st.Dropped)
 	return nil
+}
+
+// droppedObjects returns the objects of the committed segments that the new list no
+// longer names. An object belongs to one segment (its chunks are sealed with their absolute
+// index, and open refuses an object two segments name), so only a segment whose state
+// changed can drop one, and it can only be kept by the same segment's new state. A flush
+// of a file with thousands of patches thus costs what its changed segments hold, not the
+// whole file's patch lists.
+func droppedObjects(committed, list []segState) []blob.ID {
+	var dropped []blob.ID
+	j := 0
+	for _, e := range committed {
+		for j < len(list) && list[j].index < e.index {
+			j++
+		}
+		var now *segState
+		if j < len(list) && list[j].index == e.index {
+			now = &list[j]
+			if sameState(e, *now) {
+				continue
+			}
+		}
+		kept := map[blob.ID]struct{}{}
+		if now != nil {
+			for _, id := range now.objects() {
+				kept[id] = struct{}{}
+			}
+		}
+		for _, id := range e.objects() {
+			if _, ok := kept[id]; !ok {
+				dropped = append(dropped, id)
+			}
+		}
+	}
+	return dropped
+}
+
+// sameState reports whether two states of a segment are the one state: the same object
+// and the same patch list (lists are replaced, never changed in place).
+func sameState(a, b segState) bool {
+	if a.obj != b.obj || a.valid != b.valid || len(a.patches) != len(b.patches) {
+		return false
+	}
+	return len(a.patches) == 0 || &a.patches[0] == &b.patches[0]
 }
 
 // snapshot decides what the flush writes and moves the dirty chunks it covers to the

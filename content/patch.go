@@ -34,14 +34,20 @@ const (
 )
 
 // checkPatches turns a segment's stored patches into segStates, refusing a list no flush
-// writes: unsorted, overlapping, outside the segment or its object, or naming an object
-// another segment names. seen holds the objects of the segments checked so far.
-func checkPatches(ps []Patch, idx, segLen, segSize int64, seen map[blob.ID]struct{}) ([]segState, error) {
+// writes: unsorted, overlapping, or outside the segment or its object.
+//
+// It does not look for a patch object that another segment names too, as checkSegments
+// does for segments' own objects: an open of a file with thousands of patches would pay a
+// set of all their IDs, and such a list could do no harm. Every object's header, and the
+// additional data of every chunk, carry the absolute chunk it starts at, so an object read
+// for a segment it was not written for fails to authenticate; and since the collector
+// drops an object only when the one segment whose state changed stops naming it, a second
+// name can only lose bytes that could not be read anyway.
+func checkPatches(ps []Patch, idx, segLen, segSize int64) ([]segState, error) {
 	if len(ps) == 0 {
 		return nil, nil
 	}
 	chunks := (segLen + vault.ChunkSize - 1) / vault.ChunkSize
-	mine := make(map[blob.ID]struct{}, len(ps))
 	out := make([]segState, len(ps))
 	for i, p := range ps {
 		from, to, first, n := int64(p.From), int64(p.To), int64(p.First), int64(p.Chunks)
@@ -51,15 +57,8 @@ func checkPatches(ps []Patch, idx, segLen, segSize int64, seen map[blob.ID]struc
 		if i > 0 && ps[i-1].To > p.From {
 			return nil, fmt.Errorf("%w: segment %d: patches overlap or are out of order", ErrIntegrity, idx)
 		}
-		if _, dup := seen[p.Object]; dup {
-			return nil, fmt.Errorf("%w: object %s is named by two segments", ErrIntegrity, p.Object)
-		}
-		mine[p.Object] = struct{}{}
 		l := patchLen(first, n, segLen)
 		out[i] = segState{index: idx, obj: p.Object, objLen: l, valid: l, first: first, from: from, to: to}
-	}
-	for id := range mine {
-		seen[id] = struct{}{}
 	}
 	return out, nil
 }
@@ -125,10 +124,23 @@ func (f *File) readPatched(ctx context.Context, e segState, dst []byte, rel int6
 }
 
 // objects returns every object a segment state names, its own and its patches', each once.
+// A patch split by a later one keeps its object in both pieces, so pieces repeat objects.
 func (e *segState) objects() []blob.ID {
-	ids := []blob.ID{e.obj}
+	ids := make([]blob.ID, 0, 1+len(e.patches))
+	ids = append(ids, e.obj)
+	if len(e.patches) <= 8 {
+		for _, p := range e.patches {
+			if !slices.Contains(ids, p.obj) {
+				ids = append(ids, p.obj)
+			}
+		}
+		return ids
+	}
+	seen := make(map[blob.ID]struct{}, len(e.patches)+1)
+	seen[e.obj] = struct{}{}
 	for _, p := range e.patches {
-		if !slices.Contains(ids, p.obj) {
+		if _, ok := seen[p.obj]; !ok {
+			seen[p.obj] = struct{}{}
 			ids = append(ids, p.obj)
 		}
 	}
@@ -246,6 +258,9 @@ func (f *File) writeRun(ctx context.Context, plan *flushPlan, s int64, r patchRu
 // stagedSegment is the stored form of a segment state, patches included.
 func stagedSegment(e segState) Segment {
 	sg := Segment{Index: uint64(e.index), Object: e.obj}
+	if len(e.patches) > 0 {
+		sg.Patches = make([]Patch, 0, len(e.patches))
+	}
 	for _, p := range e.patches {
 		sg.Patches = append(sg.Patches, Patch{From: uint32(p.from), To: uint32(p.to), First: uint32(p.first),
 			Chunks: uint32((p.objLen + vault.ChunkSize - 1) / vault.ChunkSize), Object: p.obj})

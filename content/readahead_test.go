@@ -238,8 +238,9 @@ func TestReadAheadTampered(t *testing.T) {
 				b[30] ^= 1
 				failing, good = 4<<20, 0
 			} else {
-				k := int64(20) // chunk of the segment
-				b[vault.ObjectHeaderSize+k*(vault.ChunkSize+vault.ChunkOverhead)+100] ^= 1
+				k := int64(20)                                  // chunk of the segment
+				per := int64(vault.ChunkSize / vault.BlockSize) // sealed pieces of a chunk
+				b[vault.ObjectHeaderSize+k*per*(vault.BlockSize+vault.ChunkOverhead)+100] ^= 1
 			}
 			if err := os.WriteFile(path, b, 0o600); err != nil {
 				t.Fatal(err)

@@ -42,7 +42,7 @@ func (f *File) Seals() uint64 {
 func sealed(objs []segState) uint64 {
 	var n uint64
 	for _, o := range objs {
-		n += uint64(max(1, (o.objLen+vault.ChunkSize-1)/vault.ChunkSize))
+		n += vault.Seals(o.objLen)
 	}
 	return n
 }
@@ -97,21 +97,12 @@ func (f *File) moveToNewKey(ctx context.Context, share string, shareKey *vault.K
 		}
 	}
 	st := Staged{Size: size, FileID: id, Key: wrapped, Seals: sealed(written), New: make([]blob.ID, len(written))}
-	kept := map[blob.ID]struct{}{}
 	for i, w := range written {
 		st.Segments = append(st.Segments, stagedSegment(w))
 		st.New[i] = w.obj
 		st.Changed = append(st.Changed, uint64(w.index))
-		kept[w.obj] = struct{}{}
 	}
-	for _, e := range f.committed {
-		for _, o := range e.objects() {
-			if _, ok := kept[o]; !ok {
-				st.Dropped = append(st.Dropped, o)
-				kept[o] = struct{}{}
-			}
-		}
-	}
+	st.Dropped = droppedObjects(f.committed, written)
 	if err := f.commit(ctx, st); err != nil {
 		return f.dropNew(ctx, written, err)
 	}

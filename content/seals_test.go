@@ -18,13 +18,15 @@ func TestSealCountAndRollover(t *testing.T) {
 	model := randBytes(r, 9*4*vault.ChunkSize+100) // 10 segments of 4 chunks
 	mustWrite(t, f, model, 0)
 	mustFlush(t, f)
-	if got := e.meta.current().Seals; got != 37 {
-		t.Fatalf("a file of 37 chunks written whole counts %d seals", got)
+	// 36 full chunks and one of 100 bytes, each sealed as vault.BlockSize pieces.
+	whole := 36*uint64(vault.ChunkSize/vault.BlockSize) + 1
+	if got := e.meta.current().Seals; got != whole {
+		t.Fatalf("a file of 37 chunks written whole counts %d seals, want %d", got, whole)
 	}
 	mustWrite(t, f, []byte("x"), 5)
 	copy(model[5:], "x")
 	mustFlush(t, f)
-	if got := e.meta.current().Seals; got != 38 {
+	if got := e.meta.current().Seals; got != whole+vault.ChunkSize/vault.BlockSize {
 		t.Fatalf("a one-chunk patch then: %d seals", got)
 	}
 	f.Close()
@@ -40,7 +42,7 @@ func TestSealCountAndRollover(t *testing.T) {
 	if after.FileID == before.FileID || after.FileID == (vault.FileID{}) || after.Key == before.Key {
 		t.Fatal("the file did not move to a new file ID and key")
 	}
-	if after.Seals != 37 || len(after.Dropped) != 11 {
+	if after.Seals != whole || len(after.Dropped) != 11 {
 		t.Fatalf("after the move: %d seals, %d objects dropped", after.Seals, len(after.Dropped))
 	}
 	equalOrReport(t, "after the move", readAll(t, g, 50_000), model)

@@ -29,7 +29,7 @@ func BenchmarkSeal(b *testing.B) {
 	b.Run("chunk=64KiB", func(b *testing.B) {
 		var buf chunkBuffers
 		copy(buf.plain[:], plain)
-		buf.ad.setHeader(&h)
+		buf.ad.setHeader(&current, &h)
 		b.SetBytes(ChunkSize)
 		b.ReportAllocs()
 		var i uint64

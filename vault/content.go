@@ -15,10 +15,16 @@ import (
 	"dsh/internal/secmem"
 )
 
-// Sizes of the content format, version 1 (FORMAT.md section 4).
+// Sizes of the content format (FORMAT.md section 4).
 const (
-	// ChunkSize is the plaintext size of every chunk but an object's last.
+	// ChunkSize is the unit in which content is placed: an object starts at a multiple of
+	// it (ObjectHeader.FirstChunk counts them), and package content buffers and patches
+	// whole ones. In version 1 it is also the sealed chunk; version 2 seals it as
+	// BlockSize pieces, so that a small random read authenticates only what it needs.
 	ChunkSize = 1 << chunkShift
+	// BlockSize is the plaintext size of the sealed chunks of version 2, the version new
+	// objects are written in.
+	BlockSize = 1 << blockShift
 	// ChunkOverhead is what sealing adds to a chunk: a 12-byte nonce and a 16-byte tag.
 	ChunkOverhead = 12 + 16
 	// ObjectHeaderSize is the size of the header that starts every object.
@@ -26,14 +32,45 @@ const (
 )
 
 const (
-	objectVersion = 1
+	// objectVersion is the version new objects are written in; every version up to it is
+	// read.
+	objectVersion = 2
 	chunkShift    = 16
+	blockShift    = 12
 	// maxChunks bounds absolute chunk indexes so that byte offsets index·ChunkSize fit an int64.
-	maxChunks       = 1 << (63 - chunkShift)
-	sealedChunkSize = ChunkSize + ChunkOverhead
-	chunkDomain     = "dsh v1 content chunk"
-	chunkADSize     = len(chunkDomain) + 1 + 1 + 16 + 16 + 8 + 1
+	maxChunks   = 1 << (63 - chunkShift)
+	chunkADSize = len("dsh v1 content chunk") + 1 + 1 + 16 + 16 + 8 + 1
 )
+
+// layout is what an object's version fixes: the size of its sealed chunks and the domain
+// of their additional data. Each version allows exactly one chunk size, so that one header
+// has one encoding.
+type layout struct {
+	version uint8
+	shift   uint8  // log2 of the sealed chunk's plaintext size
+	chunk   int64  // plaintext size of a sealed chunk
+	sealed  int64  // its stored size
+	perUnit uint64 // sealed chunks per ChunkSize: the absolute index of chunk k is FirstChunk·perUnit + k
+	domain  string // of the additional data; every version's is the same length
+}
+
+var (
+	layoutV1 = layout{version: 1, shift: chunkShift, chunk: ChunkSize, sealed: ChunkSize + ChunkOverhead, perUnit: 1, domain: "dsh v1 content chunk"}
+	layoutV2 = layout{version: 2, shift: blockShift, chunk: BlockSize, sealed: BlockSize + ChunkOverhead, perUnit: ChunkSize / BlockSize, domain: "dsh v2 content chunk"}
+	// current is the layout of objectVersion.
+	current = layoutV2
+)
+
+// layoutOf returns the layout of a version this dsh reads.
+func layoutOf(v uint8) (layout, bool) {
+	switch v {
+	case 1:
+		return layoutV1, true
+	case 2:
+		return layoutV2, true
+	}
+	return layout{}, false
+}
 
 var objectMagic = []byte("DSHO")
 
@@ -113,6 +150,9 @@ type ObjectHeader struct {
 	FileID     FileID
 	ObjectID   ObjectID
 	FirstChunk uint64 // absolute index of the object's first chunk
+	// version is the format version a parsed header carries; the metadata does not record
+	// it (every chunk's additional data does), so comparisons ignore it.
+	version uint8
 }
 
 func (h *ObjectHeader) validate() error {
@@ -135,7 +175,7 @@ func (h ObjectHeader) MarshalBinary() ([]byte, error) {
 	}
 	b := make([]byte, 0, ObjectHeaderSize)
 	b = append(b, objectMagic...)
-	b = append(b, objectVersion, chunkShift, 0, 0)
+	b = append(b, current.version, current.shift, 0, 0)
 	b = append(b, h.FileID[:]...)
 	b = append(b, h.ObjectID[:]...)
 	return binary.BigEndian.AppendUint64(b, h.FirstChunk), nil
@@ -151,14 +191,15 @@ func ParseObjectHeader(b []byte) (ObjectHeader, error) {
 	if !bytes.Equal(b[:4], objectMagic) {
 		return ObjectHeader{}, fmt.Errorf("%w: not a dsh object (bad magic)", ErrIntegrity)
 	}
-	if v := b[4]; v != objectVersion {
-		if v > objectVersion {
-			return ObjectHeader{}, fmt.Errorf("object header: version %d: %w", v, ErrUnsupportedVersion)
+	l, ok := layoutOf(b[4])
+	if !ok {
+		if b[4] > objectVersion {
+			return ObjectHeader{}, fmt.Errorf("object header: version %d: %w", b[4], ErrUnsupportedVersion)
 		}
-		return ObjectHeader{}, fmt.Errorf("%w: object header: invalid version %d", ErrIntegrity, v)
+		return ObjectHeader{}, fmt.Errorf("%w: object header: invalid version %d", ErrIntegrity, b[4])
 	}
-	if b[5] != chunkShift {
-		return ObjectHeader{}, fmt.Errorf("%w: object header: chunk size 2^%d is not allowed in version 1", ErrIntegrity, b[5])
+	if b[5] != l.shift {
+		return ObjectHeader{}, fmt.Errorf("%w: object header: chunk size 2^%d is not allowed in version %d", ErrIntegrity, b[5], l.version)
 	}
 	if b[6] != 0 || b[7] != 0 {
 		return ObjectHeader{}, fmt.Errorf("%w: object header: reserved bytes are not zero", ErrIntegrity)
@@ -170,32 +211,39 @@ func ParseObjectHeader(b []byte) (ObjectHeader, error) {
 	if err := h.validate(); err != nil {
 		return ObjectHeader{}, fmt.Errorf("%w: object header: %w", ErrIntegrity, err)
 	}
+	h.version = l.version
 	return h, nil
 }
 
-// ObjectSize returns the stored size of an object holding plaintext bytes.
-func ObjectSize(plaintext int64) (int64, error) {
+// ObjectSize returns the stored size of an object holding plaintext bytes, in the version
+// new objects are written in.
+func ObjectSize(plaintext int64) (int64, error) { return current.objectSize(plaintext) }
+
+func (l layout) objectSize(plaintext int64) (int64, error) {
 	if plaintext < 0 {
 		return 0, fmt.Errorf("object size: negative plaintext size %d", plaintext)
 	}
-	n := chunkCount(plaintext)
+	n := l.chunkCount(plaintext)
 	if plaintext > math.MaxInt64-ObjectHeaderSize-n*ChunkOverhead {
 		return 0, fmt.Errorf("object size: plaintext of %d bytes is too large", plaintext)
 	}
 	return ObjectHeaderSize + plaintext + n*ChunkOverhead, nil
 }
 
-// PlaintextSize returns the plaintext size of an object of objectSize stored bytes. A size
-// that no object can have (cut inside a chunk or down to the header) wraps ErrIntegrity.
-func PlaintextSize(objectSize int64) (int64, error) {
+// PlaintextSize returns the plaintext size of an object of objectSize stored bytes in the
+// version new objects are written in. A size that no object can have (cut inside a chunk
+// or down to the header) wraps ErrIntegrity.
+func PlaintextSize(objectSize int64) (int64, error) { return current.plaintextSize(objectSize) }
+
+func (l layout) plaintextSize(objectSize int64) (int64, error) {
 	if objectSize >= ObjectHeaderSize+ChunkOverhead {
 		body := objectSize - ObjectHeaderSize
-		q, r := body/sealedChunkSize, body%sealedChunkSize
+		q, r := body/l.sealed, body%l.sealed
 		switch {
 		case r == 0:
-			return q * ChunkSize, nil
+			return q * l.chunk, nil
 		case r > ChunkOverhead:
-			return q*ChunkSize + r - ChunkOverhead, nil
+			return q*l.chunk + r - ChunkOverhead, nil
 		case r == ChunkOverhead && q == 0:
 			return 0, nil
 		}
@@ -203,11 +251,15 @@ func PlaintextSize(objectSize int64) (int64, error) {
 	return 0, fmt.Errorf("%w: no object can be %d bytes long", ErrIntegrity, objectSize)
 }
 
+// Seals returns how many chunks an object of plaintext bytes seals under its file's key
+// in the version new objects are written in: what the per-key budget of FORMAT.md counts.
+func Seals(plaintext int64) uint64 { return uint64(current.chunkCount(plaintext)) }
+
 // chunkCount is how many chunks hold plaintext bytes: at least one, since an empty object
 // still carries a flagged chunk that proves it is complete.
-func chunkCount(plaintext int64) int64 {
-	n := plaintext / ChunkSize
-	if plaintext%ChunkSize != 0 || n == 0 {
+func (l layout) chunkCount(plaintext int64) int64 {
+	n := plaintext / l.chunk
+	if plaintext%l.chunk != 0 || n == 0 {
 		n++
 	}
 	return n
@@ -223,10 +275,10 @@ const (
 	adLast  = chunkADSize - 1
 )
 
-func (a *chunkAD) setHeader(h *ObjectHeader) {
-	n := copy(a[:], chunkDomain)
-	a[n] = objectVersion
-	a[n+1] = chunkShift
+func (a *chunkAD) setHeader(l *layout, h *ObjectHeader) {
+	n := copy(a[:], l.domain)
+	a[n] = l.version
+	a[n+1] = l.shift
 	n += 2
 	n += copy(a[n:], h.FileID[:])
 	copy(a[n:], h.ObjectID[:])
@@ -243,8 +295,10 @@ func (a *chunkAD) setChunk(index uint64, last bool) {
 // chunkBuffers is the scratch space of one chunk on its way in or out: both writers and
 // readers take one from chunkPool, so the steady state allocates nothing.
 type chunkBuffers struct {
-	plain  [ChunkSize]byte
-	sealed [sealedChunkSize]byte
+	plain [ChunkSize]byte // the largest chunk of any version
+	// sealed holds one sealed chunk of version 1, or a ChunkSize of version 2's: a read
+	// fetches that many small chunks with one system call.
+	sealed [ChunkSize + ChunkSize/BlockSize*ChunkOverhead]byte
 	ad     chunkAD
 }
 
@@ -258,6 +312,7 @@ var chunkPool secmem.Pool[chunkBuffers]
 type ObjectWriter struct {
 	w       io.Writer
 	c       *ContentCipher
+	l       *layout
 	buf     *chunkBuffers
 	n       int    // plaintext bytes waiting in buf.plain
 	index   uint64 // absolute index of the chunk in buf.plain
@@ -270,6 +325,11 @@ var errWriterClosed = errors.New("object writer is closed")
 // NewObjectWriter writes h to w and returns a writer for the object's plaintext. The caller
 // draws a fresh ObjectID for every object and records h in the metadata.
 func NewObjectWriter(w io.Writer, c *ContentCipher, h ObjectHeader) (*ObjectWriter, error) {
+	return newObjectWriter(w, c, h, &current)
+}
+
+// newObjectWriter writes an object in layout l: older versions only for tests.
+func newObjectWriter(w io.Writer, c *ContentCipher, h ObjectHeader, l *layout) (*ObjectWriter, error) {
 	if c == nil {
 		return nil, errors.New("new object writer: no content cipher")
 	}
@@ -277,12 +337,13 @@ func NewObjectWriter(w io.Writer, c *ContentCipher, h ObjectHeader) (*ObjectWrit
 	if err != nil {
 		return nil, fmt.Errorf("new object writer: %w", err)
 	}
+	hdr[4], hdr[5] = l.version, l.shift
 	if _, err := w.Write(hdr); err != nil {
 		return nil, fmt.Errorf("object %s: write header: %w", h.ObjectID, err)
 	}
 	buf := chunkPool.Get()
-	buf.ad.setHeader(&h)
-	return &ObjectWriter{w: w, c: c, buf: buf, index: h.FirstChunk}, nil
+	buf.ad.setHeader(l, &h)
+	return &ObjectWriter{w: w, c: c, l: l, buf: buf, index: h.FirstChunk * l.perUnit}, nil
 }
 
 // Write buffers p and seals every chunk that is known not to be the last. A full chunk is
@@ -294,8 +355,8 @@ func (ow *ObjectWriter) Write(p []byte) (int, error) {
 	}
 	done := 0
 	for len(p) > 0 {
-		if ow.n == ChunkSize {
-			if ow.index+1 >= maxChunks {
+		if ow.n == int(ow.l.chunk) {
+			if ow.index+1 >= maxChunks*ow.l.perUnit {
 				ow.err = fmt.Errorf("object runs past the largest chunk index %d", maxChunks-1)
 				return done, ow.err
 			}
@@ -303,7 +364,7 @@ func (ow *ObjectWriter) Write(p []byte) (int, error) {
 				return done, err
 			}
 		}
-		k := copy(ow.buf.plain[ow.n:], p)
+		k := copy(ow.buf.plain[ow.n:ow.l.chunk], p)
 		ow.n += k
 		ow.written += int64(k)
 		done += k
@@ -353,6 +414,7 @@ type ObjectReader struct {
 	r      io.ReaderAt
 	c      *ContentCipher
 	h      ObjectHeader
+	l      *layout
 	size   int64 // plaintext
 	chunks int64
 }
@@ -368,9 +430,8 @@ func NewObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 	if err := want.validate(); err != nil {
 		return nil, fmt.Errorf("open object: expected header: %w", err)
 	}
-	plain, err := PlaintextSize(size)
-	if err != nil {
-		return nil, fmt.Errorf("object %s: %w", want.ObjectID, err)
+	if size < ObjectHeaderSize+ChunkOverhead {
+		return nil, fmt.Errorf("object %s: %w: no object can be %d bytes long", want.ObjectID, ErrIntegrity, size)
 	}
 	var hb [ObjectHeaderSize]byte
 	if err := readFullAt(r, hb[:], 0); err != nil {
@@ -378,8 +439,8 @@ func NewObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 	}
 	h, err := ParseObjectHeader(hb[:])
 	if errors.Is(err, ErrUnsupportedVersion) {
-		// The metadata that names this object was written for version 1, so a newer version
-		// here is a mismatch as much as a changed byte is.
+		// The metadata that names this object was written by this dsh or an older one, so
+		// a newer version here is a mismatch as much as a changed byte is.
 		err = fmt.Errorf("%w: %w", ErrIntegrity, err)
 	}
 	if err != nil {
@@ -388,8 +449,13 @@ func NewObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 	if err := want.mismatch(&h); err != nil {
 		return nil, fmt.Errorf("object %s: %w", want.ObjectID, err)
 	}
-	or := &ObjectReader{r: r, c: c, h: h, size: plain, chunks: chunkCount(plain)}
-	if h.FirstChunk+uint64(or.chunks) > maxChunks {
+	l, _ := layoutOf(h.version)
+	plain, err := l.plaintextSize(size)
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", want.ObjectID, err)
+	}
+	or := &ObjectReader{r: r, c: c, h: h, l: &l, size: plain, chunks: l.chunkCount(plain)}
+	if h.FirstChunk*l.perUnit+uint64(or.chunks) > maxChunks*l.perUnit {
 		return nil, fmt.Errorf("%w: object %s runs past the largest chunk index", ErrIntegrity, h.ObjectID)
 	}
 	buf := chunkPool.Get()
@@ -422,20 +488,36 @@ func (or *ObjectReader) Size() int64 { return or.size }
 // chunkLen is the plaintext length of chunk k (relative to the object).
 func (or *ObjectReader) chunkLen(k int64) int {
 	if k == or.chunks-1 {
-		return int(or.size - k*ChunkSize)
+		return int(or.size - k*or.l.chunk)
 	}
-	return ChunkSize
+	return int(or.l.chunk)
 }
 
 // openChunk reads chunk k (relative to the object) and appends its plaintext to dst. dst
 // must not overlap buf.
 func (or *ObjectReader) openChunk(buf *chunkBuffers, k int64, dst []byte) ([]byte, error) {
-	index := or.h.FirstChunk + uint64(k)
-	sealed := buf.sealed[:or.chunkLen(k)+ChunkOverhead]
-	if err := readFullAt(or.r, sealed, ObjectHeaderSize+k*sealedChunkSize); err != nil {
-		return nil, fmt.Errorf("object %s: read chunk %d: %w", or.h.ObjectID, index, err)
+	if err := or.fetch(buf, k, 1); err != nil {
+		return nil, err
 	}
-	buf.ad.setHeader(&or.h)
+	return or.openFetched(buf, k, 0, dst)
+}
+
+// fetch reads the stored bytes of m chunks from chunk k into buf.sealed.
+func (or *ObjectReader) fetch(buf *chunkBuffers, k, m int64) error {
+	end := ObjectHeaderSize + (k+m-1)*or.l.sealed + int64(or.chunkLen(k+m-1)) + ChunkOverhead
+	start := ObjectHeaderSize + k*or.l.sealed
+	if err := readFullAt(or.r, buf.sealed[:end-start], start); err != nil {
+		return fmt.Errorf("object %s: read chunk %d: %w", or.h.ObjectID, or.h.FirstChunk*or.l.perUnit+uint64(k), err)
+	}
+	return nil
+}
+
+// openFetched authenticates chunk k, the j-th that fetch read into buf, and appends its
+// plaintext to dst. dst must not overlap buf.
+func (or *ObjectReader) openFetched(buf *chunkBuffers, k, j int64, dst []byte) ([]byte, error) {
+	index := or.h.FirstChunk*or.l.perUnit + uint64(k)
+	sealed := buf.sealed[j*or.l.sealed : j*or.l.sealed+int64(or.chunkLen(k))+ChunkOverhead]
+	buf.ad.setHeader(or.l, &or.h)
 	buf.ad.setChunk(index, k == or.chunks-1)
 	pt, err := or.c.aead.Open(dst, nil, sealed, buf.ad[:])
 	if err != nil {
@@ -465,27 +547,37 @@ func (or *ObjectReader) ReadAt(p []byte, off int64) (int, error) {
 	buf := chunkPool.Get()
 	defer chunkPool.Put(buf)
 	n := 0
+	lastK := (off + int64(len(want)) - 1) / or.l.chunk
+	perFetch := int64(len(buf.sealed)) / or.l.sealed
 	for n < len(want) {
-		pos := off + int64(n)
-		k, in := pos/ChunkSize, int(pos%ChunkSize)
-		clen := or.chunkLen(k)
-		if in == 0 && len(want)-n >= clen {
-			// A whole chunk is wanted: decrypt straight into p and save a copy. The cap keeps
-			// the AEAD from touching p beyond this chunk.
-			dst := want[n : n : n+clen]
-			if _, err := or.openChunk(buf, k, dst); err != nil {
-				clear(want[n : n+clen])
-				return n, err
-			}
-			n += clen
-			continue
-		}
-		pt, err := or.openChunk(buf, k, buf.plain[:0])
-		if err != nil {
+		// The chunks the rest of the read needs, as many as buf holds, in one read.
+		k0 := (off + int64(n)) / or.l.chunk
+		m := min(lastK-k0+1, perFetch)
+		if err := or.fetch(buf, k0, m); err != nil {
 			return n, err
 		}
-		n += copy(want[n:], pt[in:])
-		clear(pt)
+		for j := range m {
+			pos := off + int64(n)
+			k, in := k0+j, int(pos%or.l.chunk)
+			clen := or.chunkLen(k)
+			if in == 0 && len(want)-n >= clen {
+				// A whole chunk is wanted: decrypt straight into p and save a copy. The cap
+				// keeps the AEAD from touching p beyond this chunk.
+				dst := want[n : n : n+clen]
+				if _, err := or.openFetched(buf, k, j, dst); err != nil {
+					clear(want[n : n+clen])
+					return n, err
+				}
+				n += clen
+				continue
+			}
+			pt, err := or.openFetched(buf, k, j, buf.plain[:0])
+			if err != nil {
+				return n, err
+			}
+			n += copy(want[n:], pt[in:])
+			clear(pt)
+		}
 	}
 	if n < len(p) {
 		return n, io.EOF

@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -54,7 +55,7 @@ func pattern(n int) []byte {
 func writeObject(t testing.TB, c *ContentCipher, h ObjectHeader, plain []byte, pieces ...int) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	w, err := NewObjectWriter(&out, c, h)
+	w, err := newObjectWriter(&out, c, h, tl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,9 +104,69 @@ func mustFailIntegrity(t *testing.T, what string, obj []byte, c *ContentCipher, 
 	}
 }
 
+// tl is the layout the tests write and take apart: the current one, or version 1 in
+// TestLayoutV1, which runs them again for the objects older dsh wrote.
+var tl = &current
+
+// sealedLen and chunkLen are tl's sealed chunk and its plaintext.
+func sealedLen() int { return int(tl.sealed) }
+func chunkLen() int  { return int(tl.chunk) }
+
 func chunkAt(obj []byte, k int) (start, end int) {
-	start = ObjectHeaderSize + k*sealedChunkSize
-	return start, min(start+sealedChunkSize, len(obj))
+	start = ObjectHeaderSize + k*sealedLen()
+	return start, min(start+sealedLen(), len(obj))
+}
+
+// TestLayoutV1 runs the format's tests again on version 1 objects, which this dsh reads
+// and no longer writes.
+func TestLayoutV1(t *testing.T) {
+	tl = &layoutV1
+	defer func() { tl = &current }()
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"RoundTrip", TestObjectRoundTrip}, {"ReadAtRandomOffsets", TestReadAtRandomOffsets},
+		{"SizeArithmetic", TestSizeArithmetic}, {"ChunkLayoutMatchesSpec", TestChunkLayoutMatchesSpec},
+		{"TamperEveryRegion", TestTamperEveryRegion}, {"ChunkFromAnotherFile", TestChunkFromAnotherFile},
+		{"ChunkFromAnotherObject", TestChunkFromAnotherObject}, {"ReorderedChunks", TestReorderedChunks},
+		{"TruncatedObject", TestTruncatedObject}, {"AppendedChunk", TestAppendedChunk},
+		{"ReplayedObject", TestReplayedObject}, {"HeaderMustMatchMetadata", TestHeaderMustMatchMetadata},
+		{"WrongContentKey", TestWrongContentKey}, {"ReadAtStopsAtBadChunk", TestReadAtStopsAtBadChunk},
+		{"ConcurrentReadAt", TestConcurrentReadAt},
+	} {
+		t.Run(tc.name, tc.f)
+	}
+}
+
+// TestVersionsStayApart checks that a chunk of one version cannot pass for the other's: a
+// version 1 object relabelled as version 2 (or back) with the same IDs does not open.
+func TestVersionsStayApart(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 1)
+	plain := pattern(ChunkSize)
+	for _, from := range []*layout{&layoutV1, &layoutV2} {
+		var out bytes.Buffer
+		w, err := newObjectWriter(&out, c, h, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(plain)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		obj := out.Bytes()
+		if got, err := openAll(obj, c, h); err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("version %d: %v", from.version, err)
+		}
+		to := &layoutV2
+		if from == to {
+			to = &layoutV1
+		}
+		bad := bytes.Clone(obj)
+		bad[4], bad[5] = to.version, to.shift
+		mustFailIntegrity(t, fmt.Sprintf("version %d relabelled %d", from.version, to.version), bad, c, h)
+	}
 }
 
 var roundTripSizes = []int{0, 1, ChunkSize - 1, ChunkSize, ChunkSize + 1, 3*ChunkSize + 17, 4 * ChunkSize}
@@ -122,7 +183,7 @@ func TestObjectRoundTrip(t *testing.T) {
 		for name, pieces := range writes {
 			h := testHeader(t, 5)
 			obj := writeObject(t, c, h, plain, pieces...)
-			if want, _ := ObjectSize(int64(size)); int64(len(obj)) != want {
+			if want, _ := tl.objectSize(int64(size)); int64(len(obj)) != want {
 				t.Fatalf("size %d, %s: object is %d bytes, ObjectSize says %d", size, name, len(obj), want)
 			}
 			got, err := openAll(obj, c, h)
@@ -186,8 +247,9 @@ func TestReadAtRandomOffsets(t *testing.T) {
 
 func TestSizeArithmetic(t *testing.T) {
 	valid := 0
-	for s := int64(0); s < 3*sealedChunkSize+200; s++ {
-		p, err := PlaintextSize(s)
+	sealed := int64(sealedLen())
+	for s := int64(0); s < 3*sealed+200; s++ {
+		p, err := tl.plaintextSize(s)
 		if err != nil {
 			if !errors.Is(err, ErrIntegrity) {
 				t.Fatalf("PlaintextSize(%d): %v does not wrap ErrIntegrity", s, err)
@@ -195,24 +257,24 @@ func TestSizeArithmetic(t *testing.T) {
 			continue
 		}
 		valid++
-		if back, err := ObjectSize(p); err != nil || back != s {
+		if back, err := tl.objectSize(p); err != nil || back != s {
 			t.Fatalf("PlaintextSize(%d) = %d, but ObjectSize(%d) = %d, %v", s, p, p, back, err)
 		}
 	}
 	// The sizes seen hold every plaintext below 3·ChunkSize+124 bytes: exactly one valid
 	// object size per plaintext size, no more.
-	if want := 3*sealedChunkSize + 200 - ObjectHeaderSize - 4*ChunkOverhead; valid != want {
+	if want := 3*sealed + 200 - ObjectHeaderSize - 4*ChunkOverhead; valid != int(want) {
 		t.Fatalf("%d valid object sizes, want %d", valid, want)
 	}
 	for _, s := range []int64{-1, 0, ObjectHeaderSize, ObjectHeaderSize + ChunkOverhead - 1,
-		ObjectHeaderSize + sealedChunkSize + ChunkOverhead, // a full chunk and then an empty one
-		ObjectHeaderSize + sealedChunkSize + 1} {
-		if p, err := PlaintextSize(s); err == nil {
+		ObjectHeaderSize + sealed + ChunkOverhead, // a full chunk and then an empty one
+		ObjectHeaderSize + sealed + 1} {
+		if p, err := tl.plaintextSize(s); err == nil {
 			t.Errorf("PlaintextSize(%d) = %d, want an error", s, p)
 		}
 	}
 	for _, p := range []int64{-1, math.MaxInt64, math.MaxInt64 - 1000} {
-		if s, err := ObjectSize(p); err == nil {
+		if s, err := tl.objectSize(p); err == nil {
 			t.Errorf("ObjectSize(%d) = %d, want an error", p, s)
 		}
 	}
@@ -224,10 +286,11 @@ func TestObjectHeaderEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) != ObjectHeaderSize || string(b[:4]) != "DSHO" || b[4] != 1 || b[5] != 16 || b[6] != 0 || b[7] != 0 ||
+	if len(b) != ObjectHeaderSize || string(b[:4]) != "DSHO" || b[4] != 2 || b[5] != 12 || b[6] != 0 || b[7] != 0 ||
 		!bytes.Equal(b[8:24], h.FileID[:]) || !bytes.Equal(b[24:40], h.ObjectID[:]) || binary.BigEndian.Uint64(b[40:]) != 0x0102030405 {
 		t.Fatalf("header layout differs from FORMAT.md: % x", b)
 	}
+	h.version = 2
 	if got, err := ParseObjectHeader(b); err != nil || got != h {
 		t.Fatalf("ParseObjectHeader = %+v, %v; want %+v", got, err, h)
 	}
@@ -242,8 +305,10 @@ func TestObjectHeaderEncoding(t *testing.T) {
 	bad("long", func(b []byte) []byte { return append(b, 0) }, ErrIntegrity)
 	bad("magic", func(b []byte) []byte { b[0] = 'X'; return b }, ErrIntegrity)
 	bad("version 0", func(b []byte) []byte { b[4] = 0; return b }, ErrIntegrity)
-	bad("version 2", func(b []byte) []byte { b[4] = 2; return b }, ErrUnsupportedVersion)
-	bad("chunk size", func(b []byte) []byte { b[5] = 12; return b }, ErrIntegrity)
+	bad("version 3", func(b []byte) []byte { b[4] = 3; return b }, ErrUnsupportedVersion)
+	bad("chunk size", func(b []byte) []byte { b[5] = 16; return b }, ErrIntegrity)
+	bad("version 1 chunk size", func(b []byte) []byte { b[4] = 1; return b }, ErrIntegrity)
+	bad("version 1 with its chunk size", func(b []byte) []byte { b[4], b[5] = 1, 16; return b }, nil)
 	bad("reserved", func(b []byte) []byte { b[7] = 1; return b }, ErrIntegrity)
 	bad("zero file ID", func(b []byte) []byte { clear(b[8:24]); return b }, ErrIntegrity)
 	bad("zero object ID", func(b []byte) []byte { clear(b[24:40]); return b }, ErrIntegrity)
@@ -269,19 +334,25 @@ func TestChunkLayoutMatchesSpec(t *testing.T) {
 	obj := writeObject(t, c, h, plain)
 	block, _ := aes.NewCipher(key[:])
 	gcm, _ := cipher.NewGCM(block)
-	for k, last := range []bool{false, true} {
-		ad := []byte("dsh v1 content chunk")
-		ad = append(ad, 1, 16)
+	// Version 1: 64 KiB chunks, absolute index = first + k; version 2: 4 KiB chunks,
+	// absolute index = 16·first + k.
+	shift, perUnit := map[uint8]byte{1: 16, 2: 12}[tl.version], map[uint8]uint64{1: 1, 2: 16}[tl.version]
+	size := 1 << shift
+	n := (len(plain) + size - 1) / size
+	for k := range n {
+		ad := []byte(fmt.Sprintf("dsh v%d content chunk", tl.version))
+		ad = append(ad, tl.version, shift)
 		ad = append(ad, h.FileID[:]...)
 		ad = append(ad, h.ObjectID[:]...)
-		ad = binary.BigEndian.AppendUint64(ad, 7+uint64(k))
-		ad = append(ad, map[bool]byte{false: 0, true: 1}[last])
-		s, e := chunkAt(obj, k)
+		ad = binary.BigEndian.AppendUint64(ad, 7*perUnit+uint64(k))
+		ad = append(ad, map[bool]byte{false: 0, true: 1}[k == n-1])
+		s := ObjectHeaderSize + k*(size+28)
+		e := min(s+size+28, len(obj))
 		got, err := gcm.Open(nil, obj[s:s+12], obj[s+12:e], ad)
 		if err != nil {
 			t.Fatalf("chunk %d does not open with the AD of FORMAT.md: %v", k, err)
 		}
-		if !bytes.Equal(got, plain[k*ChunkSize:min(len(plain), (k+1)*ChunkSize)]) {
+		if !bytes.Equal(got, plain[k*size:min(len(plain), (k+1)*size)]) {
 			t.Fatalf("chunk %d: wrong plaintext", k)
 		}
 	}
@@ -356,9 +427,9 @@ func TestTruncatedObject(t *testing.T) {
 	partial := writeObject(t, c, h, pattern(3*ChunkSize+100))
 	full := writeObject(t, c, h, pattern(3*ChunkSize))
 	cases := map[string][]byte{
-		"last partial chunk dropped": partial[:ObjectHeaderSize+3*sealedChunkSize],
-		"last full chunk dropped":    full[:ObjectHeaderSize+2*sealedChunkSize],
-		"two chunks dropped":         full[:ObjectHeaderSize+sealedChunkSize],
+		"last partial chunk dropped": partial[:ObjectHeaderSize+3*sealedLen()],
+		"last full chunk dropped":    full[:ObjectHeaderSize+2*sealedLen()],
+		"two chunks dropped":         full[:ObjectHeaderSize+sealedLen()],
 		"cut to the header":          full[:ObjectHeaderSize],
 		"cut to nothing":             full[:0],
 		"cut inside the header":      full[:20],
@@ -366,7 +437,7 @@ func TestTruncatedObject(t *testing.T) {
 		"cut in the first chunk":     full[:ObjectHeaderSize+100],
 		"cut a byte short":           full[:len(full)-1],
 		"cut in the last tag":        partial[:len(partial)-10],
-		"cut leaving a short chunk":  partial[:ObjectHeaderSize+3*sealedChunkSize+ChunkOverhead+50],
+		"cut leaving a short chunk":  partial[:ObjectHeaderSize+3*sealedLen()+ChunkOverhead+50],
 	}
 	for name, obj := range cases {
 		mustFailIntegrity(t, name, obj, c, h)
@@ -438,10 +509,10 @@ func TestReadAtStopsAtBadChunk(t *testing.T) {
 		if !errors.Is(err, ErrIntegrity) {
 			t.Fatalf("off %d: error %v, want ErrIntegrity", off, err)
 		}
-		if want := 2*ChunkSize - int(off); n != want || !bytes.Equal(p[:n], plain[off:off+int64(n)]) {
+		if want := 2*chunkLen() - int(off); n != want || !bytes.Equal(p[:n], plain[off:off+int64(n)]) {
 			t.Fatalf("off %d: n = %d, want %d authentic bytes", off, n, want)
 		}
-		for i, b := range p[n : n+ChunkSize-int(off)] {
+		for i, b := range p[n : n+chunkLen()-int(off)] {
 			if b != 0 && b != 0xAA {
 				t.Fatalf("off %d: byte %d of the damaged chunk leaked into p", off, i)
 			}
