@@ -17,7 +17,7 @@ import (
 
 // TestContentFixtureV1 reads a file written by an older dsh (tests/fixtures/content-v1),
 // then writes 4 KiB into it in place, which today's dsh stores as a patch over the old
-// object, and reads both back.
+// object, and reads both back: a version 1 object under a version 2 patch.
 func TestContentFixtureV1(t *testing.T) {
 	var fx struct {
 		Share      string `json:"share"`
@@ -96,6 +96,16 @@ func TestContentFixtureV1(t *testing.T) {
 	copy(data[70000:], p)
 	if len(staged.Segments) != 1 || len(staged.Segments[0].Patches) != 1 || staged.Segments[0].Object != segs[0].Object {
 		t.Fatalf("the write was not stored as a patch over the old object: %+v", staged.Segments)
+	}
+	for id, want := range map[blob.ID]byte{segs[0].Object: 1, staged.Segments[0].Patches[0].Object: 2} {
+		hex := id.String()
+		b, err := os.ReadFile(filepath.Join(dir, "objects", hex[:2], hex))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 5 || b[4] != want {
+			t.Fatalf("object %s: want content format version %d", hex, want)
+		}
 	}
 	g, err := store.Open(fx.Share, &key, id, wrapped, staged.Size, staged.Segments, commit)
 	if err != nil {
