@@ -202,8 +202,8 @@ func wrapContext(share string, id vault.FileID) []byte {
 // content key, size and segments. The caller keeps one *File per inode, shared by all
 // open handles of it, and calls commit from Flush. Open unwraps the content key (a wrong
 // share key or share name fails with an error wrapping ErrIntegrity), keeps only the
-// cipher made from it and wipes the key. It checks the segment list against the size but
-// opens no object; a missing or damaged object is reported by the read that needs it.
+// cipher made from it and wipes the key. It checks the segment list against the size (or
+// takes the Layout that WithLayout gives) but opens no object; a missing or damaged object is reported by the read that needs it.
 func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped vault.WrappedKey, size int64, segs []Segment, commit CommitFunc, opts ...OpenOption) (*File, error) {
 	var oc openConfig
 	for _, o := range opts {
@@ -216,9 +216,17 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 		return nil, fmt.Errorf("open file %s: size %d out of range", id, size)
 	}
 	segSize := s.segChunks * vault.ChunkSize
-	list, err := checkSegments(segs, size, segSize)
-	if err != nil {
-		return nil, fmt.Errorf("open file %s: %w", id, err)
+	var list []segState
+	if l := oc.layout; l != nil {
+		if l.size != size || l.segSize != segSize {
+			return nil, fmt.Errorf("open file %s: a layout checked for size %d and segments of %d bytes, opened with %d and %d", id, l.size, l.segSize, size, segSize)
+		}
+		list = l.list
+	} else {
+		var err error
+		if list, err = checkSegments(segs, size, segSize); err != nil {
+			return nil, fmt.Errorf("open file %s: %w", id, err)
+		}
 	}
 	c, err := openCipher(shareKey, share, id, wrapped)
 	if err != nil {
@@ -249,6 +257,42 @@ func (s *Store) Open(share string, shareKey *vault.Key, id vault.FileID, wrapped
 	}
 	return f, nil
 }
+
+// Layout is a file's segment list as Open checks it, patches included. A caller that opens
+// the same committed state again and again (a file opened and closed in a loop) checks it
+// once with CheckLayout and passes it to each Open with WithLayout, so that a file with
+// thousands of patches does not have them all checked and copied at every open. A Layout
+// holds object IDs and lengths only, nothing secret, and is never changed: Files replace
+// their segment lists, they do not edit them.
+type Layout struct {
+	size, segSize int64
+	list          []segState
+	patches       int
+}
+
+// CheckLayout checks segs for a file of size bytes, as Open does.
+func (s *Store) CheckLayout(size int64, segs []Segment) (*Layout, error) {
+	if size < 0 || size > MaxSize {
+		return nil, fmt.Errorf("check layout: size %d out of range", size)
+	}
+	segSize := s.segChunks * vault.ChunkSize
+	list, err := checkSegments(segs, size, segSize)
+	if err != nil {
+		return nil, fmt.Errorf("check layout: %w", err)
+	}
+	n := 0
+	for _, e := range list {
+		n += len(e.patches)
+	}
+	return &Layout{size: size, segSize: segSize, list: list, patches: n}, nil
+}
+
+// Patches is how many patches the layout holds: what keeping it costs.
+func (l *Layout) Patches() int { return l.patches }
+
+// WithLayout makes Open use l, which CheckLayout made from the same size and segment list,
+// instead of the segments it is given.
+func WithLayout(l *Layout) OpenOption { return func(c *openConfig) { c.layout = l } }
 
 // checkSegments turns the metadata's list into the File's, refusing a list that no flush
 // writes: unsorted, naming a segment past the end of the file or one object twice. Such a

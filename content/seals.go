@@ -25,7 +25,8 @@ const DefaultSealBudget = 1 << 31
 type OpenOption func(*openConfig)
 
 type openConfig struct {
-	seals uint64
+	seals  uint64
+	layout *Layout
 }
 
 // WithSeals tells Open how many chunks the metadata counts as sealed under the file's key.

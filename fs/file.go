@@ -225,14 +225,14 @@ func contentSegments(a *meta.Attr) []content.Segment {
 func (g *Group) openData(gr grant, a *meta.Attr) (*openFile, error) {
 	be, ino := gr.be, a.Ino
 	id, wrapped := a.Content.FileID, a.Content.Key
-	segs, err := contentSegmentsOf(context.Background(), be, a)
+	layout, err := layoutOf(context.Background(), be, a)
 	if err != nil {
 		return nil, err
 	}
 	of := &openFile{ino: ino, share: gr.share, be: be}
 	err = gr.useKey(func(k *vault.Key) (err error) {
-		of.f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, segs, commitTo(be, ino, id, wrapped, &of.unsynced),
-			content.WithSeals(a.Content.Seals))
+		of.f, err = be.Content.Open(gr.share, k, id, wrapped, a.Size, nil, commitTo(be, ino, id, wrapped, &of.unsynced),
+			content.WithSeals(a.Content.Seals), content.WithLayout(layout))
 		return err
 	})
 	if err != nil {

@@ -40,6 +40,8 @@ type Backend struct {
 	ACL      *acl.Store
 	Sessions *token.Sessions
 	Audit    audit.Appender
+
+	layouts layoutCache // checked layouts of files with patches (patches.go)
 }
 
 // Options tune a Group.

@@ -2,6 +2,9 @@ package fs
 
 import (
 	"context"
+	"reflect"
+	"slices"
+	"sync"
 
 	"dsh/content"
 	"dsh/meta"
@@ -11,6 +14,85 @@ import (
 // The content of a file travels between meta (which stores it) and content (which reads
 // and writes it) in two shapes; these convert, patches included (content/patch.go: a
 // small write into a big file is stored as a patch over its segment).
+
+// layoutsMax bounds the patches the layout cache keeps checked (about 100 bytes each).
+const layoutsMax = 16384
+
+// layoutCache keeps the checked layouts of files with patches, so that opening such a file
+// again (a database or a build tool opens and closes its files all the time) does not
+// read, convert and check every patch anew. An entry serves only the committed state it
+// was made from: the same file ID, size and segment list, and the very patch map meta
+// handed out for it. Meta replaces that map whenever the inode's patches change and never
+// edits it, and the entry holds it, so its address cannot be reused by another state.
+// Entries hold object IDs and lengths, nothing secret; they are looked up only by an open
+// that passed its access checks.
+type layoutCache struct {
+	mu      sync.Mutex
+	m       map[meta.Ino]*layoutEntry
+	patches int
+}
+
+type layoutEntry struct {
+	fileID  vault.FileID
+	size    int64
+	segs    []meta.Segment
+	patches map[uint64][]meta.Patch
+	layout  *content.Layout
+}
+
+func (e *layoutEntry) matches(a *meta.Attr, ps map[uint64][]meta.Patch) bool {
+	return e.fileID == a.Content.FileID && e.size == a.Size && slices.Equal(e.segs, a.Content.Segments) &&
+		reflect.ValueOf(e.patches).UnsafePointer() == reflect.ValueOf(ps).UnsafePointer()
+}
+
+// layoutOf returns the checked layout of a's content, from the cache when it holds this
+// state. Files without patches are checked every time: that is cheap.
+func layoutOf(ctx context.Context, be *Backend, a *meta.Attr) (*content.Layout, error) {
+	patched := false
+	for _, s := range a.Content.Segments {
+		patched = patched || s.Patched
+	}
+	if !patched {
+		return be.Content.CheckLayout(a.Size, contentSegments(a))
+	}
+	ps, err := be.Meta.PatchesOf(ctx, a.Ino)
+	if err != nil {
+		return nil, err
+	}
+	c := &be.layouts
+	c.mu.Lock()
+	if e := c.m[a.Ino]; e != nil && e.matches(a, ps) {
+		c.mu.Unlock()
+		return e.layout, nil
+	}
+	c.mu.Unlock()
+	l, err := be.Content.CheckLayout(a.Size, withPatches(contentSegments(a), ps))
+	if err != nil {
+		return nil, err
+	}
+	if l.Patches() > layoutsMax/4 {
+		return l, nil // one file would crowd out the others
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[meta.Ino]*layoutEntry)
+	}
+	if old := c.m[a.Ino]; old != nil {
+		c.patches -= old.layout.Patches()
+		delete(c.m, a.Ino)
+	}
+	for ino, e := range c.m {
+		if c.patches+l.Patches() <= layoutsMax {
+			break
+		}
+		c.patches -= e.layout.Patches()
+		delete(c.m, ino)
+	}
+	c.m[a.Ino] = &layoutEntry{fileID: a.Content.FileID, size: a.Size, segs: slices.Clone(a.Content.Segments), patches: ps, layout: l}
+	c.patches += l.Patches()
+	return l, nil
+}
 
 // contentSegmentsOf is the segment list of a's content, patches included, in the form
 // package content takes. Patches are read only when the inode marks a segment as patched.
@@ -27,6 +109,11 @@ func contentSegmentsOf(ctx context.Context, be *Backend, a *meta.Attr) ([]conten
 	if err != nil {
 		return nil, err
 	}
+	return withPatches(segs, ps), nil
+}
+
+// withPatches adds meta's patch lists to segs.
+func withPatches(segs []content.Segment, ps map[uint64][]meta.Patch) []content.Segment {
 	for i := range segs {
 		mp := ps[segs[i].Index]
 		if len(mp) == 0 {
@@ -37,7 +124,7 @@ func contentSegmentsOf(ctx context.Context, be *Backend, a *meta.Attr) ([]conten
 			segs[i].Patches[j] = content.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: p.Object}
 		}
 	}
-	return segs, nil
+	return segs
 }
 
 // metaContent is the content a flush staged, in the form meta stores: the file's identity

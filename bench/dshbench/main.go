@@ -327,6 +327,22 @@ func report(c config, rows, smbRows []*row) error {
 		}
 		fmt.Fprintf(&b, " %s | %s |\n", ratio(r, "fuse-ceiling"), ratio(r, "gocryptfs"))
 	}
+	// Each run of dsh, in order: the file of rows 3, 6 and 9 gathers patches from row 9a's
+	// writes, so later runs read and open a file that earlier runs wrote into at random.
+	if c.runs > 1 {
+		b.WriteString("\ndsh, each run in order:")
+		for _, r := range rows {
+			if len(r.vals["dsh"]) == 0 {
+				continue
+			}
+			var vs []string
+			for _, v := range r.vals["dsh"] {
+				vs = append(vs, fmtNum(v))
+			}
+			fmt.Fprintf(&b, " %s: %s;", strings.SplitN(r.name, ".", 2)[0], strings.Join(vs, ", "))
+		}
+		b.WriteString("\n")
+	}
 	if len(smbRows) > 0 {
 		b.WriteString("\n" + smbReport(c, smbRows))
 	}
