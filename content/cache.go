@@ -12,13 +12,14 @@ import (
 
 // A File keeps up to minSlots objects open whatever else is open: enough for a sequential
 // reader, a writer filling partial chunks and a flush reading old segments at once. It may
-// keep up to cacheSlots (a random reader of a file of that many segments then opens each
-// object once, instead of reopening one and checking its last chunk on most reads) while
-// the Store's Files together keep fewer than extraObjects open beyond their first
-// minSlots, so that thousands of open files do not exhaust file descriptors.
+// keep up to cacheSlots (a random reader of a file of that many segments, or of a file
+// written at random and so holding that many patches, then opens each object once
+// instead of reopening one on most reads) while the Store's Files together keep fewer
+// than extraObjects open beyond their first minSlots, so that thousands of open files do
+// not exhaust file descriptors. A File's slots grow as it fills them.
 const (
 	minSlots     = 8
-	cacheSlots   = 64
+	cacheSlots   = 512
 	extraObjects = 2048
 )
 
@@ -41,7 +42,7 @@ type openObject struct {
 type readerCache struct {
 	mu    sync.Mutex
 	tick  uint64
-	slots [cacheSlots]*openObject
+	slots []*openObject // grows up to cacheSlots
 }
 
 // acquire returns the open object of segment e, opening it on a miss. The caller must
@@ -89,7 +90,10 @@ func (f *File) acquireWith(ctx context.Context, e segState, cph *vault.ContentCi
 		}
 	}
 	victim := free
-	if free < 0 || (held >= minSlots && f.store.extraOpen.Load() >= extraObjects) {
+	if free < 0 && len(c.slots) < cacheSlots && (held < minSlots || f.store.extraOpen.Load() < extraObjects) {
+		c.slots = append(c.slots, nil)
+		victim = len(c.slots) - 1
+	} else if free < 0 || (held >= minSlots && f.store.extraOpen.Load() >= extraObjects) {
 		victim = lru
 	}
 	var closeNow *openObject
@@ -142,9 +146,9 @@ func (f *File) release(o *openObject) {
 // nil), or marks them to be closed by their last user.
 func (f *File) evict(drop func(blob.ID) bool) {
 	c := &f.cache
-	var closeNow [cacheSlots]*openObject
-	n := 0
 	c.mu.Lock()
+	closeNow := make([]*openObject, len(c.slots))
+	n := 0
 	held := 0
 	for _, o := range c.slots {
 		if o != nil {
@@ -173,7 +177,7 @@ func (f *File) evict(drop func(blob.ID) bool) {
 }
 
 // openSegment opens segment e's object and checks it: header (file, object, first
-// chunk), last chunk and length. Everything that means stored data is lost or damaged
+// chunk) and length; every chunk, the last included, is checked by the read that uses it. Everything that means stored data is lost or damaged
 // wraps ErrIntegrity.
 func (f *File) openSegment(ctx context.Context, e segState, cph *vault.ContentCipher) (*openObject, error) {
 	obj, err := f.blobs.Open(ctx, e.obj)
@@ -186,10 +190,9 @@ func (f *File) openSegment(ctx context.Context, e segState, cph *vault.ContentCi
 	}
 	// A patch's object starts at its first chunk; a segment's own object at chunk 0.
 	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(e.obj), FirstChunk: uint64(e.index*f.segChunks + e.first)}
-	r, err := vault.NewObjectReader(obj, obj.Size(), cph, h)
-	if err == nil && r.Size() != e.objLen {
-		err = fmt.Errorf("%w: object %s holds %d bytes, the file's size implies %d", ErrIntegrity, e.obj, r.Size(), e.objLen)
-	}
+	// The file's size, from the metadata, implies the object's length: the object is
+	// opened for exactly that, and its last chunk is checked when a read reaches it.
+	r, err := vault.NewObjectReaderOfSize(obj, obj.Size(), cph, h, e.objLen)
 	if err != nil {
 		obj.Close()
 		return nil, fmt.Errorf("file %s segment %d: %w", f.id, e.index, err)

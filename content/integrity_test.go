@@ -46,13 +46,17 @@ func segRead(f *File, seg int64) error {
 }
 
 func TestFlippedByte(t *testing.T) {
+	// at is where in segment 1 the damage lies, for the read and the partial write that
+	// must meet it (the object is opened for the length the metadata gives, and each chunk
+	// is checked by the read that uses it, the last one too).
 	for _, where := range []struct {
 		name string
 		off  func(size int64) int64
+		at   func(segLen int64) int64
 	}{
-		{"header", func(int64) int64 { return 20 }},
-		{"first chunk", func(int64) int64 { return vault.ObjectHeaderSize + 100 }},
-		{"last chunk", func(size int64) int64 { return size - 5 }},
+		{"header", func(int64) int64 { return 20 }, func(int64) int64 { return 10 }},
+		{"first chunk", func(int64) int64 { return vault.ObjectHeaderSize + 100 }, func(int64) int64 { return 10 }},
+		{"last chunk", func(size int64) int64 { return size - 5 }, func(l int64) int64 { return l - 50 }},
 	} {
 		t.Run(where.name, func(t *testing.T) {
 			e, data, dir := committedFile(t)
@@ -71,11 +75,13 @@ func TestFlippedByte(t *testing.T) {
 			if err := segRead(f, 0); err != nil {
 				t.Fatalf("undamaged segment: %v", err)
 			}
-			if err := segRead(f, 1); !errors.Is(err, ErrIntegrity) {
+			segLen := min(f.segSize, int64(len(data))-f.segSize)
+			at := f.segSize + where.at(segLen)
+			if _, err := f.ReadAt(context.Background(), make([]byte, 40), at); !errors.Is(err, ErrIntegrity) {
 				t.Fatalf("damaged segment read: %v, want ErrIntegrity", err)
 			}
-			// A partial write into the damaged segment must merge with it, and so fail too.
-			if _, err := f.WriteAt(context.Background(), []byte("x"), f.segSize+vault.ObjectHeaderSize+100); !errors.Is(err, ErrIntegrity) {
+			// A partial write into the damaged chunk must merge with it, and so fail too.
+			if _, err := f.WriteAt(context.Background(), []byte("x"), at); !errors.Is(err, ErrIntegrity) {
 				t.Fatalf("partial write over damaged data: %v, want ErrIntegrity", err)
 			}
 			// A write covering the damaged part entirely needs no merge.

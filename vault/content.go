@@ -424,6 +424,25 @@ type ObjectReader struct {
 // that Size is trustworthy and a truncated object fails here rather than at its end. Any
 // mismatch wraps ErrIntegrity; I/O errors of r are returned wrapped as they are.
 func NewObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHeader) (*ObjectReader, error) {
+	return newObjectReader(r, size, c, want, -1)
+}
+
+// NewObjectReaderOfSize is NewObjectReader for a caller that knows, from authenticated
+// metadata, how many plaintext bytes the object holds: an object of another size is
+// refused, and the last chunk is authenticated by the read that uses it rather than at
+// open. Nothing is checked less: a cut or extended object has another size, and every
+// chunk read is authenticated with its index and last-chunk mark. It spares a read and a
+// decryption for each object opened for a small read.
+func NewObjectReaderOfSize(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHeader, plaintext int64) (*ObjectReader, error) {
+	if plaintext < 0 {
+		return nil, fmt.Errorf("open object %s: negative expected size %d", want.ObjectID, plaintext)
+	}
+	return newObjectReader(r, size, c, want, plaintext)
+}
+
+// newObjectReader opens an object; with expect ≥ 0, of exactly that plaintext size and
+// without reading its last chunk.
+func newObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHeader, expect int64) (*ObjectReader, error) {
 	if r == nil || c == nil {
 		return nil, errors.New("open object: no reader or no content cipher")
 	}
@@ -457,6 +476,12 @@ func NewObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 	or := &ObjectReader{r: r, c: c, h: h, l: &l, size: plain, chunks: l.chunkCount(plain)}
 	if h.FirstChunk*l.perUnit+uint64(or.chunks) > maxChunks*l.perUnit {
 		return nil, fmt.Errorf("%w: object %s runs past the largest chunk index", ErrIntegrity, h.ObjectID)
+	}
+	if expect >= 0 {
+		if plain != expect {
+			return nil, fmt.Errorf("%w: object %s holds %d bytes, the metadata says %d", ErrIntegrity, h.ObjectID, plain, expect)
+		}
+		return or, nil
 	}
 	buf := chunkPool.Get()
 	defer chunkPool.Put(buf)

@@ -133,7 +133,7 @@ func TestLayoutV1(t *testing.T) {
 		{"TruncatedObject", TestTruncatedObject}, {"AppendedChunk", TestAppendedChunk},
 		{"ReplayedObject", TestReplayedObject}, {"HeaderMustMatchMetadata", TestHeaderMustMatchMetadata},
 		{"WrongContentKey", TestWrongContentKey}, {"ReadAtStopsAtBadChunk", TestReadAtStopsAtBadChunk},
-		{"ConcurrentReadAt", TestConcurrentReadAt},
+		{"ConcurrentReadAt", TestConcurrentReadAt}, {"ReaderOfKnownSize", TestReaderOfKnownSize},
 	} {
 		t.Run(tc.name, tc.f)
 	}
@@ -636,5 +636,46 @@ func TestObjectWriterAllocatesNothingPerChunk(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReaderOfKnownSize checks NewObjectReaderOfSize: an object of another size than the
+// metadata's is refused at open, whatever was cut or added, and a damaged last chunk,
+// which it does not read at open, fails the read that reaches it and no other.
+func TestReaderOfKnownSize(t *testing.T) {
+	c := testCipher(t)
+	h := testHeader(t, 3)
+	plain := pattern(3*ChunkSize + 100)
+	obj := writeObject(t, c, h, plain)
+	open := func(o []byte, want int64) (*ObjectReader, error) {
+		return NewObjectReaderOfSize(bytes.NewReader(o), int64(len(o)), c, h, want)
+	}
+	if _, err := open(obj, int64(len(plain))); err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range map[string][]byte{
+		"last chunk dropped": obj[:len(obj)-(100+ChunkOverhead)],
+		"a chunk appended":   append(bytes.Clone(obj), obj[ObjectHeaderSize:ObjectHeaderSize+sealedLen()]...),
+		"cut in a chunk":     obj[:len(obj)-10],
+	} {
+		if _, err := open(o, int64(len(plain))); !errors.Is(err, ErrIntegrity) {
+			t.Errorf("%s: %v, want ErrIntegrity", name, err)
+		}
+	}
+	if _, err := open(obj, int64(len(plain))-1); !errors.Is(err, ErrIntegrity) {
+		t.Errorf("other expected size: %v", err)
+	}
+	bad := bytes.Clone(obj)
+	bad[len(bad)-5] ^= 1
+	r, err := open(bad, int64(len(plain)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, 100)
+	if _, err := r.ReadAt(p, 0); err != nil || !bytes.Equal(p, plain[:100]) {
+		t.Fatalf("first chunk of an object with a damaged last chunk: %v", err)
+	}
+	if _, err := r.ReadAt(p, int64(len(plain))-100); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("damaged last chunk read: %v, want ErrIntegrity", err)
 	}
 }
