@@ -300,12 +300,16 @@ func WithLayout(l *Layout) OpenOption { return func(c *openConfig) { c.layout = 
 func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 	n := segCount(size, segSize)
 	list := make([]segState, len(segs))
-	seen := make(map[blob.ID]struct{}, len(segs))
+	objs := len(segs)
+	for _, sg := range segs {
+		objs += len(sg.Patches)
+	}
+	seen := make(map[blob.ID]int64, objs)
 	for i, sg := range segs {
 		if _, dup := seen[sg.Object]; dup {
 			return nil, fmt.Errorf("%w: object %s is named by two segments", ErrIntegrity, sg.Object)
 		}
-		seen[sg.Object] = struct{}{}
+		seen[sg.Object] = -1 - int64(sg.Index) // no patch may name it, not even its own segment's
 		if sg.Index >= uint64(n) {
 			return nil, fmt.Errorf("%w: segment %d lies beyond the end of the file (size %d)", ErrIntegrity, sg.Index, size)
 		}
@@ -315,7 +319,7 @@ func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 		idx := int64(sg.Index)
 		l := segLen(idx, size, segSize)
 		list[i] = segState{index: idx, obj: sg.Object, objLen: l, valid: l, to: segSize / vault.ChunkSize}
-		ps, err := checkPatches(sg.Patches, idx, l, segSize)
+		ps, err := checkPatches(sg.Patches, idx, l, segSize, seen)
 		if err != nil {
 			return nil, err
 		}

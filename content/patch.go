@@ -34,16 +34,14 @@ const (
 )
 
 // checkPatches turns a segment's stored patches into segStates, refusing a list no flush
-// writes: unsorted, overlapping, or outside the segment or its object.
-//
-// It does not look for a patch object that another segment names too, as checkSegments
-// does for segments' own objects: an open of a file with thousands of patches would pay a
-// set of all their IDs, and such a list could do no harm. Every object's header, and the
-// additional data of every chunk, carry the absolute chunk it starts at, so an object read
-// for a segment it was not written for fails to authenticate; and since the collector
-// drops an object only when the one segment whose state changed stops naming it, a second
-// name can only lose bytes that could not be read anyway.
-func checkPatches(ps []Patch, idx, segLen, segSize int64) ([]segState, error) {
+// writes: unsorted, overlapping, outside the segment or its object, or naming an object
+// another segment names (seen maps each patch object met so far to its segment, and each
+// segment's own object to a negative number; the pieces of a split patch share their
+// object within one segment). The last matters beyond reading:
+// the metadata collects the patch objects a changed segment stops naming, so an object
+// named by two segments would be deleted under the other one. Opens of a file that has
+// not changed skip this (CheckLayout, cached by the filesystem).
+func checkPatches(ps []Patch, idx, segLen, segSize int64, seen map[blob.ID]int64) ([]segState, error) {
 	if len(ps) == 0 {
 		return nil, nil
 	}
@@ -57,6 +55,10 @@ func checkPatches(ps []Patch, idx, segLen, segSize int64) ([]segState, error) {
 		if i > 0 && ps[i-1].To > p.From {
 			return nil, fmt.Errorf("%w: segment %d: patches overlap or are out of order", ErrIntegrity, idx)
 		}
+		if other, dup := seen[p.Object]; dup && other != idx {
+			return nil, fmt.Errorf("%w: object %s is named by two segments", ErrIntegrity, p.Object)
+		}
+		seen[p.Object] = idx
 		l := patchLen(first, n, segLen)
 		out[i] = segState{index: idx, obj: p.Object, objLen: l, valid: l, first: first, from: from, to: to}
 	}

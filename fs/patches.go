@@ -15,7 +15,8 @@ import (
 // and writes it) in two shapes; these convert, patches included (content/patch.go: a
 // small write into a big file is stored as a patch over its segment).
 
-// layoutsMax bounds the patches the layout cache keeps checked (about 100 bytes each).
+// layoutsMax bounds what the layout cache keeps: its entries' patches and segments
+// together (about 100 bytes each).
 const layoutsMax = 16384
 
 // layoutCache keeps the checked layouts of files with patches, so that opening such a file
@@ -27,9 +28,9 @@ const layoutsMax = 16384
 // Entries hold object IDs and lengths, nothing secret; they are looked up only by an open
 // that passed its access checks.
 type layoutCache struct {
-	mu      sync.Mutex
-	m       map[meta.Ino]*layoutEntry
-	patches int
+	mu    sync.Mutex
+	m     map[meta.Ino]*layoutEntry
+	items int // patches and segments held, bounded by layoutsMax
 }
 
 type layoutEntry struct {
@@ -39,6 +40,9 @@ type layoutEntry struct {
 	patches map[uint64][]meta.Patch
 	layout  *content.Layout
 }
+
+// items is what the entry counts against layoutsMax.
+func (e *layoutEntry) items() int { return e.layout.Patches() + len(e.segs) }
 
 func (e *layoutEntry) matches(a *meta.Attr, ps map[uint64][]meta.Patch) bool {
 	return e.fileID == a.Content.FileID && e.size == a.Size && slices.Equal(e.segs, a.Content.Segments) &&
@@ -70,7 +74,8 @@ func layoutOf(ctx context.Context, be *Backend, a *meta.Attr) (*content.Layout, 
 	if err != nil {
 		return nil, err
 	}
-	if l.Patches() > layoutsMax/4 {
+	e := &layoutEntry{fileID: a.Content.FileID, size: a.Size, segs: slices.Clone(a.Content.Segments), patches: ps, layout: l}
+	if e.items() > layoutsMax/4 {
 		return l, nil // one file would crowd out the others
 	}
 	c.mu.Lock()
@@ -79,18 +84,18 @@ func layoutOf(ctx context.Context, be *Backend, a *meta.Attr) (*content.Layout, 
 		c.m = make(map[meta.Ino]*layoutEntry)
 	}
 	if old := c.m[a.Ino]; old != nil {
-		c.patches -= old.layout.Patches()
+		c.items -= old.items()
 		delete(c.m, a.Ino)
 	}
-	for ino, e := range c.m {
-		if c.patches+l.Patches() <= layoutsMax {
+	for ino, old := range c.m {
+		if c.items+e.items() <= layoutsMax {
 			break
 		}
-		c.patches -= e.layout.Patches()
+		c.items -= old.items()
 		delete(c.m, ino)
 	}
-	c.m[a.Ino] = &layoutEntry{fileID: a.Content.FileID, size: a.Size, segs: slices.Clone(a.Content.Segments), patches: ps, layout: l}
-	c.patches += l.Patches()
+	c.m[a.Ino] = e
+	c.items += e.items()
 	return l, nil
 }
 

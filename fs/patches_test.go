@@ -92,7 +92,7 @@ func TestLayoutCacheFollowsCommits(t *testing.T) {
 		of.f.Close()
 		last = l2
 	}
-	if be.layouts.patches == 0 || be.layouts.patches > layoutsMax {
-		t.Fatalf("the cache counts %d patches", be.layouts.patches)
+	if be.layouts.items == 0 || be.layouts.items > layoutsMax {
+		t.Fatalf("the cache counts %d patches and segments", be.layouts.items)
 	}
 }

@@ -432,7 +432,9 @@ func NewObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 // refused, and the last chunk is authenticated by the read that uses it rather than at
 // open. Nothing is checked less: a cut or extended object has another size, and every
 // chunk read is authenticated with its index and last-chunk mark. It spares a read and a
-// decryption for each object opened for a small read.
+// decryption for each object opened for a small read. The header's version and chunk
+// size, like every chunk's bytes, are then authenticated by the first read (they are in
+// each chunk's AD): a relabelled object opens but none of its bytes read.
 func NewObjectReaderOfSize(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHeader, plaintext int64) (*ObjectReader, error) {
 	if plaintext < 0 {
 		return nil, fmt.Errorf("open object %s: negative expected size %d", want.ObjectID, plaintext)
@@ -481,7 +483,12 @@ func newObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 		if plain != expect {
 			return nil, fmt.Errorf("%w: object %s holds %d bytes, the metadata says %d", ErrIntegrity, h.ObjectID, plain, expect)
 		}
-		return or, nil
+		if plain > 0 {
+			// Its first read authenticates the header's version and chunk size too (they
+			// are in every chunk's AD). An empty object has no read to wait for: its one
+			// chunk is checked now.
+			return or, nil
+		}
 	}
 	buf := chunkPool.Get()
 	defer chunkPool.Put(buf)
@@ -507,7 +514,8 @@ func (h *ObjectHeader) mismatch(got *ObjectHeader) error {
 	return nil
 }
 
-// Size returns the plaintext size of the object, as authenticated by its last chunk.
+// Size returns the plaintext size of the object, as authenticated by its last chunk, or
+// as the metadata gave it to NewObjectReaderOfSize.
 func (or *ObjectReader) Size() int64 { return or.size }
 
 // chunkLen is the plaintext length of chunk k (relative to the object).

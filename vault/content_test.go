@@ -678,4 +678,26 @@ func TestReaderOfKnownSize(t *testing.T) {
 	if _, err := r.ReadAt(p, int64(len(plain))-100); !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("damaged last chunk read: %v, want ErrIntegrity", err)
 	}
+	// A small object relabelled to the other version keeps its size: it opens, and no
+	// byte of it reads.
+	small := writeObject(t, c, h, pattern(100))
+	other := &layoutV1
+	if tl == &layoutV1 {
+		other = &layoutV2
+	}
+	relabelled := bytes.Clone(small)
+	relabelled[4], relabelled[5] = other.version, other.shift
+	if r, err := open(relabelled, 100); err == nil {
+		if n, err := r.ReadAt(p, 0); !errors.Is(err, ErrIntegrity) || n != 0 {
+			t.Fatalf("relabelled object read %d bytes, %v", n, err)
+		}
+	} else if !errors.Is(err, ErrIntegrity) {
+		t.Fatal(err)
+	}
+	// An empty object is checked at open: there is no read to wait for.
+	empty := writeObject(t, c, h, nil)
+	empty[len(empty)-1] ^= 1
+	if _, err := open(empty, 0); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("damaged empty object: %v", err)
+	}
 }
