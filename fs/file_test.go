@@ -34,6 +34,20 @@ func fileBackend(t *testing.T, db kv.Store) (*Backend, meta.Attr, *vault.Key) {
 	return be, root, &shareKey
 }
 
+// createFile creates file name in the share root with a fresh content key.
+func createFile(t *testing.T, be *Backend, root meta.Attr, shareKey *vault.Key, name string) meta.Attr {
+	t.Helper()
+	id, wrapped, err := be.Content.NewFile("s1", shareKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := be.Meta.Create(bg, root.Ino, name, meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // openFileOf opens a's data as the file table would, with unsynced as its flag (or nil).
 func openFileOf(be *Backend, shareKey *vault.Key, a meta.Attr, unsynced *atomic.Bool) (*openFile, error) {
 	of := &openFile{ino: a.Ino, share: "s1", be: be}
@@ -173,14 +187,7 @@ func TestOrphanReapedAtLastClose(t *testing.T) {
 
 	// A failed unlink may or may not have been applied: the open file is marked anyway,
 	// and its last close must keep it while it still has its name.
-	id, wrapped, err := be.Content.NewFile("s1", shareKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := be.Meta.Create(bg, root.Ino, "named", meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := createFile(t, be, root, shareKey, "named")
 	of, err := g.files.acquire(a.Ino, func() (*openFile, error) { return openFileOf(be, shareKey, a, new(atomic.Bool)) })
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"dsh/blob"
 	"dsh/kv"
 	"dsh/kv/kvtest"
-	"dsh/meta"
 )
 
 // orderedBlobs records, for each Delete, how many syncs of the metadata came before it.
@@ -37,14 +36,7 @@ func TestCollectorSyncsBeforeDeleting(t *testing.T) {
 	be, root, shareKey := fileBackend(t, db)
 	ob := &orderedBlobs{Store: be.Blobs, db: db}
 	be.Blobs = ob
-	id, wrapped, err := be.Content.NewFile("s1", shareKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := be.Meta.Create(bg, root.Ino, "f", meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := createFile(t, be, root, shareKey, "f")
 	of, err := openFileOf(be, shareKey, a, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"reflect"
 	"slices"
 	"sync"
 
@@ -22,9 +21,9 @@ const layoutsMax = 16384
 // layoutCache keeps the checked layouts of files with patches, so that opening such a file
 // again (a database or a build tool opens and closes its files all the time) does not
 // read, convert and check every patch anew. An entry serves only the committed state it
-// was made from: the same file ID, size and segment list, and the very patch map meta
-// handed out for it. Meta replaces that map whenever the inode's patches change and never
-// edits it, and the entry holds it, so its address cannot be reused by another state.
+// was made from: the same file ID, size and segment list, and the very *meta.PatchSet meta
+// handed out for it (meta makes a new set whenever the file's patches change, and the
+// entry holds the set, so its address cannot be reused by another state).
 // Entries hold object IDs and lengths, nothing secret; they are looked up only by an open
 // that passed its access checks.
 type layoutCache struct {
@@ -37,31 +36,37 @@ type layoutEntry struct {
 	fileID  vault.FileID
 	size    int64
 	segs    []meta.Segment
-	patches map[uint64][]meta.Patch
+	patches *meta.PatchSet
 	layout  *content.Layout
 }
 
 // items is what the entry counts against layoutsMax.
 func (e *layoutEntry) items() int { return e.layout.Patches() + len(e.segs) }
 
-func (e *layoutEntry) matches(a *meta.Attr, ps map[uint64][]meta.Patch) bool {
-	return e.fileID == a.Content.FileID && e.size == a.Size && slices.Equal(e.segs, a.Content.Segments) &&
-		reflect.ValueOf(e.patches).UnsafePointer() == reflect.ValueOf(ps).UnsafePointer()
+func (e *layoutEntry) matches(a *meta.Attr, ps *meta.PatchSet) bool {
+	return e.patches == ps && e.fileID == a.Content.FileID && e.size == a.Size && slices.Equal(e.segs, a.Content.Segments)
+}
+
+// patchesOf returns the patches of a's content; nil, without asking meta, when the inode
+// marks no segment as patched.
+func patchesOf(ctx context.Context, be *Backend, a *meta.Attr) (*meta.PatchSet, error) {
+	for _, s := range a.Content.Segments {
+		if s.Patched {
+			return be.Meta.PatchesOf(ctx, a.Ino)
+		}
+	}
+	return nil, nil
 }
 
 // layoutOf returns the checked layout of a's content, from the cache when it holds this
 // state. Files without patches are checked every time: that is cheap.
 func layoutOf(ctx context.Context, be *Backend, a *meta.Attr) (*content.Layout, error) {
-	patched := false
-	for _, s := range a.Content.Segments {
-		patched = patched || s.Patched
-	}
-	if !patched {
-		return be.Content.CheckLayout(a.Size, contentSegments(a))
-	}
-	ps, err := be.Meta.PatchesOf(ctx, a.Ino)
+	ps, err := patchesOf(ctx, be, a)
 	if err != nil {
 		return nil, err
+	}
+	if ps == nil {
+		return be.Content.CheckLayout(a.Size, contentSegments(a))
 	}
 	c := &be.layouts
 	c.mu.Lock()
@@ -70,7 +75,7 @@ func layoutOf(ctx context.Context, be *Backend, a *meta.Attr) (*content.Layout, 
 		return e.layout, nil
 	}
 	c.mu.Unlock()
-	l, err := be.Content.CheckLayout(a.Size, withPatches(contentSegments(a), ps))
+	l, err := be.Content.CheckLayout(a.Size, addPatches(contentSegments(a), ps))
 	if err != nil {
 		return nil, err
 	}
@@ -100,27 +105,22 @@ func layoutOf(ctx context.Context, be *Backend, a *meta.Attr) (*content.Layout, 
 }
 
 // contentSegmentsOf is the segment list of a's content, patches included, in the form
-// package content takes. Patches are read only when the inode marks a segment as patched.
+// package content takes.
 func contentSegmentsOf(ctx context.Context, be *Backend, a *meta.Attr) ([]content.Segment, error) {
-	segs := contentSegments(a)
-	patched := false
-	for _, s := range a.Content.Segments {
-		patched = patched || s.Patched
-	}
-	if !patched {
-		return segs, nil
-	}
-	ps, err := be.Meta.PatchesOf(ctx, a.Ino)
+	ps, err := patchesOf(ctx, be, a)
 	if err != nil {
 		return nil, err
 	}
-	return withPatches(segs, ps), nil
+	return addPatches(contentSegments(a), ps), nil
 }
 
-// withPatches adds meta's patch lists to segs.
-func withPatches(segs []content.Segment, ps map[uint64][]meta.Patch) []content.Segment {
+// addPatches adds the patch lists of ps (if any) to segs.
+func addPatches(segs []content.Segment, ps *meta.PatchSet) []content.Segment {
+	if ps == nil {
+		return segs
+	}
 	for i := range segs {
-		mp := ps[segs[i].Index]
+		mp := ps.Lists[segs[i].Index]
 		if len(mp) == 0 {
 			continue
 		}

@@ -6,7 +6,6 @@ import (
 
 	"dsh/content"
 	"dsh/kv"
-	"dsh/meta"
 )
 
 // TestLayoutCacheFollowsCommits opens a file with patches again and again, as a database
@@ -14,14 +13,8 @@ import (
 // patch, a truncate) is seen by the next open, never an older layout.
 func TestLayoutCacheFollowsCommits(t *testing.T) {
 	be, root, shareKey := fileBackend(t, kv.NewMem())
-	id, wrapped, err := be.Content.NewFile("s1", shareKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := be.Meta.Create(bg, root.Ino, "db", meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := createFile(t, be, root, shareKey, "db")
+	id, wrapped := a.Content.FileID, a.Content.Key
 	model := bytes.Repeat([]byte("0123456789abcdef"), (content.SegmentSize+500_000)/16)
 	// open opens the file's current state as openData does, through the cache.
 	open := func() (*openFile, *content.Layout) {

@@ -39,7 +39,7 @@ type cacheShard struct {
 	// p holds the patch lists of recently opened files (PatchesOf), np the patches it holds
 	// in all. Patch records are written only by updates that also write their inode, so
 	// the inode's invalidation covers them.
-	p  map[Ino]map[uint64][]Patch
+	p  map[Ino]*PatchSet
 	np int
 }
 
@@ -90,10 +90,9 @@ func (c *attrCache) invalidate(ino Ino) {
 	sh.mu.Unlock()
 }
 
-// getPatches returns the cached patch lists of ino (nil for a file with none); when there
-// are none cached, gen is what a later putPatches must present. The lists are shared:
-// callers must not change them.
-func (c *attrCache) getPatches(ino Ino) (ps map[uint64][]Patch, ok bool, gen uint64) {
+// getPatches returns the cached patch lists of ino; when there are none cached, gen is
+// what a later putPatches must present. The set is shared: callers must not change it.
+func (c *attrCache) getPatches(ino Ino) (ps *PatchSet, ok bool, gen uint64) {
 	sh := c.shard(ino)
 	sh.mu.Lock()
 	ps, ok = sh.p[ino]
@@ -105,7 +104,7 @@ func (c *attrCache) getPatches(ino Ino) (ps map[uint64][]Patch, ok bool, gen uin
 // putPatches caches the patch lists of ino, read by a transaction that started after
 // getPatches returned gen, unless the shard was invalidated since. Entries are dropped,
 // arbitrary ones first, until the shard is inside its bound.
-func (c *attrCache) putPatches(ino Ino, ps map[uint64][]Patch, gen uint64) {
+func (c *attrCache) putPatches(ino Ino, ps *PatchSet, gen uint64) {
 	n := countPatches(ps)
 	if n > cachePatchesMax {
 		return
@@ -117,7 +116,7 @@ func (c *attrCache) putPatches(ino Ino, ps map[uint64][]Patch, gen uint64) {
 		return
 	}
 	if sh.p == nil {
-		sh.p = make(map[Ino]map[uint64][]Patch)
+		sh.p = make(map[Ino]*PatchSet)
 	}
 	if old, ok := sh.p[ino]; ok {
 		sh.np -= countPatches(old)
@@ -134,9 +133,9 @@ func (c *attrCache) putPatches(ino Ino, ps map[uint64][]Patch, gen uint64) {
 	sh.np += n
 }
 
-func countPatches(ps map[uint64][]Patch) int {
+func countPatches(ps *PatchSet) int {
 	n := 1 // a file with none still takes an entry
-	for _, l := range ps {
+	for _, l := range ps.Lists {
 		n += len(l)
 	}
 	return n

@@ -143,14 +143,25 @@ func (o *op) removePatches(n *inode) error {
 	return nil
 }
 
-// PatchesOf returns the patches of every segment of file ino that has some, by segment
-// index; nil when none has. Every open of a patched file asks, so the lists of recent
-// files are cached (cache.go); the result is shared and must not be changed.
-func (s *Store) PatchesOf(ctx context.Context, ino Ino) (map[uint64][]Patch, error) {
-	out, ok, gen := s.cache.getPatches(ino)
+// PatchSet is the patches of every segment of one file that has some, by segment index,
+// as one committed state of the file holds them. A set is never changed once handed out:
+// a change of the file's patches makes a new one. PatchesOf hands out the same *PatchSet
+// for as long as that state stays cached, so a caller may keep what it derives from a set
+// (a checked layout, say) keyed by the pointer, and hold the pointer so that it cannot be
+// reused.
+type PatchSet struct {
+	Lists map[uint64][]Patch // nil when no segment has patches
+}
+
+// PatchesOf returns the patches of file ino (never a nil set). Every open of a patched
+// file asks, so the sets of recent files are cached (cache.go); the set is shared and
+// must not be changed.
+func (s *Store) PatchesOf(ctx context.Context, ino Ino) (*PatchSet, error) {
+	cached, ok, gen := s.cache.getPatches(ino)
 	if ok {
-		return out, nil
+		return cached, nil
 	}
+	var out map[uint64][]Patch
 	err := s.db.View(ctx, func(tx kv.Txn) error {
 		out = nil
 		return tx.Scan(patchInoPrefix(ino), nil, func(k, v []byte) (bool, error) {
@@ -172,6 +183,7 @@ func (s *Store) PatchesOf(ctx context.Context, ino Ino) (map[uint64][]Patch, err
 	if err != nil {
 		return nil, fmt.Errorf("meta: patches of %d: %w", ino, err)
 	}
-	s.cache.putPatches(ino, out, gen)
-	return out, nil
+	set := &PatchSet{Lists: out}
+	s.cache.putPatches(ino, set, gen)
+	return set, nil
 }
