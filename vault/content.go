@@ -42,10 +42,10 @@ const (
 	chunkADSize = len("dsh v1 content chunk") + 1 + 1 + 16 + 16 + 8 + 1
 )
 
-// layout is what an object's version fixes: the size of its sealed chunks and the domain
+// format is what an object's version fixes: the size of its sealed chunks and the domain
 // of their additional data. Each version allows exactly one chunk size, so that one header
 // has one encoding.
-type layout struct {
+type format struct {
 	version uint8
 	shift   uint8  // log2 of the sealed chunk's plaintext size
 	chunk   int64  // plaintext size of a sealed chunk
@@ -55,21 +55,21 @@ type layout struct {
 }
 
 var (
-	layoutV1 = layout{version: 1, shift: chunkShift, chunk: ChunkSize, sealed: ChunkSize + ChunkOverhead, perUnit: 1, domain: "dsh v1 content chunk"}
-	layoutV2 = layout{version: 2, shift: blockShift, chunk: BlockSize, sealed: BlockSize + ChunkOverhead, perUnit: ChunkSize / BlockSize, domain: "dsh v2 content chunk"}
-	// current is the layout of objectVersion.
-	current = layoutV2
+	formatV1 = format{version: 1, shift: chunkShift, chunk: ChunkSize, sealed: ChunkSize + ChunkOverhead, perUnit: 1, domain: "dsh v1 content chunk"}
+	formatV2 = format{version: 2, shift: blockShift, chunk: BlockSize, sealed: BlockSize + ChunkOverhead, perUnit: ChunkSize / BlockSize, domain: "dsh v2 content chunk"}
+	// current is the format of objectVersion.
+	current = formatV2
 )
 
-// layoutOf returns the layout of a version this dsh reads.
-func layoutOf(v uint8) (layout, bool) {
+// formatOf returns the format of a version this dsh reads.
+func formatOf(v uint8) (format, bool) {
 	switch v {
 	case 1:
-		return layoutV1, true
+		return formatV1, true
 	case 2:
-		return layoutV2, true
+		return formatV2, true
 	}
-	return layout{}, false
+	return format{}, false
 }
 
 var objectMagic = []byte("DSHO")
@@ -191,7 +191,7 @@ func ParseObjectHeader(b []byte) (ObjectHeader, error) {
 	if !bytes.Equal(b[:4], objectMagic) {
 		return ObjectHeader{}, fmt.Errorf("%w: not a dsh object (bad magic)", ErrIntegrity)
 	}
-	l, ok := layoutOf(b[4])
+	l, ok := formatOf(b[4])
 	if !ok {
 		if b[4] > objectVersion {
 			return ObjectHeader{}, fmt.Errorf("object header: version %d: %w", b[4], ErrUnsupportedVersion)
@@ -219,7 +219,7 @@ func ParseObjectHeader(b []byte) (ObjectHeader, error) {
 // new objects are written in.
 func ObjectSize(plaintext int64) (int64, error) { return current.objectSize(plaintext) }
 
-func (l layout) objectSize(plaintext int64) (int64, error) {
+func (l format) objectSize(plaintext int64) (int64, error) {
 	if plaintext < 0 {
 		return 0, fmt.Errorf("object size: negative plaintext size %d", plaintext)
 	}
@@ -235,7 +235,7 @@ func (l layout) objectSize(plaintext int64) (int64, error) {
 // or down to the header) wraps ErrIntegrity.
 func PlaintextSize(objectSize int64) (int64, error) { return current.plaintextSize(objectSize) }
 
-func (l layout) plaintextSize(objectSize int64) (int64, error) {
+func (l format) plaintextSize(objectSize int64) (int64, error) {
 	if objectSize >= ObjectHeaderSize+ChunkOverhead {
 		body := objectSize - ObjectHeaderSize
 		q, r := body/l.sealed, body%l.sealed
@@ -257,7 +257,7 @@ func Seals(plaintext int64) uint64 { return uint64(current.chunkCount(plaintext)
 
 // chunkCount is how many chunks hold plaintext bytes: at least one, since an empty object
 // still carries a flagged chunk that proves it is complete.
-func (l layout) chunkCount(plaintext int64) int64 {
+func (l format) chunkCount(plaintext int64) int64 {
 	n := plaintext / l.chunk
 	if plaintext%l.chunk != 0 || n == 0 {
 		n++
@@ -275,7 +275,7 @@ const (
 	adLast  = chunkADSize - 1
 )
 
-func (a *chunkAD) setHeader(l *layout, h *ObjectHeader) {
+func (a *chunkAD) setHeader(l *format, h *ObjectHeader) {
 	n := copy(a[:], l.domain)
 	a[n] = l.version
 	a[n+1] = l.shift
@@ -312,7 +312,7 @@ var chunkPool secmem.Pool[chunkBuffers]
 type ObjectWriter struct {
 	w       io.Writer
 	c       *ContentCipher
-	l       *layout
+	l       *format
 	buf     *chunkBuffers
 	n       int    // plaintext bytes waiting in buf.plain
 	index   uint64 // absolute index of the chunk in buf.plain
@@ -328,8 +328,8 @@ func NewObjectWriter(w io.Writer, c *ContentCipher, h ObjectHeader) (*ObjectWrit
 	return newObjectWriter(w, c, h, &current)
 }
 
-// newObjectWriter writes an object in layout l: older versions only for tests.
-func newObjectWriter(w io.Writer, c *ContentCipher, h ObjectHeader, l *layout) (*ObjectWriter, error) {
+// newObjectWriter writes an object in format l: older versions only for tests.
+func newObjectWriter(w io.Writer, c *ContentCipher, h ObjectHeader, l *format) (*ObjectWriter, error) {
 	if c == nil {
 		return nil, errors.New("new object writer: no content cipher")
 	}
@@ -414,7 +414,7 @@ type ObjectReader struct {
 	r      io.ReaderAt
 	c      *ContentCipher
 	h      ObjectHeader
-	l      *layout
+	l      *format
 	size   int64 // plaintext
 	chunks int64
 }
@@ -470,7 +470,7 @@ func newObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 	if err := want.mismatch(&h); err != nil {
 		return nil, fmt.Errorf("object %s: %w", want.ObjectID, err)
 	}
-	l, _ := layoutOf(h.version)
+	l, _ := formatOf(h.version)
 	plain, err := l.plaintextSize(size)
 	if err != nil {
 		return nil, fmt.Errorf("object %s: %w", want.ObjectID, err)

@@ -104,8 +104,8 @@ func mustFailIntegrity(t *testing.T, what string, obj []byte, c *ContentCipher, 
 	}
 }
 
-// tl is the layout the tests write and take apart: the current one, or version 1 in
-// TestLayoutV1, which runs them again for the objects older dsh wrote.
+// tl is the format the tests write and take apart: the current one, or version 1 in
+// TestFormatV1, which runs them again for the objects older dsh wrote.
 var tl = &current
 
 // sealedLen and chunkLen are tl's sealed chunk and its plaintext.
@@ -117,10 +117,10 @@ func chunkAt(obj []byte, k int) (start, end int) {
 	return start, min(start+sealedLen(), len(obj))
 }
 
-// TestLayoutV1 runs the format's tests again on version 1 objects, which this dsh reads
+// TestFormatV1 runs the format's tests again on version 1 objects, which this dsh reads
 // and no longer writes.
-func TestLayoutV1(t *testing.T) {
-	tl = &layoutV1
+func TestFormatV1(t *testing.T) {
+	tl = &formatV1
 	defer func() { tl = &current }()
 	for _, tc := range []struct {
 		name string
@@ -145,7 +145,7 @@ func TestVersionsStayApart(t *testing.T) {
 	c := testCipher(t)
 	h := testHeader(t, 1)
 	plain := pattern(ChunkSize)
-	for _, from := range []*layout{&layoutV1, &layoutV2} {
+	for _, from := range []*format{&formatV1, &formatV2} {
 		var out bytes.Buffer
 		w, err := newObjectWriter(&out, c, h, from)
 		if err != nil {
@@ -159,9 +159,9 @@ func TestVersionsStayApart(t *testing.T) {
 		if got, err := openAll(obj, c, h); err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("version %d: %v", from.version, err)
 		}
-		to := &layoutV2
+		to := &formatV2
 		if from == to {
-			to = &layoutV1
+			to = &formatV1
 		}
 		bad := bytes.Clone(obj)
 		bad[4], bad[5] = to.version, to.shift
@@ -681,9 +681,9 @@ func TestReaderOfKnownSize(t *testing.T) {
 	// A small object relabelled to the other version keeps its size: it opens, and no
 	// byte of it reads.
 	small := writeObject(t, c, h, pattern(100))
-	other := &layoutV1
-	if tl == &layoutV1 {
-		other = &layoutV2
+	other := &formatV1
+	if tl == &formatV1 {
+		other = &formatV2
 	}
 	relabelled := bytes.Clone(small)
 	relabelled[4], relabelled[5] = other.version, other.shift

@@ -17,7 +17,7 @@ type goldenObject struct {
 	file   string
 	header ObjectHeader
 	size   int // plaintext is pattern(size)
-	layout *layout
+	format *format
 }
 
 func goldenKey(seed byte) Key {
@@ -32,12 +32,12 @@ func goldenObjects() []goldenObject {
 	fid := FileID{0xf1, 0x1e, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
 	oid := func(n byte) ObjectID { return ObjectID{0x0b, 0x1e, 0xc7, n} }
 	return []goldenObject{
-		{"v1-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(1), FirstChunk: 2}, ChunkSize + 100, &layoutV1},
-		{"v1-small-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(2)}, 100, &layoutV1},
-		{"v1-empty-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(3)}, 0, &layoutV1},
-		{"v2-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(4), FirstChunk: 2}, ChunkSize + 100, &layoutV2},
-		{"v2-small-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(5)}, 100, &layoutV2},
-		{"v2-empty-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(6)}, 0, &layoutV2},
+		{"v1-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(1), FirstChunk: 2}, ChunkSize + 100, &formatV1},
+		{"v1-small-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(2)}, 100, &formatV1},
+		{"v1-empty-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(3)}, 0, &formatV1},
+		{"v2-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(4), FirstChunk: 2}, ChunkSize + 100, &formatV2},
+		{"v2-small-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(5)}, 100, &formatV2},
+		{"v2-empty-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(6)}, 0, &formatV2},
 	}
 }
 
@@ -54,7 +54,7 @@ func TestGoldenObjects(t *testing.T) {
 			if err := os.MkdirAll(filepath.Dir(goldenPath(g.file)), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			tl = g.layout
+			tl = g.format
 			obj := writeObject(t, c, g.header, pattern(g.size))
 			tl = &current
 			if err := os.WriteFile(goldenPath(g.file), obj, 0o644); err != nil {
