@@ -149,7 +149,11 @@ func NewContentCipher(key *Key) (*ContentCipher, error) {
 type ObjectHeader struct {
 	FileID     FileID
 	ObjectID   ObjectID
-	FirstChunk uint64 // absolute index of the object's first chunk
+	FirstChunk uint64 // absolute index of the chunk the object starts in
+	// FirstBlock is the block of that chunk at which the object starts: a patch of one
+	// 4 KiB write is one block, not a whole chunk. Version 2 only; version 1 seals whole
+	// chunks, so its objects start at a chunk's start and this is 0.
+	FirstBlock uint8
 	// version is the format version a parsed header carries; the metadata does not record
 	// it (every chunk's additional data does), so comparisons ignore it.
 	version uint8
@@ -163,8 +167,15 @@ func (h *ObjectHeader) validate() error {
 		return errors.New("object ID is zero")
 	case h.FirstChunk >= maxChunks:
 		return fmt.Errorf("first chunk %d is beyond the largest chunk index", h.FirstChunk)
+	case h.FirstBlock >= ChunkSize/BlockSize:
+		return fmt.Errorf("first block %d is beyond the %d blocks of a chunk", h.FirstBlock, ChunkSize/BlockSize)
 	}
 	return nil
+}
+
+// base is the absolute index, in l's sealed chunks, of the object's first sealed chunk.
+func (h *ObjectHeader) base(l *format) uint64 {
+	return h.FirstChunk*l.perUnit + uint64(h.FirstBlock)
 }
 
 // MarshalBinary returns the 48-byte header. A zero ID is refused: it means the caller forgot
@@ -175,7 +186,7 @@ func (h ObjectHeader) MarshalBinary() ([]byte, error) {
 	}
 	b := make([]byte, 0, ObjectHeaderSize)
 	b = append(b, objectMagic...)
-	b = append(b, current.version, current.shift, 0, 0)
+	b = append(b, current.version, current.shift, h.FirstBlock, 0)
 	b = append(b, h.FileID[:]...)
 	b = append(b, h.ObjectID[:]...)
 	return binary.BigEndian.AppendUint64(b, h.FirstChunk), nil
@@ -201,10 +212,15 @@ func ParseObjectHeader(b []byte) (ObjectHeader, error) {
 	if b[5] != l.shift {
 		return ObjectHeader{}, fmt.Errorf("%w: object header: chunk size 2^%d is not allowed in version %d", ErrIntegrity, b[5], l.version)
 	}
-	if b[6] != 0 || b[7] != 0 {
-		return ObjectHeader{}, fmt.Errorf("%w: object header: reserved bytes are not zero", ErrIntegrity)
+	if b[7] != 0 {
+		return ObjectHeader{}, fmt.Errorf("%w: object header: reserved byte is not zero", ErrIntegrity)
+	}
+	if uint64(b[6]) >= l.perUnit {
+		// Version 1 has one sealed chunk per chunk, so its objects start at block 0.
+		return ObjectHeader{}, fmt.Errorf("%w: object header: first block %d is not allowed in version %d", ErrIntegrity, b[6], l.version)
 	}
 	var h ObjectHeader
+	h.FirstBlock = b[6]
 	copy(h.FileID[:], b[8:24])
 	copy(h.ObjectID[:], b[24:40])
 	h.FirstChunk = binary.BigEndian.Uint64(b[40:48])
@@ -337,13 +353,16 @@ func newObjectWriter(w io.Writer, c *ContentCipher, h ObjectHeader, l *format) (
 	if err != nil {
 		return nil, fmt.Errorf("new object writer: %w", err)
 	}
+	if uint64(h.FirstBlock) >= l.perUnit {
+		return nil, fmt.Errorf("new object writer: version %d objects cannot start at block %d", l.version, h.FirstBlock)
+	}
 	hdr[4], hdr[5] = l.version, l.shift
 	if _, err := w.Write(hdr); err != nil {
 		return nil, fmt.Errorf("object %s: write header: %w", h.ObjectID, err)
 	}
 	buf := chunkPool.Get()
 	buf.ad.setHeader(l, &h)
-	return &ObjectWriter{w: w, c: c, l: l, buf: buf, index: h.FirstChunk * l.perUnit}, nil
+	return &ObjectWriter{w: w, c: c, l: l, buf: buf, index: h.base(l)}, nil
 }
 
 // Write buffers p and seals every chunk that is known not to be the last. A full chunk is
@@ -476,7 +495,7 @@ func newObjectReader(r io.ReaderAt, size int64, c *ContentCipher, want ObjectHea
 		return nil, fmt.Errorf("object %s: %w", want.ObjectID, err)
 	}
 	or := &ObjectReader{r: r, c: c, h: h, l: &l, size: plain, chunks: l.chunkCount(plain)}
-	if h.FirstChunk*l.perUnit+uint64(or.chunks) > maxChunks*l.perUnit {
+	if h.base(&l)+uint64(or.chunks) > maxChunks*l.perUnit {
 		return nil, fmt.Errorf("%w: object %s runs past the largest chunk index", ErrIntegrity, h.ObjectID)
 	}
 	if expect >= 0 {
@@ -508,8 +527,9 @@ func (h *ObjectHeader) mismatch(got *ObjectHeader) error {
 		return fmt.Errorf("%w: object belongs to another file", ErrIntegrity)
 	case got.ObjectID != h.ObjectID:
 		return fmt.Errorf("%w: object is not the one the metadata names (an older or foreign object?)", ErrIntegrity)
-	case got.FirstChunk != h.FirstChunk:
-		return fmt.Errorf("%w: object starts at chunk %d, the metadata says %d", ErrIntegrity, got.FirstChunk, h.FirstChunk)
+	case got.FirstChunk != h.FirstChunk || got.FirstBlock != h.FirstBlock:
+		return fmt.Errorf("%w: object starts at block %d of chunk %d, the metadata says block %d of chunk %d", ErrIntegrity,
+			got.FirstBlock, got.FirstChunk, h.FirstBlock, h.FirstChunk)
 	}
 	return nil
 }
@@ -540,7 +560,7 @@ func (or *ObjectReader) fetch(buf *chunkBuffers, k, m int64) error {
 	end := ObjectHeaderSize + (k+m-1)*or.l.sealed + int64(or.chunkLen(k+m-1)) + ChunkOverhead
 	start := ObjectHeaderSize + k*or.l.sealed
 	if err := readFullAt(or.r, buf.sealed[:end-start], start); err != nil {
-		return fmt.Errorf("object %s: read chunk %d: %w", or.h.ObjectID, or.h.FirstChunk*or.l.perUnit+uint64(k), err)
+		return fmt.Errorf("object %s: read chunk %d: %w", or.h.ObjectID, or.h.base(or.l)+uint64(k), err)
 	}
 	return nil
 }
@@ -548,7 +568,7 @@ func (or *ObjectReader) fetch(buf *chunkBuffers, k, m int64) error {
 // openFetched authenticates chunk k, the j-th that fetch read into buf, and appends its
 // plaintext to dst. dst must not overlap buf.
 func (or *ObjectReader) openFetched(buf *chunkBuffers, k, j int64, dst []byte) ([]byte, error) {
-	index := or.h.FirstChunk*or.l.perUnit + uint64(k)
+	index := or.h.base(or.l) + uint64(k)
 	sealed := buf.sealed[j*or.l.sealed : j*or.l.sealed+int64(or.chunkLen(k))+ChunkOverhead]
 	buf.ad.setHeader(or.l, &or.h)
 	buf.ad.setChunk(index, k == or.chunks-1)

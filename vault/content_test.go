@@ -169,6 +169,44 @@ func TestVersionsStayApart(t *testing.T) {
 	}
 }
 
+// TestObjectStartingInsideChunk checks objects that start at a block inside a chunk (the
+// patch of a small write): they read back, and one whose header or metadata names another
+// start does not open or does not read.
+func TestObjectStartingInsideChunk(t *testing.T) {
+	c := testCipher(t)
+	for _, fb := range []uint8{1, 7, 15} {
+		h := testHeader(t, 4)
+		h.FirstBlock = fb
+		for _, size := range []int{1, BlockSize, ChunkSize + 100} {
+			plain := pattern(size)
+			obj := writeObject(t, c, h, plain)
+			if got, err := openAll(obj, c, h); err != nil || !bytes.Equal(got, plain) {
+				t.Fatalf("block %d, %d bytes: %v", fb, size, err)
+			}
+			other := h
+			other.FirstBlock = fb - 1
+			mustFailIntegrity(t, "metadata names another first block", obj, c, other)
+			// Header and metadata both moved: every block's AD still holds the real index.
+			moved := bytes.Clone(obj)
+			moved[6] = fb - 1
+			mustFailIntegrity(t, "header and metadata moved to another block", moved, c, other)
+			r, err := NewObjectReaderOfSize(bytes.NewReader(moved), int64(len(moved)), c, other, int64(size))
+			if err == nil {
+				if _, err = r.ReadAt(make([]byte, size), 0); !errors.Is(err, ErrIntegrity) {
+					t.Fatalf("block %d: a moved object read with error %v", fb, err)
+				}
+			} else if !errors.Is(err, ErrIntegrity) {
+				t.Fatal(err)
+			}
+		}
+	}
+	h := testHeader(t, 4)
+	h.FirstBlock = 1
+	if _, err := newObjectWriter(io.Discard, c, h, &formatV1); err == nil {
+		t.Fatal("a version 1 object was started inside a chunk")
+	}
+}
+
 var roundTripSizes = []int{0, 1, ChunkSize - 1, ChunkSize, ChunkSize + 1, 3*ChunkSize + 17, 4 * ChunkSize}
 
 func TestObjectRoundTrip(t *testing.T) {
@@ -310,6 +348,17 @@ func TestObjectHeaderEncoding(t *testing.T) {
 	bad("version 1 chunk size", func(b []byte) []byte { b[4] = 1; return b }, ErrIntegrity)
 	bad("version 1 with its chunk size", func(b []byte) []byte { b[4], b[5] = 1, 16; return b }, nil)
 	bad("reserved", func(b []byte) []byte { b[7] = 1; return b }, ErrIntegrity)
+	bad("first block 15", func(b []byte) []byte { b[6] = 15; return b }, nil)
+	bad("first block 16", func(b []byte) []byte { b[6] = 16; return b }, ErrIntegrity)
+	bad("version 1 first block", func(b []byte) []byte { b[4], b[5], b[6] = 1, 16, 1; return b }, ErrIntegrity)
+	h.FirstBlock = 9
+	if b, err := h.MarshalBinary(); err != nil || b[6] != 9 {
+		t.Errorf("MarshalBinary of first block 9: % x, %v", b, err)
+	}
+	h.FirstBlock = 16
+	if _, err := h.MarshalBinary(); err == nil {
+		t.Error("MarshalBinary accepted first block 16")
+	}
 	bad("zero file ID", func(b []byte) []byte { clear(b[8:24]); return b }, ErrIntegrity)
 	bad("zero object ID", func(b []byte) []byte { clear(b[24:40]); return b }, ErrIntegrity)
 	bad("chunk index", func(b []byte) []byte { binary.BigEndian.PutUint64(b[40:], maxChunks); return b }, ErrIntegrity)
@@ -330,6 +379,11 @@ func TestChunkLayoutMatchesSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := testHeader(t, 7)
+	firstBlock := uint64(0)
+	if tl.version == 2 {
+		// Version 2 objects may start inside a chunk: index 16·first + firstBlock + k.
+		h.FirstBlock, firstBlock = 3, 3
+	}
 	plain := pattern(ChunkSize + 10)
 	obj := writeObject(t, c, h, plain)
 	block, _ := aes.NewCipher(key[:])
@@ -344,7 +398,7 @@ func TestChunkLayoutMatchesSpec(t *testing.T) {
 		ad = append(ad, tl.version, shift)
 		ad = append(ad, h.FileID[:]...)
 		ad = append(ad, h.ObjectID[:]...)
-		ad = binary.BigEndian.AppendUint64(ad, 7*perUnit+uint64(k))
+		ad = binary.BigEndian.AppendUint64(ad, 7*perUnit+firstBlock+uint64(k))
 		ad = append(ad, map[bool]byte{false: 0, true: 1}[k == n-1])
 		s := ObjectHeaderSize + k*(size+28)
 		e := min(s+size+28, len(obj))

@@ -38,6 +38,7 @@ func goldenObjects() []goldenObject {
 		{"v2-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(4), FirstChunk: 2}, ChunkSize + 100, &formatV2},
 		{"v2-small-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(5)}, 100, &formatV2},
 		{"v2-empty-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(6)}, 0, &formatV2},
+		{"v2-block-object.bin", ObjectHeader{FileID: fid, ObjectID: oid(7), FirstChunk: 2, FirstBlock: 13}, 3*BlockSize + 100, &formatV2},
 	}
 }
 
