@@ -14,6 +14,21 @@ type chunkBuf struct {
 	// chunk lie beyond the end of the file or were a hole, and zeros are their content
 	// if the file grows over them.
 	n int
+	// dirty has bit k set when block k (vault.BlockSize bytes) of the chunk was written
+	// since the chunk was last flushed: a flush that patches the chunk writes only those
+	// blocks, so a 4 KiB write costs a 4 KiB patch. The other blocks hold the stored
+	// content, read in when the chunk became dirty.
+	dirty uint16
+}
+
+// blocksPerChunk is how many blocks (vault.BlockSize) a chunk holds: the unit of patches.
+const blocksPerChunk = vault.ChunkSize / vault.BlockSize
+
+// markDirty records that bytes [from, to) of the chunk changed; to > from.
+func (b *chunkBuf) markDirty(from, to int) {
+	for k := from / vault.BlockSize; k <= (to-1)/vault.BlockSize; k++ {
+		b.dirty |= 1 << k
+	}
 }
 
 // chunkPool recycles chunk buffers across all files: in the steady state of a streaming
@@ -39,6 +54,7 @@ func (s *Store) getChunk(f *File) *chunkBuf {
 func (s *Store) putChunk(b *chunkBuf) {
 	clear(b.data[:b.n])
 	b.n = 0
+	b.dirty = 0
 	chunkPool.Put(b)
 	s.buffers.Add(-1)
 	s.budget.give()

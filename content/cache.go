@@ -188,8 +188,9 @@ func (f *File) openSegment(ctx context.Context, e segState, cph *vault.ContentCi
 	if err != nil {
 		return nil, fmt.Errorf("file %s segment %d: %w", f.id, e.index, err)
 	}
-	// A patch's object starts at its first chunk; a segment's own object at chunk 0.
-	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(e.obj), FirstChunk: uint64(e.index*f.segChunks + e.first)}
+	// A patch's object starts at its first block; a segment's own object at block 0.
+	abs := uint64(e.index*f.segChunks*blocksPerChunk + e.first)
+	h := vault.ObjectHeader{FileID: f.id, ObjectID: vault.ObjectID(e.obj), FirstChunk: abs / blocksPerChunk, FirstBlock: uint8(abs % blocksPerChunk)}
 	// The file's size, from the metadata, implies the object's length: the object is
 	// opened for exactly that, and its last chunk is checked when a read reaches it.
 	r, err := vault.NewObjectReaderOfSize(obj, obj.Size(), cph, h, e.objLen)

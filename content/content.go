@@ -76,16 +76,17 @@ type Segment struct {
 	Index uint64
 	// Object is the blob holding the segment's sealed bytes.
 	Object blob.ID
-	// Patches are runs of the segment's chunks written since Object, each in an object of
+	// Patches are runs of the segment's blocks written since Object, each in an object of
 	// its own (patch.go); sorted, not overlapping. They read over Object.
 	Patches []Patch
 }
 
-// Patch is a run of a segment's chunks kept in an object of its own. It covers chunks
-// [From, To) of the segment; its object holds Chunks chunks from chunk First of the segment
-// on (from a flush that wrote them), and may hold more than the patch still covers.
+// Patch is a run of a segment's 4 KiB blocks (vault.BlockSize) kept in an object of its
+// own. It covers blocks [From, To) of the segment; its object holds Blocks blocks from
+// block First of the segment on (from a flush that wrote them), and may hold more than
+// the patch still covers.
 type Patch struct {
-	From, To, First, Chunks uint32
+	From, To, First, Blocks uint32
 	Object                  blob.ID
 }
 
@@ -318,7 +319,7 @@ func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 		}
 		idx := int64(sg.Index)
 		l := segLen(idx, size, segSize)
-		list[i] = segState{index: idx, obj: sg.Object, objLen: l, valid: l, to: segSize / vault.ChunkSize}
+		list[i] = segState{index: idx, obj: sg.Object, objLen: l, valid: l, to: segSize / vault.BlockSize}
 		ps, err := checkPatches(sg.Patches, idx, l, segSize, seen)
 		if err != nil {
 			return nil, err
@@ -354,9 +355,10 @@ type segState struct {
 	// followed by an extension never brings old bytes back. For the segment as a whole,
 	// patches included.
 	valid int64
-	// first is the chunk of the segment the object starts at: 0 for a segment's own
-	// object, a patch's First for a patch. from and to are the chunks of the segment it
-	// serves: all of them for a segment's own object (reads past valid are zeros anyway).
+	// first is the block (vault.BlockSize) of the segment the object starts at: 0 for a
+	// segment's own object, a patch's First for a patch. from and to are the blocks of the
+	// segment it serves: all of them for a segment's own object (reads past valid are
+	// zeros anyway).
 	first, from, to int64
 	// patches, on a segment's own object only, are its patches, sorted (patch.go).
 	patches []segState

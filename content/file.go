@@ -292,6 +292,7 @@ func (f *File) writeLocked(ctx context.Context, p []byte, pos int64) (int, error
 			}
 		}
 		copy(b.data[in:], p[done:done+n])
+		b.markDirty(in, in+n)
 		b.n = max(b.n, in+n)
 		done += n
 		f.size = max(f.size, at+int64(n))
@@ -430,6 +431,7 @@ func (f *File) cut(size int64) {
 		case start+int64(b.n) > size:
 			in := int(size - start)
 			clear(b.data[in:b.n])
+			b.markDirty(in, b.n)
 			b.n = in
 		}
 	}

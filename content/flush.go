@@ -233,7 +233,7 @@ func (f *File) writeSegments(ctx context.Context, plan *flushPlan) (written, cre
 			continue
 		}
 		l := segLen(s, plan.size, f.segSize)
-		w := segState{index: s, obj: blob.NewIDFor(f.blobs), objLen: l, valid: l, to: f.segChunks}
+		w := segState{index: s, obj: blob.NewIDFor(f.blobs), objLen: l, valid: l, to: f.segChunks * blocksPerChunk}
 		jobs = append(jobs, flushJob{seg: s, whole: w, old: old})
 		created = append(created, w)
 		written[i] = w
@@ -369,7 +369,10 @@ func (f *File) publish(plan *flushPlan, list []segState, dropped []blob.ID) {
 func (f *File) abort(ctx context.Context, plan *flushPlan, written []segState, err error) error {
 	f.mu.Lock()
 	for c, b := range plan.chunks {
-		if f.dirty[c] != nil {
+		if nb := f.dirty[c]; nb != nil {
+			// The newer copy started from this one's content: its blocks that this flush
+			// did not get to the disk are still to be written.
+			nb.dirty |= b.dirty
 			f.store.putChunk(b)
 			continue
 		}

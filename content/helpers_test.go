@@ -153,11 +153,11 @@ func (m *fakeMeta) check(ctx context.Context, st Staged) error {
 		refs[s.Object] = true
 		segLen := min(m.segSize, st.Size-start)
 		for j, p := range s.Patches {
-			if p.From >= p.To || p.From < p.First || p.To > p.First+p.Chunks || (j > 0 && s.Patches[j-1].To > p.From) {
+			if p.From >= p.To || p.From < p.First || p.To > p.First+p.Blocks || (j > 0 && s.Patches[j-1].To > p.From) {
 				return fmt.Errorf("segment %d: bad patch %+v", s.Index, p)
 			}
 			if ms, ok := m.blobs.(*memStore); !ok || !ms.discard {
-				want, _ := vault.ObjectSize(patchLen(int64(p.First), int64(p.Chunks), segLen))
+				want, _ := vault.ObjectSize(patchLen(int64(p.First), int64(p.Blocks), segLen))
 				info, err := m.blobs.Stat(ctx, p.Object)
 				if err != nil {
 					return fmt.Errorf("segment %d patch: %w", s.Index, err)

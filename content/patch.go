@@ -13,16 +13,16 @@ import (
 //
 // A segment is one object of up to 16 MiB, and rewriting it whole for every small write
 // would make a database's 4 KiB write and fsync cost 16 MiB. So a flush may write the dirty
-// chunks of a segment as patches instead: each run of consecutive dirty chunks becomes an
-// object of its own (the content format allows an object to start at any chunk), which
-// reads over the segment's own object from then on. A later patch over part of an older
-// one splits it (the older object stays, named by what it still covers); one over all of
-// it drops it. A 4 KiB write and fsync then writes one 64 KiB chunk and a few hundred bytes
-// of metadata, whatever the file's size.
+// blocks (vault.BlockSize, 4 KiB) of a segment as patches instead: each run of consecutive
+// written blocks becomes an object of its own (the content format allows an object to
+// start at any block), which reads over the segment's own object from then on. A later
+// patch over part of an older one splits it (the older object stays, named by what it
+// still covers); one over all of it drops it. A 4 KiB write and fsync then writes one
+// sealed block and a few hundred bytes of metadata, whatever the file's size.
 //
 // A segment is written whole instead when it has no object yet (a new or sparse region),
 // when its length or its stored bytes changed otherwise (it grew, or a truncate cut into
-// it), or when the flush dirties more than patchDirtyMax of its chunks (a streaming
+// it), or when the flush dirties more than patchDirtyMax of its 64 KiB chunks (a streaming
 // write: one object is cheaper than many). Patches are also bounded per file
 // (maxFilePatches), so that deleting or truncating a file still fits one metadata
 // transaction; beyond it, a flush rewrites the segments it touches whole, which folds their
@@ -45,12 +45,18 @@ func checkPatches(ps []Patch, idx, segLen, segSize int64, seen map[blob.ID]int64
 	if len(ps) == 0 {
 		return nil, nil
 	}
-	chunks := (segLen + vault.ChunkSize - 1) / vault.ChunkSize
+	blocks := (segLen + vault.BlockSize - 1) / vault.BlockSize
+	// Patches recorded in whole chunks (before blocks) may reach to the end of the
+	// segment's last chunk, past its last block: they are cut to the last block.
+	chunkEnd := (segLen + vault.ChunkSize - 1) / vault.ChunkSize * blocksPerChunk
 	out := make([]segState, len(ps))
 	for i, p := range ps {
-		from, to, first, n := int64(p.From), int64(p.To), int64(p.First), int64(p.Chunks)
-		if from >= to || from < first || to > first+n || to > chunks || n > segSize/vault.ChunkSize {
-			return nil, fmt.Errorf("%w: segment %d: a patch over chunks [%d, %d) of an object of %d chunks from %d", ErrIntegrity, idx, from, to, n, first)
+		from, to, first, n := int64(p.From), int64(p.To), int64(p.First), int64(p.Blocks)
+		if to > blocks && to <= chunkEnd {
+			to = blocks
+		}
+		if from >= to || from < first || to > first+n || to > blocks || n > segSize/vault.BlockSize {
+			return nil, fmt.Errorf("%w: segment %d: a patch over blocks [%d, %d) of an object of %d blocks from %d", ErrIntegrity, idx, from, to, n, first)
 		}
 		if i > 0 && ps[i-1].To > p.From {
 			return nil, fmt.Errorf("%w: segment %d: patches overlap or are out of order", ErrIntegrity, idx)
@@ -65,14 +71,14 @@ func checkPatches(ps []Patch, idx, segLen, segSize int64, seen map[blob.ID]int64
 	return out, nil
 }
 
-// patchLen is the plaintext length of a patch object holding n chunks from chunk first of
-// a segment segLen bytes long: the last chunk of the file may be partial.
+// patchLen is the plaintext length of a patch object holding n blocks from block first of
+// a segment segLen bytes long: the last block of the file may be partial.
 func patchLen(first, n, segLen int64) int64 {
-	return min(n*vault.ChunkSize, segLen-first*vault.ChunkSize)
+	return min(n*vault.BlockSize, segLen-first*vault.BlockSize)
 }
 
-// patchAt returns the patch of e covering chunk c (relative to the segment), or, when none
-// does, nil and the first chunk after c that a patch covers (to: the segment's end).
+// patchAt returns the patch of e covering block c (relative to the segment), or, when none
+// does, nil and the first block after c that a patch covers (to: the segment's end).
 func (e *segState) patchAt(c int64) (*segState, int64) {
 	i, _ := slices.BinarySearchFunc(e.patches, c, func(p segState, c int64) int {
 		switch {
@@ -99,19 +105,19 @@ func (f *File) readPatched(ctx context.Context, e segState, dst []byte, rel int6
 	done := 0
 	for done < v {
 		pos := rel + int64(done)
-		c := pos / vault.ChunkSize
+		c := pos / vault.BlockSize
 		src, end := &e, int64(0)
 		if p, next := e.patchAt(c); p != nil {
-			src, end = p, p.to*vault.ChunkSize
+			src, end = p, p.to*vault.BlockSize
 		} else {
-			end = next * vault.ChunkSize
+			end = next * vault.BlockSize
 		}
 		n := int(min(int64(v-done), end-pos))
 		o, err := f.acquire(ctx, *src)
 		if err != nil {
 			return done, err
 		}
-		k, err := o.r.ReadAt(dst[done:done+n], pos-src.first*vault.ChunkSize)
+		k, err := o.r.ReadAt(dst[done:done+n], pos-src.first*vault.BlockSize)
 		f.release(o)
 		done += k
 		if k < n {
@@ -149,14 +155,14 @@ func (e *segState) objects() []blob.ID {
 	return ids
 }
 
-// patchRun is a run of consecutive dirty chunks of one segment, written as one patch.
+// patchRun is a run of consecutive written blocks of one segment, written as one patch.
 type patchRun struct {
-	from, to int64 // chunks, relative to the segment
+	from, to int64 // blocks, relative to the segment
 	obj      blob.ID
 }
 
-// dirtyRuns returns the runs of consecutive chunks of segment s in chunks, and how many
-// chunks they hold.
+// dirtyRuns returns the runs of consecutive written blocks of segment s in chunks, and
+// how many chunks hold them.
 func dirtyRuns(chunks map[int64]*chunkBuf, s, segChunks int64) ([]patchRun, int) {
 	var rel []int64
 	for c := range chunks {
@@ -167,11 +173,23 @@ func dirtyRuns(chunks map[int64]*chunkBuf, s, segChunks int64) ([]patchRun, int)
 	slices.Sort(rel)
 	var runs []patchRun
 	for _, c := range rel {
-		if n := len(runs); n > 0 && runs[n-1].to == c {
-			runs[n-1].to++
-			continue
+		mask := chunks[s*segChunks+c].dirty
+		if mask == 0 {
+			// Every path that changes a buffer marks it; should one not, the whole chunk
+			// is written rather than a change lost.
+			mask = 1<<blocksPerChunk - 1
 		}
-		runs = append(runs, patchRun{from: c, to: c + 1})
+		for k := range int64(blocksPerChunk) {
+			if mask&(1<<k) == 0 {
+				continue
+			}
+			b := c*blocksPerChunk + k
+			if n := len(runs); n > 0 && runs[n-1].to == b {
+				runs[n-1].to++
+				continue
+			}
+			runs = append(runs, patchRun{from: b, to: b + 1})
+		}
 	}
 	return runs, len(rel)
 }
@@ -230,23 +248,25 @@ func withPatches(old segState, runs []patchRun, segLen int64) segState {
 	return out
 }
 
-// writeRun writes the chunks of run r of segment s as a patch object.
+// writeRun writes the blocks of run r of segment s as a patch object.
 func (f *File) writeRun(ctx context.Context, plan *flushPlan, s int64, r patchRun) error {
 	p, err := f.blobs.Create(ctx, r.obj)
 	if err != nil {
 		return err
 	}
 	defer p.Abort() // a no-op once committed
-	h := vault.ObjectHeader{FileID: plan.fileID, ObjectID: vault.ObjectID(r.obj), FirstChunk: uint64(s*f.segChunks + r.from)}
+	abs := uint64(s*f.segChunks*blocksPerChunk + r.from)
+	h := vault.ObjectHeader{FileID: plan.fileID, ObjectID: vault.ObjectID(r.obj), FirstChunk: abs / blocksPerChunk, FirstBlock: uint8(abs % blocksPerChunk)}
 	ow, err := vault.NewObjectWriter(p, plan.cipher, h)
 	if err != nil {
 		return err
 	}
 	sl := segLen(s, plan.size, f.segSize)
-	for c := r.from; c < r.to; c++ {
-		n := int(min(vault.ChunkSize, sl-c*vault.ChunkSize))
-		b := plan.chunks[s*f.segChunks+c]
-		if _, err := ow.Write(b.data[:n]); err != nil {
+	for k := r.from; k < r.to; k++ {
+		n := min(vault.BlockSize, sl-k*vault.BlockSize)
+		b := plan.chunks[s*f.segChunks+k/blocksPerChunk]
+		in := k % blocksPerChunk * vault.BlockSize
+		if _, err := ow.Write(b.data[in : in+n]); err != nil {
 			ow.Close()
 			return err
 		}
@@ -265,7 +285,7 @@ func stagedSegment(e segState) Segment {
 	}
 	for _, p := range e.patches {
 		sg.Patches = append(sg.Patches, Patch{From: uint32(p.from), To: uint32(p.to), First: uint32(p.first),
-			Chunks: uint32((p.objLen + vault.ChunkSize - 1) / vault.ChunkSize), Object: p.obj})
+			Blocks: uint32((p.objLen + vault.BlockSize - 1) / vault.BlockSize), Object: p.obj})
 	}
 	return sg
 }

@@ -11,7 +11,8 @@ import (
 	"dsh/vault"
 )
 
-// A small write into a big file, flushed, writes one chunk, not the segment; reads see it
+// A small write into a big file, flushed, writes the blocks it touched, not the chunk or
+// the segment; reads see it
 // at once and after a reopen; patches over patches split and drop the older ones.
 func TestSmallWritesArePatches(t *testing.T) {
 	ms := newMemStore(false)
@@ -34,9 +35,9 @@ func TestSmallWritesArePatches(t *testing.T) {
 		before := ms.written
 		mustFlush(t, f)
 		writes++
-		// One chunk, at most two when the write straddles a boundary.
-		oneChunk, _ := vault.ObjectSize(vault.ChunkSize)
-		if got := ms.written - before; got > 2*oneChunk {
+		// The blocks it touched: one run of at most two, in one object.
+		twoBlocks, _ := vault.ObjectSize(2 * vault.BlockSize)
+		if got := ms.written - before; got > twoBlocks {
 			t.Fatalf("write %d: a 4 KiB write cost %d bytes of objects", i, got)
 		}
 		if i%25 == 0 {
@@ -56,6 +57,20 @@ func TestSmallWritesArePatches(t *testing.T) {
 	f.Close()
 	g := e.open()
 	equalOrReport(t, "reopened", readAll(t, g, 33_333), model)
+
+	// An aligned 4 KiB write costs one sealed block; two writes into one chunk, apart,
+	// are two patches, and a third between them joins neither object but reads right.
+	for _, off := range []int64{5 * vault.BlockSize, 9 * vault.BlockSize, 7 * vault.BlockSize} {
+		p := randBytes(r, vault.BlockSize)
+		mustWrite(t, g, p, SegmentSize+off)
+		copy(model[SegmentSize+off:], p)
+		before := ms.written
+		mustFlush(t, g)
+		if one, _ := vault.ObjectSize(vault.BlockSize); ms.written-before != one {
+			t.Fatalf("an aligned 4 KiB write cost %d bytes of objects, want %d", ms.written-before, one)
+		}
+	}
+	equalOrReport(t, "blocks of one chunk", readAll(t, g, 70_000), model)
 
 	// A big write rewrites the segment whole, and drops its patches' objects.
 	big := randBytes(r, 3*patchDirtyMax*vault.ChunkSize)
@@ -96,14 +111,14 @@ func TestBadPatchesRefused(t *testing.T) {
 	}
 	good := st.Segments[0].Patches[0]
 	for name, p := range map[string]Patch{
-		"empty":         {From: 0, To: 0, First: 0, Chunks: 1, Object: good.Object},
-		"past object":   {From: 0, To: 2, First: 0, Chunks: 1, Object: good.Object},
-		"before object": {From: 0, To: 1, First: 1, Chunks: 1, Object: good.Object},
-		"past segment":  {From: 300, To: 301, First: 300, Chunks: 1, Object: good.Object},
+		"empty":         {From: 0, To: 0, First: 0, Blocks: 1, Object: good.Object},
+		"past object":   {From: 0, To: 2, First: 0, Blocks: 1, Object: good.Object},
+		"before object": {From: 0, To: 1, First: 1, Blocks: 1, Object: good.Object},
+		"past segment":  {From: 5000, To: 5001, First: 5000, Blocks: 1, Object: good.Object},
 		// The metadata collects what a changed segment stops naming: an object named twice
 		// would be deleted under the other name.
-		"another's base": {From: 0, To: 1, First: 0, Chunks: 1, Object: st.Segments[1].Object},
-		"its own base":   {From: 0, To: 1, First: 0, Chunks: 1, Object: st.Segments[0].Object},
+		"another's base": {From: 0, To: 1, First: 0, Blocks: 1, Object: st.Segments[1].Object},
+		"its own base":   {From: 0, To: 1, First: 0, Blocks: 1, Object: st.Segments[0].Object},
 	} {
 		segs := []Segment{{Index: 0, Object: st.Segments[0].Object, Patches: []Patch{p}}, st.Segments[1]}
 		_, err := e.store.Open(e.share, &e.key, e.id, e.wkey, st.Size, segs, e.meta.commit)
@@ -112,7 +127,7 @@ func TestBadPatchesRefused(t *testing.T) {
 		}
 	}
 	// One patch object named by two segments' patch lists.
-	twice := []Segment{st.Segments[0], {Index: 1, Object: st.Segments[1].Object, Patches: []Patch{{From: 0, To: 1, First: 0, Chunks: 1, Object: good.Object}}}}
+	twice := []Segment{st.Segments[0], {Index: 1, Object: st.Segments[1].Object, Patches: []Patch{{From: 0, To: 1, First: 0, Blocks: 1, Object: good.Object}}}}
 	if _, err := e.store.Open(e.share, &e.key, e.id, e.wkey, st.Size, twice, e.meta.commit); !errors.Is(err, ErrIntegrity) {
 		t.Errorf("a patch object of two segments: %v", err)
 	}
@@ -120,7 +135,7 @@ func TestBadPatchesRefused(t *testing.T) {
 		t.Errorf("a patch object of two segments, checked as a layout: %v", err)
 	}
 	// A patch object replaced by another object of the file is refused when read.
-	segs := []Segment{{Index: 0, Object: st.Segments[0].Object, Patches: []Patch{{From: 0, To: 1, First: 0, Chunks: 1, Object: blob.NewID()}}}, st.Segments[1]}
+	segs := []Segment{{Index: 0, Object: st.Segments[0].Object, Patches: []Patch{{From: 0, To: 1, First: 0, Blocks: 1, Object: blob.NewID()}}}, st.Segments[1]}
 	g, err := e.store.Open(e.share, &e.key, e.id, e.wkey, st.Size, segs, e.meta.commit)
 	if err != nil {
 		t.Fatal(err)
@@ -129,4 +144,47 @@ func TestBadPatchesRefused(t *testing.T) {
 	if _, err := g.ReadAt(context.Background(), make([]byte, 10), 0); !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("read of a missing patch object: %v", err)
 	}
+}
+
+// A flush of a patched chunk is refused while a write goes into the same chunk: the write's
+// buffer starts from the flushing one's content, and after the refusal the blocks the flush
+// failed to store must still be written with the new ones, not only the new write's.
+func TestRefusedPatchUnderNewerWrite(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, 0, 0)
+	f := e.open()
+	defer f.Close()
+	r := rand.New(rand.NewPCG(7, 8))
+	model := randBytes(r, SegmentSize+vault.ChunkSize)
+	mustWrite(t, f, model, 0)
+	mustFlush(t, f)
+
+	a := randBytes(r, vault.BlockSize)
+	mustWrite(t, f, a, vault.ChunkSize+2*vault.BlockSize)
+	copy(model[vault.ChunkSize+2*vault.BlockSize:], a)
+	hold := make(chan struct{})
+	e.meta.hold = hold
+	e.meta.entered = make(chan struct{}, 1)
+	e.meta.fail = func() bool { return true }
+	done := make(chan error)
+	go func() { done <- f.Flush(ctx) }()
+	<-e.meta.entered
+	b := randBytes(r, 100)
+	mustWrite(t, f, b, vault.ChunkSize+9*vault.BlockSize+7)
+	copy(model[vault.ChunkSize+9*vault.BlockSize+7:], b)
+	e.meta.mu.Lock()
+	e.meta.hold, e.meta.entered = nil, nil
+	e.meta.mu.Unlock()
+	close(hold)
+	if err := <-done; !errors.Is(err, errCommit) {
+		t.Fatalf("held flush: %v", err)
+	}
+	e.meta.fail = nil
+	mustFlush(t, f)
+	if ps := e.meta.current().Segments[0].Patches; len(ps) != 2 || ps[0].From != 18 || ps[1].From != 25 {
+		t.Fatalf("patches after the retry: %+v", ps)
+	}
+	g := e.open()
+	defer g.Close()
+	equalOrReport(t, "reopened", readAll(t, g, 70_000), model)
 }

@@ -91,7 +91,7 @@ func (f *File) moveToNewKey(ctx context.Context, share string, shareKey *vault.K
 	for i := range segs {
 		old := &segs[i]
 		l := segLen(old.index, size, f.segSize)
-		w := segState{index: old.index, obj: blob.NewIDFor(f.blobs), objLen: l, valid: l, to: f.segChunks}
+		w := segState{index: old.index, obj: blob.NewIDFor(f.blobs), objLen: l, valid: l, to: f.segChunks * blocksPerChunk}
 		written = append(written, w)
 		if err := f.writeObject(ctx, &plan, w, old, scratch); err != nil {
 			return f.dropNew(ctx, written, err)

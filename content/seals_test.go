@@ -26,8 +26,8 @@ func TestSealCountAndRollover(t *testing.T) {
 	mustWrite(t, f, []byte("x"), 5)
 	copy(model[5:], "x")
 	mustFlush(t, f)
-	if got := e.meta.current().Seals; got != whole+vault.ChunkSize/vault.BlockSize {
-		t.Fatalf("a one-chunk patch then: %d seals", got)
+	if got := e.meta.current().Seals; got != whole+1 {
+		t.Fatalf("a one-block patch then: %d seals, want %d", got, whole+1)
 	}
 	f.Close()
 	before := e.meta.current()

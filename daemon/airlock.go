@@ -149,14 +149,28 @@ type frozenRecord struct {
 	Patches []frozenPatch `json:"patches,omitempty"`
 }
 
-// frozenPatch is one patch of segment Segment in a frozenRecord.
+// frozenPatch is one patch of segment Segment in a frozenRecord, in 4 KiB blocks
+// (meta.Patch). Requests frozen before patches were counted in blocks hold the same fields
+// in 64 KiB chunks, Blocks zero and Chunks set; they are read as such (meta.ChunkPatch).
 type frozenPatch struct {
 	Segment uint64 `json:"segment"`
 	From    uint32 `json:"from"`
 	To      uint32 `json:"to"`
 	First   uint32 `json:"first"`
-	Chunks  uint32 `json:"chunks"`
+	Blocks  uint32 `json:"blocks,omitempty"`
+	Chunks  uint32 `json:"chunks,omitempty"`
 	Object  string `json:"object"`
+}
+
+// patch returns p as a meta.Patch of object obj.
+func (p frozenPatch) patch(obj blob.ID) (meta.Patch, error) {
+	switch {
+	case p.Blocks > 0 && p.Chunks == 0:
+		return meta.Patch{From: p.From, To: p.To, First: p.First, Blocks: p.Blocks, Object: obj}, nil
+	case p.Chunks > 0 && p.Blocks == 0 && p.Chunks <= meta.MaxPatches && p.To <= meta.MaxPatches && p.First <= meta.MaxPatches:
+		return meta.ChunkPatch(p.From, p.To, p.First, p.Chunks, obj), nil
+	}
+	return meta.Patch{}, errors.New("a patch has neither a block nor a chunk count")
 }
 
 func (f egressFiles) Freeze(ctx context.Context, share, pin string, paths []string) ([]airlock.Frozen, error) {
@@ -178,7 +192,7 @@ func (f egressFiles) Freeze(ctx context.Context, share, pin string, paths []stri
 			rec.Segments = append(rec.Segments, s.Index)
 			rec.Objects = append(rec.Objects, s.Object.String())
 			for _, p := range x.Content.Patches[s.Index] {
-				rec.Patches = append(rec.Patches, frozenPatch{Segment: s.Index, From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: p.Object.String()})
+				rec.Patches = append(rec.Patches, frozenPatch{Segment: s.Index, From: p.From, To: p.To, First: p.First, Blocks: p.Blocks, Object: p.Object.String()})
 			}
 		}
 		b, err := json.Marshal(rec)
@@ -219,7 +233,11 @@ func (f egressFiles) Open(ctx context.Context, share string, fr airlock.Frozen) 
 		if c.Patches == nil {
 			c.Patches = make(map[uint64][]meta.Patch)
 		}
-		c.Patches[p.Segment] = append(c.Patches[p.Segment], meta.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: obj})
+		mp, err := p.patch(obj)
+		if err != nil {
+			return nil, fmt.Errorf("airlock: frozen record of %s is damaged: %w", fr.Path, err)
+		}
+		c.Patches[p.Segment] = append(c.Patches[p.Segment], mp)
 	}
 	return dshfs.OpenFrozen(ctx, f.be, share, dshfs.FrozenFile{Path: fr.Path, Size: fr.Size, Content: c})
 }

@@ -126,7 +126,7 @@ func addPatches(segs []content.Segment, ps *meta.PatchSet) []content.Segment {
 		}
 		segs[i].Patches = make([]content.Patch, len(mp))
 		for j, p := range mp {
-			segs[i].Patches[j] = content.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: p.Object}
+			segs[i].Patches[j] = content.Patch{From: p.From, To: p.To, First: p.First, Blocks: p.Blocks, Object: p.Object}
 		}
 	}
 	return segs
@@ -156,7 +156,7 @@ func metaContent(id vault.FileID, wrapped vault.WrappedKey, st content.Staged) m
 		}
 		ps := make([]meta.Patch, 0, len(st.Segments[i].Patches))
 		for _, p := range st.Segments[i].Patches {
-			ps = append(ps, meta.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: p.Object})
+			ps = append(ps, meta.Patch{From: p.From, To: p.To, First: p.First, Blocks: p.Blocks, Object: p.Object})
 		}
 		c.Patches[idx] = ps
 	}

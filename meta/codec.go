@@ -213,22 +213,27 @@ func (d *decoder) segments(flags bool) []Segment {
 	return segs
 }
 
-// Encoded patch record (one segment's patches), version 1:
+// Encoded patch record (one segment's patches), version 2:
 //
-//	version u8 | count uvarint | per patch: from uvarint | to uvarint | first uvarint |
-//	chunks uvarint | object [16]
+//	version u8 = 2 | count uvarint | per patch: from uvarint | to uvarint | first uvarint |
+//	blocks uvarint | object [16]
+//
+// in 4 KiB blocks. Version 1, written before patches could be single blocks, has the same
+// layout in 64 KiB chunks; it is read and turned into blocks (ChunkPatch).
 //
 // Patches are sorted by From and do not overlap; each covers a non-empty part of its
-// object's chunks.
+// object's blocks.
+const patchVersion = 2
+
 func encodePatches(ps []Patch) []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(ps)*(4*binary.MaxVarintLen32+blob.IDLen))
-	b = append(b, valueVersion)
+	b = append(b, patchVersion)
 	b = binary.AppendUvarint(b, uint64(len(ps)))
 	for _, p := range ps {
 		b = binary.AppendUvarint(b, uint64(p.From))
 		b = binary.AppendUvarint(b, uint64(p.To))
 		b = binary.AppendUvarint(b, uint64(p.First))
-		b = binary.AppendUvarint(b, uint64(p.Chunks))
+		b = binary.AppendUvarint(b, uint64(p.Blocks))
 		b = append(b, p.Object[:]...)
 	}
 	return b
@@ -236,7 +241,10 @@ func encodePatches(ps []Patch) []byte {
 
 func decodePatches(b []byte) ([]Patch, error) {
 	d := decoder{b: b, what: "patches"}
-	d.version()
+	v := d.u8()
+	if d.err == nil && v != 1 && v != patchVersion {
+		d.failf("version %d, this dsh reads 1 and %d", v, patchVersion)
+	}
 	count := d.uvarint()
 	if d.err != nil || count == 0 || count > MaxPatches || count > uint64(len(d.b)/(4+blob.IDLen)) {
 		d.failf("patch count %d", count)
@@ -245,8 +253,14 @@ func decodePatches(b []byte) ([]Patch, error) {
 	ps := make([]Patch, count)
 	for i := range ps {
 		p := &ps[i]
-		p.From, p.To, p.First, p.Chunks = d.u32v(), d.u32v(), d.u32v(), d.u32v()
+		p.From, p.To, p.First, p.Blocks = d.u32v(), d.u32v(), d.u32v(), d.u32v()
 		copy(p.Object[:], d.take(blob.IDLen))
+		if d.err == nil && v == 1 {
+			if p.From >= MaxPatches/blocksPerChunk || p.To > MaxPatches/blocksPerChunk || p.First >= MaxPatches/blocksPerChunk || p.Blocks > MaxPatches/blocksPerChunk {
+				d.failf("version 1 patch %d: chunks out of range", i)
+			}
+			*p = ChunkPatch(p.From, p.To, p.First, p.Blocks, p.Object)
+		}
 		if d.err == nil {
 			if err := checkPatch(ps[:i+1]); err != nil {
 				d.failf("%v", err)
@@ -259,11 +273,23 @@ func decodePatches(b []byte) ([]Patch, error) {
 	return ps, nil
 }
 
+// blocksPerChunk is how many blocks of a patch make one 64 KiB chunk of the older records.
+const blocksPerChunk = vault.ChunkSize / vault.BlockSize
+
+// ChunkPatch returns a patch recorded in 64 KiB chunks (patch records of version 1, and
+// what other records kept before blocks) in blocks: chunks [from, to) of an object of
+// chunks chunks from chunk first. The object's last chunk may be partial; readers clamp a
+// patch to the segment's length, so the rounded-up block counts name no byte it lacks.
+func ChunkPatch(from, to, first, chunks uint32, obj blob.ID) Patch {
+	return Patch{From: from * blocksPerChunk, To: to * blocksPerChunk, First: first * blocksPerChunk,
+		Blocks: chunks * blocksPerChunk, Object: obj}
+}
+
 // checkPatch checks the last patch of ps against the rules and the one before it.
 func checkPatch(ps []Patch) error {
 	p := ps[len(ps)-1]
-	if p.From >= p.To || p.From < p.First || p.To-p.First > p.Chunks {
-		return fmt.Errorf("patch %d: chunks [%d, %d) of an object of %d from %d", len(ps)-1, p.From, p.To, p.Chunks, p.First)
+	if p.From >= p.To || p.From < p.First || p.To-p.First > p.Blocks || p.To > MaxPatches {
+		return fmt.Errorf("patch %d: blocks [%d, %d) of an object of %d from %d", len(ps)-1, p.From, p.To, p.Blocks, p.First)
 	}
 	if len(ps) > 1 && ps[len(ps)-2].To > p.From {
 		return fmt.Errorf("patch %d overlaps or precedes the one before", len(ps)-1)

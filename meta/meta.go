@@ -80,23 +80,23 @@ func (k Kind) String() string {
 type Segment struct {
 	Index  uint64
 	Object blob.ID
-	// Patched says the segment also has patches (PatchesOf): runs of its chunks written
-	// since, each in an object of its own, which read over Object's chunks.
+	// Patched says the segment also has patches (PatchesOf): runs of its blocks written
+	// since, each in an object of its own, which read over Object's blocks.
 	Patched bool
 }
 
-// Patch is a run of a segment's chunks stored in an object of its own: what a small write
-// into a big file costs, instead of a rewrite of the whole segment. It covers chunks
-// [From, To) of the segment (counted from the segment's start); its object holds Chunks
-// chunks from chunk First of the segment on, and may hold more than the patch covers,
+// Patch is a run of a segment's 4 KiB blocks stored in an object of its own: what a small
+// write into a big file costs, instead of a rewrite of the whole segment. It covers blocks
+// [From, To) of the segment (counted from the segment's start); its object holds Blocks
+// blocks from block First of the segment on, and may hold more than the patch covers,
 // once a later patch covers the rest.
 type Patch struct {
-	From, To, First, Chunks uint32
+	From, To, First, Blocks uint32
 	Object                  blob.ID
 }
 
-// MaxPatches bounds the patches of one segment's record (a segment has at most that many
-// chunks in any layout dsh writes).
+// MaxPatches bounds the patches of one segment's record, and their blocks: a segment has
+// at most that many blocks in any layout dsh writes (16 MiB of 4 KiB).
 const MaxPatches = 4096
 
 // Content is how a regular file's bytes are found. Key is the file's content key wrapped by

@@ -11,7 +11,7 @@ import (
 )
 
 func patch(from, to, first, chunks uint32) Patch {
-	return Patch{From: from, To: to, First: first, Chunks: chunks, Object: blob.NewID()}
+	return Patch{From: from, To: to, First: first, Blocks: chunks, Object: blob.NewID()}
 }
 
 // Patches are kept per segment, written and deleted with the content that names them, and
@@ -42,7 +42,7 @@ func TestPatches(t *testing.T) {
 			// over all of p1 replaces it (its object goes).
 			p4 := patch(4, 5, 4, 1)
 			p5 := patch(11, 12, 11, 1)
-			left := Patch{From: 10, To: 11, First: 10, Chunks: 2, Object: p2.Object}
+			left := Patch{From: 10, To: 11, First: 10, Blocks: 2, Object: p2.Object}
 			c = Content{Segments: s, Patches: map[uint64][]Patch{1: {p4, left, p5}}}
 			e.ok2(e.s.SetContent(ctx, f.Ino, 3<<20, c, 3))
 			if g := e.garbage(); len(g) != 1 || !g[p1.Object] {
@@ -125,6 +125,37 @@ func TestPatchesRefused(t *testing.T) {
 	// A mark without its record is a damaged store, refused by the reader.
 	if _, err := decodePatches(encodePatches(nil)); err == nil {
 		t.Error("an empty patch record decoded")
+	}
+}
+
+// Patch records of version 1 (in 64 KiB chunks) still read, in blocks; version 2 is what
+// is written; a version 1 record whose chunks would overflow a segment's blocks, or an
+// unknown version, is refused.
+func TestPatchRecordVersion1(t *testing.T) {
+	obj := blob.NewID()
+	v1 := []byte{1, 1, 2, 5, 1, 4}
+	v1 = append(v1, obj[:]...)
+	ps, err := decodePatches(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Patch{{From: 32, To: 80, First: 16, Blocks: 64, Object: obj}}
+	if !reflect.DeepEqual(ps, want) {
+		t.Fatalf("version 1 record read as %+v, want %+v", ps, want)
+	}
+	if b := encodePatches(ps); b[0] != 2 {
+		t.Fatalf("record written in version %d", b[0])
+	}
+	if got, err := decodePatches(encodePatches(ps)); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("version 2 round trip: %+v, %v", got, err)
+	}
+	big := append([]byte{1, 1, 0, 0x81, 0x02, 0, 0x81, 0x02}, obj[:]...) // to = 257 chunks
+	if _, err := decodePatches(big); err == nil {
+		t.Error("a version 1 record past a segment's chunks decoded")
+	}
+	v3 := append([]byte{3}, v1[1:]...)
+	if _, err := decodePatches(v3); err == nil {
+		t.Error("a patch record of version 3 decoded")
 	}
 }
 

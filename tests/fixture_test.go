@@ -12,6 +12,7 @@ import (
 
 	"dsh/blob"
 	"dsh/content"
+	"dsh/meta"
 	"dsh/vault"
 )
 
@@ -86,7 +87,9 @@ func openFixture(t *testing.T, name string) *fixtureFile {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sg.Patches = append(sg.Patches, content.Patch{From: p.From, To: p.To, First: p.First, Chunks: p.Chunks, Object: po})
+			// Fixtures list patches in 64 KiB chunks, as dsh counted them when they were made.
+			mp := meta.ChunkPatch(p.From, p.To, p.First, p.Chunks, po)
+			sg.Patches = append(sg.Patches, content.Patch{From: mp.From, To: mp.To, First: mp.First, Blocks: mp.Blocks, Object: po})
 		}
 		ff.segs = append(ff.segs, sg)
 	}
@@ -182,9 +185,14 @@ func TestContentFixtureV2(t *testing.T) {
 			t.Fatalf("object %s of the fixture is in version %d", id, v)
 		}
 	}
-	ff.writeAndReread(t, 66_000) // the patched chunk: its patch is replaced
+	// Into the patched chunk: blocks 16 and 17 of the old patch's 16 to 31 are replaced,
+	// and the old patch keeps serving blocks 18 to 31.
+	ff.writeAndReread(t, 66_000)
 	ff.writeAndReread(t, 140_000)
-	if ps := ff.staged.Segments[0].Patches; len(ps) != 2 || ps[0].Object == ff.segs[0].Patches[0].Object {
+	old := ff.segs[0].Patches[0].Object
+	ps := ff.staged.Segments[0].Patches
+	if len(ps) != 3 || ps[0].Object == old || ps[0].From != 16 || ps[0].To != 18 ||
+		ps[1].Object != old || ps[1].From != 18 || ps[1].To != 32 || ps[2].From != 34 || ps[2].To != 36 {
 		t.Fatalf("after two writes: %+v", ps)
 	}
 }
