@@ -116,6 +116,37 @@ func NewIDFor(s Store) ID {
 	return NewID()
 }
 
+// Small is implemented by stores that can keep a small object next to the metadata that
+// names it: the object of a small write, which a metadata commit names right after. Such
+// an object costs no file and no sync of its own.
+type Small interface {
+	// CreateSmall starts an object as Create does, for a caller that expects it to be
+	// small (a few KiB; a larger one is stored as Create would) and commits metadata naming
+	// it as soon as Commit returns. The store may then make the object durable with that
+	// metadata commit rather than in Commit: when Commit returns nil, the object is
+	// visible, and it is durable once the next durable commit of the metadata store
+	// (kv.Store.Update or Sync) returns.
+	CreateSmall(ctx context.Context, id ID) (Pending, error)
+}
+
+// NewSmallIDFor returns an ID for an object started with CreateSmall: a fresh one when s
+// keeps small objects itself (a reservation would go unused), else NewIDFor.
+func NewSmallIDFor(s Store) ID {
+	if _, ok := s.(Small); ok {
+		return NewID()
+	}
+	return NewIDFor(s)
+}
+
+// CreateSmall starts an object that is expected to be small in s: with Small.CreateSmall
+// when s has it, else with Create.
+func CreateSmall(ctx context.Context, s Store, id ID) (Pending, error) {
+	if sm, ok := s.(Small); ok {
+		return sm.CreateSmall(ctx, id)
+	}
+	return s.Create(ctx, id)
+}
+
 // Info describes a committed object.
 type Info struct {
 	// ID names the object.

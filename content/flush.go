@@ -224,7 +224,7 @@ func (f *File) writeSegments(ctx context.Context, plan *flushPlan) (written, cre
 		}
 		if runs, ok := f.patchable(plan, s, old, &total); ok {
 			for j := range runs {
-				runs[j].obj = blob.NewIDFor(f.blobs)
+				runs[j].obj = blob.NewSmallIDFor(f.blobs)
 				jobs = append(jobs, flushJob{seg: s, run: runs[j]})
 				created = append(created, segState{index: s, obj: runs[j].obj,
 					objLen: patchLen(runs[j].from, runs[j].to-runs[j].from, segLen(s, plan.size, f.segSize))})

@@ -250,7 +250,9 @@ func withPatches(old segState, runs []patchRun, segLen int64) segState {
 
 // writeRun writes the blocks of run r of segment s as a patch object.
 func (f *File) writeRun(ctx context.Context, plan *flushPlan, s int64, r patchRun) error {
-	p, err := f.blobs.Create(ctx, r.obj)
+	// The flush commits the metadata naming the patch right after: a store that keeps
+	// small objects with the metadata lets that commit carry it.
+	p, err := blob.CreateSmall(ctx, f.blobs, r.obj)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,408 @@
+// Package inline is a blob.Store that keeps small objects started with CreateSmall (the
+// patches of small writes) in the metadata's kv store, carried by the metadata commit that
+// names them (kv.Carrier), and every other object in a second blob.Store (the local
+// folder). A 4 KiB write and fsync then costs one commit and one sync of the metadata's
+// log, instead of a file, its sync, and then that commit and sync.
+//
+// It owns the choice between the two stores and the kv keys under Prefix. It must never
+// see plaintext (it stores the sealed objects it is given, unchanged), never put an object
+// in both stores, never let an object become durable after the metadata naming it (a
+// carried write is committed by the next transaction of the metadata, whoever makes it),
+// and never hold more than its budget in the kv store: small files once lived there too,
+// and compacting that much data took Badger's memory past the daemon's target (77e11ed).
+package inline
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"dsh/blob"
+	"dsh/kv"
+)
+
+// Prefix starts the kv key of every inline object: Prefix | raw ID (16 bytes). It has two
+// slashes so that kv.KeyClass, which logs and metrics use, never shows bytes of an ID.
+const Prefix = "blob/o/"
+
+// Defaults of Options.
+const (
+	// DefaultMax is the largest object kept inline: the patch of a write of a few blocks
+	// (a sealed 4 KiB block is 4,124 bytes, plus the 48-byte header).
+	DefaultMax = 16 << 10
+	// DefaultBudget bounds the bytes of all inline objects: 4,000 patches of one block.
+	// Past it, small objects go to the large store until patches are dropped.
+	DefaultBudget = 16 << 20
+)
+
+// headerLen is the value's header: the commit time (Unix nanoseconds, big-endian).
+const headerLen = 8
+
+var (
+	_ blob.Store    = (*Store)(nil)
+	_ blob.Small    = (*Store)(nil)
+	_ blob.Reserver = (*Store)(nil)
+)
+
+// Options tune New; the zero value takes the defaults.
+type Options struct {
+	// Max is the largest object kept inline (DefaultMax if 0).
+	Max int
+	// Budget bounds the bytes kept inline in all (DefaultBudget if 0).
+	Budget int64
+}
+
+// Store keeps small objects in db and the others in large.
+type Store struct {
+	db     *kv.Carrier
+	large  blob.Store
+	max    int
+	budget int64
+	used   atomic.Int64 // bytes of inline objects, as counted at New and since
+}
+
+// New returns a store keeping the objects CreateSmall starts, up to opts.Max bytes and
+// within opts.Budget, in db, and every other one in large. It counts what db already
+// holds.
+func New(ctx context.Context, db *kv.Carrier, large blob.Store, opts Options) (*Store, error) {
+	if opts.Max <= 0 {
+		opts.Max = DefaultMax
+	}
+	if opts.Budget <= 0 {
+		opts.Budget = DefaultBudget
+	}
+	s := &Store{db: db, large: large, max: min(opts.Max, kv.CarryMax/2-headerLen), budget: opts.Budget}
+	var used int64
+	err := s.listInline(ctx, func(in blob.Info) error {
+		used += in.Size
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open inline objects: %w", err)
+	}
+	s.used.Store(used)
+	return s, nil
+}
+
+// Used returns the bytes of the objects kept inline.
+func (s *Store) Used() int64 { return s.used.Load() }
+
+func key(id blob.ID) []byte {
+	k := make([]byte, 0, len(Prefix)+blob.IDLen)
+	k = append(k, Prefix...)
+	return append(k, id[:]...)
+}
+
+// Create starts an object in the large store: only CreateSmall keeps objects inline.
+func (s *Store) Create(ctx context.Context, id blob.ID) (blob.Pending, error) {
+	return s.large.Create(ctx, id)
+}
+
+// Reserve reserves an ID in the large store, which is where Create puts objects.
+func (s *Store) Reserve() blob.ID { return blob.NewIDFor(s.large) }
+
+// bufPool recycles the buffers that hold an object until it is known to be small.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// CreateSmall starts an object that stays in memory until it grows past the inline limit,
+// when it moves to the large store.
+func (s *Store) CreateSmall(ctx context.Context, id blob.ID) (blob.Pending, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("create object %s: %w", id, err)
+	}
+	b := bufPool.Get().(*bytes.Buffer)
+	b.Reset()
+	b.Write(make([]byte, headerLen)) // the commit time goes here
+	return &pending{store: s, ctx: ctx, id: id, buf: b}, nil
+}
+
+// pending buffers an object while it is small; large is set once it has moved to the
+// large store.
+type pending struct {
+	store *Store
+	ctx   context.Context
+	id    blob.ID
+	buf   *bytes.Buffer
+	large blob.Pending
+	done  bool
+}
+
+func (p *pending) Write(b []byte) (int, error) {
+	if p.done {
+		return 0, fmt.Errorf("write object %s: %w", p.id, blob.ErrFinished)
+	}
+	if p.large != nil {
+		return p.large.Write(b)
+	}
+	if p.buf.Len()-headerLen+len(b) <= p.store.max {
+		return p.buf.Write(b)
+	}
+	if err := p.toLarge(); err != nil {
+		return 0, err
+	}
+	return p.large.Write(b)
+}
+
+// toLarge moves the object to the large store with what came so far.
+func (p *pending) toLarge() error {
+	lp, err := p.store.large.Create(p.ctx, p.id)
+	if err != nil {
+		return err
+	}
+	if _, err := lp.Write(p.buf.Bytes()[headerLen:]); err != nil {
+		lp.Abort()
+		return err
+	}
+	p.large = lp
+	p.release()
+	return nil
+}
+
+func (p *pending) Commit(ctx context.Context) error {
+	if p.done {
+		return fmt.Errorf("commit object %s: %w", p.id, blob.ErrFinished)
+	}
+	if err := ctx.Err(); err != nil {
+		p.Abort()
+		return fmt.Errorf("commit object %s: %w", p.id, err)
+	}
+	var size int64
+	if p.large == nil {
+		size = int64(p.buf.Len() - headerLen)
+	}
+	if p.large == nil && !p.store.take(size) {
+		// Over the budget: the object goes where large objects go.
+		if err := p.toLarge(); err != nil {
+			p.done = true
+			return fmt.Errorf("commit object %s: %w", p.id, err)
+		}
+	}
+	p.done = true
+	if p.large != nil {
+		return p.commitLarge(ctx)
+	}
+	defer p.release()
+	v := p.buf.Bytes()
+	binary.BigEndian.PutUint64(v, uint64(time.Now().UnixNano()))
+	k := key(p.id)
+	err := p.store.clash(ctx, p.id, k)
+	if err == nil {
+		err = p.store.db.Carry(k, v)
+		if errors.Is(err, kv.ErrCarryFull) {
+			// Many small writes at once: this one is committed on its own, lazily, which
+			// the metadata commit naming it still follows.
+			err = p.store.db.UpdateLazy(ctx, func(tx kv.Txn) error { return tx.Set(k, v) })
+		}
+	}
+	if err != nil {
+		p.store.used.Add(-size)
+		return fmt.Errorf("commit object %s: %w", p.id, err)
+	}
+	return nil
+}
+
+// take counts n more inline bytes if the budget has room for them.
+func (s *Store) take(n int64) bool {
+	for {
+		u := s.used.Load()
+		if u+n > s.budget {
+			return false
+		}
+		if s.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+// clash reports blob.ErrExists when id is already an object of either store: IDs are
+// random, so this is a caller's mistake, never a collision.
+func (s *Store) clash(ctx context.Context, id blob.ID, k []byte) error {
+	if _, err := s.get(ctx, id); err == nil {
+		return blob.ErrExists
+	} else if !errors.Is(err, blob.ErrNotFound) {
+		return err
+	}
+	if _, err := s.large.Stat(ctx, id); err == nil {
+		return blob.ErrExists
+	} else if !errors.Is(err, blob.ErrNotFound) {
+		return fmt.Errorf("look for a clash in the large store: %w", err)
+	}
+	return nil
+}
+
+func (p *pending) commitLarge(ctx context.Context) error {
+	if _, err := p.store.get(ctx, p.id); err == nil {
+		p.large.Abort()
+		return fmt.Errorf("commit object %s: %w", p.id, blob.ErrExists)
+	} else if !errors.Is(err, blob.ErrNotFound) {
+		p.large.Abort()
+		return fmt.Errorf("commit object %s: look for a clash in the metadata store: %w", p.id, err)
+	}
+	return p.large.Commit(ctx)
+}
+
+func (p *pending) Abort() error {
+	if p.done {
+		return nil
+	}
+	p.done = true
+	if p.large != nil {
+		return p.large.Abort()
+	}
+	p.release()
+	return nil
+}
+
+// release returns the buffer, wiped: it held ciphertext only, but there is no reason to
+// leave even that in a pooled buffer.
+func (p *pending) release() {
+	if p.buf == nil {
+		return
+	}
+	clear(p.buf.Bytes())
+	if p.buf.Cap() <= 2*(p.store.max+headerLen) {
+		bufPool.Put(p.buf)
+	}
+	p.buf = nil
+}
+
+// get returns the stored value of an inline object (header and bytes), or an error wrapping
+// blob.ErrNotFound.
+func (s *Store) get(ctx context.Context, id blob.ID) ([]byte, error) {
+	var v []byte
+	err := s.db.View(ctx, func(tx kv.Txn) error {
+		var err error
+		v, err = tx.Get(key(id))
+		return err
+	})
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+		return nil, blob.ErrNotFound
+	case err != nil:
+		return nil, err
+	case len(v) < headerLen:
+		return nil, fmt.Errorf("inline object %s: %d-byte record", id, len(v))
+	}
+	return v, nil
+}
+
+func info(id blob.ID, v []byte) blob.Info {
+	return blob.Info{
+		ID:      id,
+		Size:    int64(len(v) - headerLen),
+		ModTime: time.Unix(0, int64(binary.BigEndian.Uint64(v))),
+	}
+}
+
+// Open opens an object from whichever store holds it.
+func (s *Store) Open(ctx context.Context, id blob.ID) (blob.Object, error) {
+	v, err := s.get(ctx, id)
+	switch {
+	case err == nil:
+		return object{bytes.NewReader(v[headerLen:])}, nil
+	case errors.Is(err, blob.ErrNotFound):
+		return s.large.Open(ctx, id)
+	default:
+		return nil, fmt.Errorf("open object %s: %w", id, err)
+	}
+}
+
+// object is an inline object in memory: immutable, so a copy is as good as the original.
+type object struct{ r *bytes.Reader }
+
+func (o object) ReadAt(b []byte, off int64) (int, error) { return o.r.ReadAt(b, off) }
+func (o object) Size() int64                             { return o.r.Size() }
+func (o object) Close() error                            { return nil }
+
+// Stat describes an object from whichever store holds it.
+func (s *Store) Stat(ctx context.Context, id blob.ID) (blob.Info, error) {
+	v, err := s.get(ctx, id)
+	switch {
+	case err == nil:
+		return info(id, v), nil
+	case errors.Is(err, blob.ErrNotFound):
+		return s.large.Stat(ctx, id)
+	default:
+		return blob.Info{}, fmt.Errorf("stat object %s: %w", id, err)
+	}
+}
+
+// Delete removes an object from whichever store holds it. An inline delete is lazy, as
+// blob.Store allows: the next durable commit carries it.
+func (s *Store) Delete(ctx context.Context, id blob.ID) error {
+	k := key(id)
+	var size int64
+	found := false
+	err := s.db.UpdateLazy(ctx, func(tx kv.Txn) error {
+		v, err := tx.Get(k)
+		if errors.Is(err, kv.ErrNotFound) {
+			found = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found, size = true, int64(len(v)-headerLen)
+		return tx.Delete(k)
+	})
+	if err != nil {
+		return fmt.Errorf("delete object %s: %w", id, err)
+	}
+	if found {
+		s.used.Add(-size)
+		return nil
+	}
+	return s.large.Delete(ctx, id)
+}
+
+// listBatch is how many inline objects List reads per transaction; fn runs between them.
+const listBatch = 256
+
+// List reports the inline objects, then those of the large store. Objects still carried
+// (no metadata commit since theirs) are committed first, so that the scan sees them.
+func (s *Store) List(ctx context.Context, fn func(blob.Info) error) error {
+	if err := s.db.Flush(ctx); err != nil {
+		return fmt.Errorf("list inline objects: %w", err)
+	}
+	if err := s.listInline(ctx, fn); err != nil {
+		return err
+	}
+	return s.large.List(ctx, fn)
+}
+
+func (s *Store) listInline(ctx context.Context, fn func(blob.Info) error) error {
+	prefix := []byte(Prefix)
+	var start []byte
+	for {
+		var batch []blob.Info
+		err := s.db.View(ctx, func(tx kv.Txn) error {
+			return tx.Scan(prefix, start, func(k, v []byte) (bool, error) {
+				if len(k) != len(prefix)+blob.IDLen || len(v) < headerLen {
+					return true, nil // not an object record; nothing else writes here
+				}
+				var id blob.ID
+				copy(id[:], k[len(prefix):])
+				batch = append(batch, info(id, v))
+				return len(batch) < listBatch, nil
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("list inline objects: %w", err)
+		}
+		for _, in := range batch {
+			if err := fn(in); err != nil {
+				return err
+			}
+		}
+		if len(batch) < listBatch {
+			return nil
+		}
+		last := batch[len(batch)-1].ID
+		start = append(key(last), 0) // the next key after the last one seen
+	}
+}
