@@ -114,7 +114,12 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		c := pos / vault.ChunkSize
 		if anyDirty {
 			if b := f.dirtyChunk(c); b != nil {
-				done += copy(p[done:], b.data[pos-c*vault.ChunkSize:])
+				in := int(pos - c*vault.ChunkSize)
+				n, err := f.readDirty(ctx, c, b, p[done:done+int(min(int64(len(p)-done), int64(vault.ChunkSize-in)))], in)
+				done += n
+				if err != nil {
+					return done, err
+				}
 				continue
 			}
 		}
@@ -290,6 +295,8 @@ func (f *File) writeLocked(ctx context.Context, p []byte, pos int64) (int, error
 			if b, err = f.newDirty(ctx, c, in, in+n); err != nil {
 				return done, err
 			}
+		} else if err := f.loadEdges(ctx, c, b, in, in+n); err != nil {
+			return done, err
 		}
 		copy(b.data[in:], p[done:done+n])
 		b.markDirty(in, in+n)
@@ -300,28 +307,97 @@ func (f *File) writeLocked(ctx context.Context, p []byte, pos int64) (int, error
 	return done, nil
 }
 
-// newDirty makes chunk c dirty before bytes [from, to) of it are overwritten: the buffer
-// starts with the chunk's current content, so that reads and the flush need no merge.
-// Only the part the write does not cover is read from the stored object. f.mu must be
-// held.
+// newDirty makes chunk c dirty before bytes [from, to) of it are overwritten. Of the
+// stored content, only the blocks the write covers in part are read now (see chunkBuf).
+// f.mu must be held.
 func (f *File) newDirty(ctx context.Context, c int64, from, to int) (*chunkBuf, error) {
 	b := f.store.getChunk(f)
 	start := c * vault.ChunkSize
 	if fb := f.flushing[c]; fb != nil {
 		// A flush is writing this chunk: copy, and leave its buffer unchanged.
 		b.n = copy(b.data[:], fb.data[:fb.n])
-	} else if have := int(max(0, min(vault.ChunkSize, f.size-start))); have > 0 && (from > 0 || to < have) {
-		seg := start / f.segSize
-		if _, err := f.readStored(ctx, seg, b.data[:have], start-seg*f.segSize); err != nil {
-			b.n = have
-			f.store.putChunk(b)
-			return nil, fmt.Errorf("write file %s: read chunk %d to merge: %w", f.id, c, err)
-		}
+		b.loaded = fb.loaded
+	} else if have := int(max(0, min(vault.ChunkSize, f.size-start))); have > 0 {
+		// Blocks past the stored content are zeros, known without a read.
+		stored, _ := blocksIn(0, have)
+		b.loaded = allBlocks &^ stored
 		b.n = have
+	} else {
+		b.loaded = allBlocks
+	}
+	if err := f.loadEdges(ctx, c, b, from, to); err != nil {
+		f.store.putChunk(b)
+		return nil, err
 	}
 	f.dirty[c] = b
 	f.dirtySegs[c/f.segChunks]++
 	return b, nil
+}
+
+// loadEdges reads in the blocks that bytes [from, to) of dirty chunk c touch without
+// covering them whole, unless loaded: what a write there keeps of them. f.mu must be held
+// for writing.
+func (f *File) loadEdges(ctx context.Context, c int64, b *chunkBuf, from, to int) error {
+	touched, whole := blocksIn(from, to)
+	return f.loadBlocks(ctx, c, b, touched&^whole&^b.loaded)
+}
+
+// loadBlocks reads the blocks of mask into dirty chunk c from the stored state, each run of
+// them with one read. f.mu must be held for writing.
+func (f *File) loadBlocks(ctx context.Context, c int64, b *chunkBuf, mask uint16) error {
+	start := c * vault.ChunkSize
+	seg := start / f.segSize
+	for k := 0; k < blocksPerChunk; {
+		if mask&(1<<k) == 0 {
+			k++
+			continue
+		}
+		j := k
+		for j < blocksPerChunk && mask&(1<<j) != 0 {
+			j++
+		}
+		from, to := k*vault.BlockSize, min(j*vault.BlockSize, b.n)
+		if from < to {
+			if _, err := f.readStored(ctx, seg, b.data[from:to], start+int64(from)-seg*f.segSize); err != nil {
+				clear(b.data[from:to])
+				return fmt.Errorf("write file %s: read chunk %d to merge: %w", f.id, c, err)
+			}
+		}
+		for ; k < j; k++ {
+			b.loaded |= 1 << k
+		}
+	}
+	return nil
+}
+
+// readDirty copies len(dst) bytes at in of unflushed chunk c into dst: loaded blocks from
+// the buffer, the others from the stored state. f.mu must be held.
+func (f *File) readDirty(ctx context.Context, c int64, b *chunkBuf, dst []byte, in int) (int, error) {
+	if b.loaded == allBlocks {
+		return copy(dst, b.data[in:]), nil
+	}
+	start := c * vault.ChunkSize
+	seg := start / f.segSize
+	done := 0
+	for done < len(dst) {
+		pos := in + done
+		k := pos / vault.BlockSize
+		loaded := b.loaded&(1<<k) != 0
+		end := pos
+		for end < in+len(dst) && (b.loaded&(1<<(end/vault.BlockSize)) != 0) == loaded {
+			end = min((end/vault.BlockSize+1)*vault.BlockSize, in+len(dst))
+		}
+		if loaded {
+			done += copy(dst[done:done+end-pos], b.data[pos:end])
+			continue
+		}
+		n, err := f.readStored(ctx, seg, dst[done:done+end-pos], start+int64(pos)-seg*f.segSize)
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 // dropDirty frees dirty chunk c. f.mu must be held.
@@ -414,15 +490,27 @@ func (f *File) Truncate(ctx context.Context, size int64) error {
 		return err
 	}
 	if size < f.size {
-		f.cut(size)
+		if err := f.cut(ctx, size); err != nil {
+			return fmt.Errorf("truncate file %s: %w", f.id, err)
+		}
 	}
 	f.size = size
 	return nil
 }
 
 // cut discards everything at and past size. f.mu and f.flushMu must be held, so there
-// are no flushing buffers.
-func (f *File) cut(size int64) {
+// are no flushing buffers. It fails, having changed nothing of the file's content, only
+// when a block cut in part cannot be read in.
+func (f *File) cut(ctx context.Context, size int64) error {
+	for c, b := range f.dirty {
+		start := c * vault.ChunkSize
+		if start < size && start+int64(b.n) > size {
+			// What is left of the block cut in part must be in the buffer.
+			if err := f.loadEdges(ctx, c, b, int(size-start), b.n); err != nil {
+				return err
+			}
+		}
+	}
 	for c, b := range f.dirty {
 		start := c * vault.ChunkSize
 		switch {
@@ -440,7 +528,7 @@ func (f *File) cut(size int64) {
 	i, _ := findSeg(f.segs, segCount(size, f.segSize))
 	clip := i > 0 && f.segs[i-1].index*f.segSize+f.segs[i-1].valid > size
 	if i == len(f.segs) && !clip {
-		return
+		return nil
 	}
 	segs := slices.Clone(f.segs[:i])
 	if clip {
@@ -450,6 +538,7 @@ func (f *File) cut(size int64) {
 	f.segs = segs
 	f.segsChanged = true
 	f.resetReadAhead()
+	return nil
 }
 
 // Close discards the file's unflushed data, cached objects and cipher; the caller flushes

@@ -307,6 +307,20 @@ func (f *File) writeObject(ctx context.Context, plan *flushPlan, w segState, old
 		src := zeroChunk[:n]
 		if b := plan.chunks[first+rel/vault.ChunkSize]; b != nil {
 			src = b.data[:n]
+			if b.loaded != allBlocks && old != nil && rel < old.valid {
+				// Blocks never read in hold what the old object holds there.
+				src = scratch.data[:n]
+				if _, err := f.readObject(ctx, *old, src, rel); err != nil {
+					ow.Close()
+					return fmt.Errorf("read old object to merge: %w", err)
+				}
+				for k := range blocksPerChunk {
+					if b.loaded&(1<<k) != 0 {
+						from := k * vault.BlockSize
+						copy(src[min(from, n):min(from+vault.BlockSize, n)], b.data[from:])
+					}
+				}
+			}
 		} else if old != nil && rel < old.valid {
 			src = scratch.data[:n]
 			if _, err := f.readObject(ctx, *old, src, rel); err != nil {

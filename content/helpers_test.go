@@ -259,6 +259,7 @@ type memStore struct {
 	objs    map[blob.ID][]byte
 	sizes   map[blob.ID]int64
 	written int64 // bytes of every object ever committed
+	opens   int   // calls of Open
 }
 
 func newMemStore(discard bool) *memStore {
@@ -274,6 +275,7 @@ func (m *memStore) Create(ctx context.Context, id blob.ID) (blob.Pending, error)
 func (m *memStore) Open(ctx context.Context, id blob.ID) (blob.Object, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.opens++
 	b, ok := m.objs[id]
 	if !ok {
 		return nil, fmt.Errorf("open object %s: %w", id, blob.ErrNotFound)

@@ -58,23 +58,29 @@ func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
 	// the end of the file, or anywhere up to a little past it.
 	offset := func() int64 {
 		size := int64(len(model))
-		switch r.IntN(5) {
+		switch r.IntN(7) {
 		case 0:
 			return max(0, r.Int64N(size/segSize+2)*segSize+r.Int64N(9)-4)
 		case 1:
 			return max(0, r.Int64N(size/vault.ChunkSize+2)*vault.ChunkSize+r.Int64N(9)-4)
 		case 2:
 			return max(0, size+r.Int64N(5)-2)
+		case 3, 4:
+			// Block boundaries: writes that cover blocks whole read nothing in, and the
+			// blocks around them are read only when needed (chunkBuf).
+			return max(0, r.Int64N(size/vault.BlockSize+2)*vault.BlockSize+r.Int64N(3)-1)
 		default:
 			return r.Int64N(size + segSize + 1)
 		}
 	}
 	length := func() int {
-		switch r.IntN(4) {
+		switch r.IntN(5) {
 		case 0:
 			return r.IntN(16) + 1
 		case 1:
 			return vault.ChunkSize * (r.IntN(3) + 1)
+		case 2:
+			return vault.BlockSize * (r.IntN(3) + 1)
 		default:
 			return r.IntN(3*vault.ChunkSize) + 1
 		}

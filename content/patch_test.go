@@ -188,3 +188,50 @@ func TestRefusedPatchUnderNewerWrite(t *testing.T) {
 	defer g.Close()
 	equalOrReport(t, "reopened", readAll(t, g, 70_000), model)
 }
+
+// A write that covers blocks whole reads nothing of the stored object, neither when it is
+// written nor when it is flushed as a patch; one that covers a block in part reads that
+// block; reads and a rewrite of the whole segment still see every byte.
+func TestWholeBlocksReadNothing(t *testing.T) {
+	ms := newMemStore(false)
+	e := newEnvOn(t, ms, 0, 0)
+	f := e.open()
+	r := rand.New(rand.NewPCG(9, 10))
+	model := randBytes(r, SegmentSize+3*vault.ChunkSize)
+	mustWrite(t, f, model, 0)
+	mustFlush(t, f)
+	f.Close()
+	g := e.open()
+	defer g.Close()
+	before := ms.opens
+	for _, off := range []int64{3*vault.ChunkSize + 5*vault.BlockSize, 7*vault.ChunkSize + 15*vault.BlockSize} {
+		p := randBytes(r, 2*vault.BlockSize)
+		mustWrite(t, g, p, off)
+		copy(model[off:], p)
+	}
+	mustFlush(t, g)
+	if ms.opens != before {
+		t.Fatalf("writes of whole blocks opened %d objects", ms.opens-before)
+	}
+	p := randBytes(r, 100)
+	mustWrite(t, g, p, 9*vault.ChunkSize+3*vault.BlockSize+50)
+	copy(model[9*vault.ChunkSize+3*vault.BlockSize+50:], p)
+	if ms.opens == before {
+		t.Fatal("a write into part of a block read nothing of it")
+	}
+	// Unflushed, the chunk's other blocks come from the object.
+	equalOrReport(t, "unflushed", readAll(t, g, 70_000), model)
+	// A big write into the segment rewrites it whole, with blocks never read in.
+	q := randBytes(r, vault.BlockSize)
+	for c := int64(10); c < 10+2*patchDirtyMax; c++ {
+		mustWrite(t, g, q, c*vault.ChunkSize+vault.BlockSize)
+		copy(model[c*vault.ChunkSize+vault.BlockSize:], q)
+	}
+	mustFlush(t, g)
+	if ps := e.meta.current().Segments[0].Patches; len(ps) != 0 {
+		t.Fatalf("the segment was patched, not rewritten: %d patches", len(ps))
+	}
+	h := e.open()
+	defer h.Close()
+	equalOrReport(t, "reopened", readAll(t, h, 70_000), model)
+}
