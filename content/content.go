@@ -98,6 +98,7 @@ type Staged struct {
 	// then records the size without it.
 	Size int64
 	// Segments is the complete list of the file's objects in this state, sorted by Index.
+	// Their patch lists are shared with the File: the CommitFunc must not change them.
 	Segments []Segment
 	// New lists the objects this flush wrote. They are committed in the blob store, but
 	// nothing names them until the metadata records them.
@@ -324,7 +325,7 @@ func checkSegments(segs []Segment, size, segSize int64) ([]segState, error) {
 		if err != nil {
 			return nil, err
 		}
-		list[i].patches = ps
+		list[i].patches, list[i].staged = ps, stagedPatches(ps)
 	}
 	return list, nil
 }
@@ -360,8 +361,12 @@ type segState struct {
 	// segment it serves: all of them for a segment's own object (reads past valid are
 	// zeros anyway).
 	first, from, to int64
-	// patches, on a segment's own object only, are its patches, sorted (patch.go).
+	// patches, on a segment's own object only, are its patches, sorted (patch.go), and
+	// staged their stored form, made once with the list: a flush hands every segment's
+	// list to the metadata, and converting thousands of patches at each one cost more
+	// than the flush of a 4 KiB write.
 	patches []segState
+	staged  []Patch
 }
 
 // findSeg returns the position of segment idx in list, or where it would go.

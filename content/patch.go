@@ -245,6 +245,7 @@ func withPatches(old segState, runs []patchRun, segLen int64) segState {
 			first: r.from, from: r.from, to: r.to})
 	}
 	slices.SortFunc(out.patches, func(a, b segState) int { return int(a.from - b.from) })
+	out.staged = stagedPatches(out.patches)
 	return out
 }
 
@@ -279,15 +280,21 @@ func (f *File) writeRun(ctx context.Context, plan *flushPlan, s int64, r patchRu
 	return p.Commit(ctx)
 }
 
-// stagedSegment is the stored form of a segment state, patches included.
+// stagedSegment is the stored form of a segment state, patches included. The patch list
+// is shared with the state, which never changes it.
 func stagedSegment(e segState) Segment {
-	sg := Segment{Index: uint64(e.index), Object: e.obj}
-	if len(e.patches) > 0 {
-		sg.Patches = make([]Patch, 0, len(e.patches))
+	return Segment{Index: uint64(e.index), Object: e.obj, Patches: e.staged}
+}
+
+// stagedPatches is the stored form of a patch list.
+func stagedPatches(ps []segState) []Patch {
+	if len(ps) == 0 {
+		return nil
 	}
-	for _, p := range e.patches {
-		sg.Patches = append(sg.Patches, Patch{From: uint32(p.from), To: uint32(p.to), First: uint32(p.first),
+	out := make([]Patch, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, Patch{From: uint32(p.from), To: uint32(p.to), First: uint32(p.first),
 			Blocks: uint32((p.objLen + vault.BlockSize - 1) / vault.BlockSize), Object: p.obj})
 	}
-	return sg
+	return out
 }
