@@ -519,7 +519,14 @@ func (f *File) cut(ctx context.Context, size int64) error {
 		case start+int64(b.n) > size:
 			in := int(size - start)
 			clear(b.data[in:b.n])
-			b.markDirty(in, b.n)
+			// The blocks past the new end hold nothing of the file any more: known zeros,
+			// and nothing to write (a patch must not reach past the segment's end). The
+			// block the end falls in keeps its state, read in above: its bytes past the end
+			// are never stored.
+			touched, _ := blocksIn(in, b.n)
+			b.loaded |= touched
+			past := uint16(allBlocks) << ((in + vault.BlockSize - 1) / vault.BlockSize)
+			b.dirty &^= past
 			b.n = in
 		}
 	}

@@ -147,9 +147,14 @@ func runModel(t *testing.T, segChunks, maxDirty int64, seed uint64, ops int) {
 			}
 		case k < 85: // truncate
 			size := r.Int64N(int64(len(model))*3/2 + segSize + 1)
-			if r.IntN(4) == 0 {
+			switch r.IntN(5) {
+			case 0:
 				size = r.Int64N(int64(len(model))/segSize+2)*segSize + r.Int64N(3) - 1
 				size = max(0, size)
+			case 1:
+				// Back to the committed size: the stored segments keep their lengths, and
+				// what was written past them must not become a patch past their end.
+				size = e.meta.current().Size
 			}
 			if err := f.Truncate(ctx, size); err != nil {
 				t.Fatalf("op %d: truncate to %d: %v", op, size, err)

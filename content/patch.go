@@ -46,13 +46,15 @@ func checkPatches(ps []Patch, idx, segLen, segSize int64, seen map[blob.ID]int64
 		return nil, nil
 	}
 	blocks := (segLen + vault.BlockSize - 1) / vault.BlockSize
-	// Patches recorded in whole chunks (before blocks) may reach to the end of the
-	// segment's last chunk, past its last block: they are cut to the last block.
+	// Patches recorded in whole chunks (before blocks, meta.ChunkPatch) may reach to the
+	// end of the segment's last chunk, past its last block: they are cut to the last
+	// block. Only those: a patch in blocks past the end is refused like any bad list.
 	chunkEnd := (segLen + vault.ChunkSize - 1) / vault.ChunkSize * blocksPerChunk
 	out := make([]segState, len(ps))
 	for i, p := range ps {
 		from, to, first, n := int64(p.From), int64(p.To), int64(p.First), int64(p.Blocks)
-		if to > blocks && to <= chunkEnd {
+		inChunks := from%blocksPerChunk == 0 && to%blocksPerChunk == 0 && first%blocksPerChunk == 0 && n%blocksPerChunk == 0
+		if inChunks && to > blocks && to <= chunkEnd {
 			to = blocks
 		}
 		if from >= to || from < first || to > first+n || to > blocks || n > segSize/vault.BlockSize {
@@ -173,12 +175,8 @@ func dirtyRuns(chunks map[int64]*chunkBuf, s, segChunks int64) ([]patchRun, int)
 	slices.Sort(rel)
 	var runs []patchRun
 	for _, c := range rel {
+		// A buffer whose blocks were all cut away by a truncate has nothing to write.
 		mask := chunks[s*segChunks+c].dirty
-		if mask == 0 {
-			// Every path that changes a buffer marks it; should one not, the whole chunk
-			// is written rather than a change lost.
-			mask = 1<<blocksPerChunk - 1
-		}
 		for k := range int64(blocksPerChunk) {
 			if mask&(1<<k) == 0 {
 				continue
@@ -203,7 +201,16 @@ func (f *File) patchable(plan *flushPlan, s int64, old *segState, total *int) ([
 		return nil, false
 	}
 	runs, dirty := dirtyRuns(plan.chunks, s, f.segChunks)
-	if dirty == 0 || dirty > patchDirtyMax || *total+len(old.patches)+2*len(runs) > maxFilePatches {
+	if len(runs) == 0 {
+		// Only cut blocks: the segment is written whole, which is what a truncate needs.
+		return nil, false
+	}
+	if last := runs[len(runs)-1]; last.to*vault.BlockSize-vault.BlockSize >= segLen(s, plan.size, f.segSize) {
+		// A dirty block past the segment's end: no write leaves one (cut clears them), so
+		// this is a bug; the whole segment is written rather than a patch of nothing.
+		return nil, false
+	}
+	if dirty > patchDirtyMax || *total+len(old.patches)+2*len(runs) > maxFilePatches {
 		return nil, false
 	}
 	*total += 2 * len(runs) // a run may split one patch in two
@@ -267,6 +274,10 @@ func (f *File) writeRun(ctx context.Context, plan *flushPlan, s int64, r patchRu
 	sl := segLen(s, plan.size, f.segSize)
 	for k := r.from; k < r.to; k++ {
 		n := min(vault.BlockSize, sl-k*vault.BlockSize)
+		if n <= 0 {
+			ow.Close()
+			return fmt.Errorf("patch block %d lies past the segment's end (%d bytes)", k, sl)
+		}
 		b := plan.chunks[s*f.segChunks+k/blocksPerChunk]
 		in := k % blocksPerChunk * vault.BlockSize
 		if _, err := ow.Write(b.data[in : in+n]); err != nil {

@@ -235,3 +235,42 @@ func TestWholeBlocksReadNothing(t *testing.T) {
 	defer h.Close()
 	equalOrReport(t, "reopened", readAll(t, h, 70_000), model)
 }
+
+// A write past the end of the file, then a truncate back to the stored size: the stored
+// segment keeps its length, so the flush may patch it, and the blocks cut away must not be
+// written (they lie past the segment's end). Found in review: the flush panicked or
+// committed a patch of nothing.
+func TestTruncateBackToStoredSize(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		size, off int64
+	}{
+		{"block-aligned end, write at the end", 10 * vault.BlockSize, 10 * vault.BlockSize},
+		{"block-aligned end, write past the end", 10 * vault.BlockSize, 12 * vault.BlockSize},
+		{"partial last block", 40000, 50000},
+		{"partial last block, write across the end", 40000, 39000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, 0, 0)
+			f := e.open()
+			r := rand.New(rand.NewPCG(1, 2))
+			model := randBytes(r, int(tc.size))
+			mustWrite(t, f, model, 0)
+			mustFlush(t, f)
+			p := randBytes(r, vault.BlockSize)
+			mustWrite(t, f, p, tc.off)
+			if tc.off < tc.size {
+				copy(model[tc.off:], p)
+			}
+			if err := f.Truncate(context.Background(), tc.size); err != nil {
+				t.Fatal(err)
+			}
+			mustFlush(t, f)
+			mustFlush(t, f)
+			f.Close()
+			g := e.open()
+			defer g.Close()
+			equalOrReport(t, "reopened", readAll(t, g, 70_000), model)
+		})
+	}
+}

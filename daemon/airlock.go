@@ -167,7 +167,7 @@ func (p frozenPatch) patch(obj blob.ID) (meta.Patch, error) {
 	switch {
 	case p.Blocks > 0 && p.Chunks == 0:
 		return meta.Patch{From: p.From, To: p.To, First: p.First, Blocks: p.Blocks, Object: obj}, nil
-	case p.Chunks > 0 && p.Blocks == 0 && p.Chunks <= meta.MaxPatches && p.To <= meta.MaxPatches && p.First <= meta.MaxPatches:
+	case p.Chunks > 0 && p.Blocks == 0 && p.Chunks <= meta.MaxPatches && p.From <= meta.MaxPatches && p.To <= meta.MaxPatches && p.First <= meta.MaxPatches:
 		return meta.ChunkPatch(p.From, p.To, p.First, p.Chunks, obj), nil
 	}
 	return meta.Patch{}, errors.New("a patch has neither a block nor a chunk count")

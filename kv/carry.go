@@ -26,6 +26,12 @@ import (
 // after Carry returns (it is set first, so the transaction's own writes win over it), but
 // not to Scan until committed. Until then it lives in this process only: a crash loses it,
 // and with it nothing that a commit depends on, since every commit carries it.
+//
+// A transaction that took a carried write and commits after another one deleted that key
+// writes it again: nothing reads it there, so the store sees no conflict. Carried writes
+// are objects under fresh IDs, deleted only when nothing names them (a failed flush, the
+// collector), so what comes back is unreferenced, and the sweep of unreferenced objects
+// at the next start removes it.
 
 // CarryMax bounds the bytes (keys and values) a Carrier holds: small, so that every
 // transaction can carry them within the limits (MaxTxnBytes) and memory stays bounded.

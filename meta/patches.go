@@ -10,8 +10,8 @@ import (
 	"dsh/kv"
 )
 
-// Patches. A small write into a big file rewrites the chunks it touched, in an object of
-// their own, not the whole segment (package content decides). A segment's patches are kept
+// Patches. A small write into a big file writes the 4 KiB blocks it touched, in an object
+// of their own, not the whole segment (package content decides). A segment's patches are kept
 // in a record of their own, fs/p/<ino><index>, so that a change of one segment's patches
 // writes that record and the inode's, however many other segments have patches. The inode
 // record marks the segments that have a patch record (Segment.Patched), so that reading,

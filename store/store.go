@@ -263,6 +263,9 @@ func (p *Parts) Close() error {
 	if p.Audit != nil {
 		errs = append(errs, p.Audit.Close())
 	}
+	if c, ok := p.Blobs.(interface{ Close() error }); ok {
+		errs = append(errs, c.Close()) // the inline store's spiller, which uses KV
+	}
 	if p.KV != nil {
 		errs = append(errs, p.KV.Close())
 	}

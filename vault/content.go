@@ -17,10 +17,11 @@ import (
 
 // Sizes of the content format (FORMAT.md section 4).
 const (
-	// ChunkSize is the unit in which content is placed: an object starts at a multiple of
-	// it (ObjectHeader.FirstChunk counts them), and package content buffers and patches
-	// whole ones. In version 1 it is also the sealed chunk; version 2 seals it as
-	// BlockSize pieces, so that a small random read authenticates only what it needs.
+	// ChunkSize is the unit in which content is placed: ObjectHeader.FirstChunk counts
+	// them, and package content buffers whole ones. In version 1 it is also the sealed
+	// chunk and objects start at a multiple of it; version 2 seals it as BlockSize pieces,
+	// so that a small random read authenticates only what it needs, and lets an object
+	// start at any of them (ObjectHeader.FirstBlock), so that a patch is a few blocks.
 	ChunkSize = 1 << chunkShift
 	// BlockSize is the plaintext size of the sealed chunks of version 2, the version new
 	// objects are written in.

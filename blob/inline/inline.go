@@ -64,11 +64,20 @@ type Store struct {
 	max    int
 	budget int64
 	used   atomic.Int64 // bytes of inline objects, as counted at New and since
+
+	// The spiller (spill.go).
+	kick      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	spilled   atomic.Uint64 // objects moved to the large store
+	spillErrs atomic.Uint64 // passes that stopped on an error (retried at the next kick)
 }
 
 // New returns a store keeping the objects CreateSmall starts, up to opts.Max bytes and
 // within opts.Budget, in db, and every other one in large. It counts what db already
-// holds.
+// holds, and starts the goroutine that moves objects to large when the budget fills up
+// (spill.go): Close stops it.
 func New(ctx context.Context, db *kv.Carrier, large blob.Store, opts Options) (*Store, error) {
 	if opts.Max <= 0 {
 		opts.Max = DefaultMax
@@ -86,11 +95,17 @@ func New(ctx context.Context, db *kv.Carrier, large blob.Store, opts Options) (*
 		return nil, fmt.Errorf("open inline objects: %w", err)
 	}
 	s.used.Store(used)
+	s.startSpiller()
+	s.maybeSpill()
 	return s, nil
 }
 
 // Used returns the bytes of the objects kept inline.
 func (s *Store) Used() int64 { return s.used.Load() }
+
+// Spilled returns how many objects were moved to the large store to keep inline bytes
+// under the budget.
+func (s *Store) Spilled() uint64 { return s.spilled.Load() }
 
 func key(id blob.ID) []byte {
 	k := make([]byte, 0, len(Prefix)+blob.IDLen)
@@ -98,9 +113,15 @@ func key(id blob.ID) []byte {
 	return append(k, id[:]...)
 }
 
-// Create starts an object in the large store: only CreateSmall keeps objects inline.
+// Create starts an object in the large store: only CreateSmall keeps objects inline. Its
+// Commit refuses an ID kept inline, as Commit of a small object refuses one of the large
+// store, so that no ID names two objects.
 func (s *Store) Create(ctx context.Context, id blob.ID) (blob.Pending, error) {
-	return s.large.Create(ctx, id)
+	lp, err := s.large.Create(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &pending{store: s, ctx: ctx, id: id, large: lp}, nil
 }
 
 // Reserve reserves an ID in the large store, which is where Create puts objects.
@@ -203,6 +224,7 @@ func (p *pending) Commit(ctx context.Context) error {
 		p.store.used.Add(-size)
 		return fmt.Errorf("commit object %s: %w", p.id, err)
 	}
+	p.store.maybeSpill()
 	return nil
 }
 
@@ -299,7 +321,8 @@ func info(id blob.ID, v []byte) blob.Info {
 	}
 }
 
-// Open opens an object from whichever store holds it.
+// Open opens an object from whichever store holds it. A spill commits the copy in the
+// large store before it deletes the record, so an object is always in one of them.
 func (s *Store) Open(ctx context.Context, id blob.ID) (blob.Object, error) {
 	v, err := s.get(ctx, id)
 	switch {
@@ -332,8 +355,9 @@ func (s *Store) Stat(ctx context.Context, id blob.ID) (blob.Info, error) {
 	}
 }
 
-// Delete removes an object from whichever store holds it. An inline delete is lazy, as
-// blob.Store allows: the next durable commit carries it.
+// Delete removes an object from whichever store holds it: both, after a crash in the
+// middle of a spill. An inline delete is lazy, as blob.Store allows: the next durable
+// commit carries it.
 func (s *Store) Delete(ctx context.Context, id blob.ID) error {
 	k := key(id)
 	var size int64
@@ -353,11 +377,14 @@ func (s *Store) Delete(ctx context.Context, id blob.ID) error {
 	if err != nil {
 		return fmt.Errorf("delete object %s: %w", id, err)
 	}
+	err = s.large.Delete(ctx, id)
 	if found {
 		s.used.Add(-size)
-		return nil
+		if errors.Is(err, blob.ErrNotFound) {
+			err = nil
+		}
 	}
-	return s.large.Delete(ctx, id)
+	return err
 }
 
 // listBatch is how many inline objects List reads per transaction; fn runs between them.

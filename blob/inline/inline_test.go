@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"dsh/blob"
 	"dsh/blob/blobtest"
@@ -296,5 +297,111 @@ func TestAbortLarge(t *testing.T) {
 	}
 	if n := objectFiles(t, dir); n != 0 || s.Used() != 0 {
 		t.Fatalf("%d objects, %d bytes inline after Abort", n, s.Used())
+	}
+}
+
+// TestSpill: past three quarters of the budget, objects move to the folder under their IDs
+// until half of it is used; every object reads back the same, and one that was moved
+// deletes from the folder.
+func TestSpill(t *testing.T) {
+	db, dir := openCarrier(t), t.TempDir()
+	s := open(t, db, dir, inline.Options{Budget: 64 << 10})
+	defer s.Close()
+	var ids []blob.ID
+	for i := range 15 {
+		id := blob.NewID()
+		put(t, s, id, bytes.Repeat([]byte{byte(i)}, 4<<10))
+		ids = append(ids, id)
+		// The metadata commit naming it: only committed records are spilled.
+		if err := db.Update(ctx, func(tx kv.Txn) error { return tx.Set([]byte("fs/p/x"), id[:]) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Used() > 32<<10 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.Used() > 32<<10 || s.Spilled() == 0 {
+		t.Fatalf("after 15 objects of 4 KiB under a 64 KiB budget: %d bytes inline, %d spilled", s.Used(), s.Spilled())
+	}
+	if n := objectFiles(t, dir); uint64(n) != s.Spilled() {
+		t.Fatalf("%d files for %d objects spilled", n, s.Spilled())
+	}
+	for i, id := range ids {
+		if got := read(t, s, id); len(got) != 4<<10 || got[0] != byte(i) || got[len(got)-1] != byte(i) {
+			t.Fatalf("object %d reads %d bytes after the spill", i, len(got))
+		}
+	}
+	n := 0
+	if err := s.List(ctx, func(blob.Info) error { n++; return nil }); err != nil || n != len(ids) {
+		t.Fatalf("List saw %d of %d objects, %v", n, len(ids), err)
+	}
+	for _, id := range ids {
+		if err := s.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := objectFiles(t, dir); n != 0 || s.Used() != 0 {
+		t.Fatalf("after deleting everything: %d files, %d bytes inline", n, s.Used())
+	}
+}
+
+// TestInBothStores: a crash between a spill's copy and the removal of its record leaves an
+// object in both stores; it reads, and one Delete removes both.
+func TestInBothStores(t *testing.T) {
+	db, dir := openCarrier(t), t.TempDir()
+	local := openLocal(t, dir)
+	s, err := inline.New(ctx, db, local, inline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id := blob.NewID()
+	data := []byte("sealed bytes")
+	put(t, s, id, data)
+	p, err := local.Create(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write(data)
+	if err := p.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, s, id); !bytes.Equal(got, data) {
+		t.Fatalf("reads %q", got)
+	}
+	if err := s.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, id); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("Stat after Delete: %v", err)
+	}
+	if n := objectFiles(t, dir); n != 0 {
+		t.Fatalf("%d files after Delete", n)
+	}
+}
+
+// TestCreateOverInlineObject: Create, which writes to the folder, refuses an ID kept
+// inline at Commit, so no ID names two objects (found in review).
+func TestCreateOverInlineObject(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, openCarrier(t), dir, inline.Options{})
+	defer s.Close()
+	id := blob.NewID()
+	put(t, s, id, []byte("inline"))
+	p, err := s.Create(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Abort()
+	p.Write([]byte("large"))
+	if err := p.Commit(ctx); !errors.Is(err, blob.ErrExists) {
+		t.Fatalf("Commit over an inline object: %v, want ErrExists", err)
+	}
+	if got := read(t, s, id); string(got) != "inline" {
+		t.Fatalf("the inline object now reads %q", got)
+	}
+	if n := objectFiles(t, dir); n != 0 {
+		t.Fatalf("%d files", n)
 	}
 }
