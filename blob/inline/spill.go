@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"dsh/blob"
 	"dsh/kv"
@@ -13,17 +14,23 @@ import (
 //
 // Patches stay inline until a later write or a rewrite of their segment drops them, which
 // for a database written at random may be never. Without help the budget would fill once
-// and every later patch would be a file again. So when more than three quarters of it is
-// used, a goroutine moves inline objects to the large store, under the same ID, until half
-// is: the object is committed there first (durable), and only then is its record deleted
+// and every later patch would be a file again. So when more than seven eighths of it is
+// used, a goroutine moves inline objects to the large store, under the same ID, until
+// three quarters are, one at a time with a pause between them (spillPause), so that it
+// never takes the disk from the writes it makes room for. The object is committed there
+// first (durable), and only then is its record deleted
 // (lazily; a crash in between leaves it in both stores, which Open and Delete handle). The
 // metadata never changes: it names IDs, not stores.
 
 // spillHigh and spillLow are the fractions of the budget at which spilling starts and stops.
 const (
-	spillHighNum, spillHighDen = 3, 4
-	spillLowNum, spillLowDen   = 1, 2
+	spillHighNum, spillHighDen = 7, 8
+	spillLowNum, spillLowDen   = 3, 4
 )
+
+// spillPause is the pause after each object spilled: a spill costs a file and its sync,
+// and at most about one in three of the disk's syncs goes to spilling.
+const spillPause = time.Millisecond
 
 // spillBatch is how many records one pass reads before moving them.
 const spillBatch = 64
@@ -99,6 +106,11 @@ func (s *Store) spill() error {
 			}
 			if s.used.Load()*spillLowDen <= s.budget*spillLowNum {
 				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(spillPause):
 			}
 		}
 		start = append(key(ids[len(ids)-1]), 0)
