@@ -113,6 +113,16 @@ func (c *Carrier) snapshot() batch {
 	return b
 }
 
+// setIn sets the writes of b in tx.
+func (b batch) setIn(tx Txn) error {
+	for i, k := range b.keys {
+		if err := tx.Set([]byte(k), b.values[i].value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // committed drops the writes of b that a commit made durable as far as this process goes,
 // unless they were carried again since.
 func (c *Carrier) committed(b batch) {
@@ -142,10 +152,8 @@ func (c *Carrier) update(ctx context.Context, fn func(Txn) error, run func(conte
 	var b batch
 	err := run(ctx, func(tx Txn) error {
 		b = c.snapshot() // again at each attempt: it must hold what is carried now
-		for i, k := range b.keys {
-			if err := tx.Set([]byte(k), b.values[i].value); err != nil {
-				return carrySetError{err}
-			}
+		if err := b.setIn(tx); err != nil {
+			return carrySetError{err}
 		}
 		return fn(tx)
 	})
@@ -174,12 +182,7 @@ func (c *Carrier) Flush(ctx context.Context) error {
 	var b batch
 	err := c.inner.UpdateLazy(ctx, func(tx Txn) error {
 		b = c.snapshot()
-		for i, k := range b.keys {
-			if err := tx.Set([]byte(k), b.values[i].value); err != nil {
-				return err
-			}
-		}
-		return nil
+		return b.setIn(tx)
 	})
 	if err == nil {
 		c.committed(b)

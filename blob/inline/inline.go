@@ -359,21 +359,7 @@ func (s *Store) Stat(ctx context.Context, id blob.ID) (blob.Info, error) {
 // middle of a spill. An inline delete is lazy, as blob.Store allows: the next durable
 // commit carries it.
 func (s *Store) Delete(ctx context.Context, id blob.ID) error {
-	k := key(id)
-	var size int64
-	found := false
-	err := s.db.UpdateLazy(ctx, func(tx kv.Txn) error {
-		v, err := tx.Get(k)
-		if errors.Is(err, kv.ErrNotFound) {
-			found = false
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		found, size = true, int64(len(v)-headerLen)
-		return tx.Delete(k)
-	})
+	size, found, err := s.deleteRecord(ctx, id)
 	if err != nil {
 		return fmt.Errorf("delete object %s: %w", id, err)
 	}
@@ -385,6 +371,25 @@ func (s *Store) Delete(ctx context.Context, id blob.ID) error {
 		}
 	}
 	return err
+}
+
+// deleteRecord deletes the inline record of id, if there is one, lazily, and returns the
+// size of the object it held.
+func (s *Store) deleteRecord(ctx context.Context, id blob.ID) (size int64, found bool, err error) {
+	k := key(id)
+	err = s.db.UpdateLazy(ctx, func(tx kv.Txn) error {
+		v, err := tx.Get(k)
+		if errors.Is(err, kv.ErrNotFound) {
+			found = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found, size = true, int64(len(v)-headerLen)
+		return tx.Delete(k)
+	})
+	return size, found, err
 }
 
 // listBatch is how many inline objects List reads per transaction; fn runs between them.

@@ -140,20 +140,7 @@ func (s *Store) spillOne(ctx context.Context, id blob.ID) error {
 		// ErrExists: a crash left it in both stores, and its record goes now.
 		return fmt.Errorf("spill object %s: %w", id, err)
 	}
-	k := key(id)
-	found := false
-	err = s.db.UpdateLazy(ctx, func(tx kv.Txn) error {
-		_, err := tx.Get(k)
-		if errors.Is(err, kv.ErrNotFound) {
-			found = false
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		found = true
-		return tx.Delete(k)
-	})
+	size, found, err := s.deleteRecord(ctx, id)
 	if err != nil {
 		return fmt.Errorf("spill object %s: remove its record: %w", id, err)
 	}
@@ -164,7 +151,7 @@ func (s *Store) spillOne(ctx context.Context, id blob.ID) error {
 		}
 		return nil
 	}
-	s.used.Add(-int64(len(v) - headerLen))
+	s.used.Add(-size)
 	s.spilled.Add(1)
 	return nil
 }
