@@ -132,15 +132,9 @@ func TestOrphanReapedAtLastClose(t *testing.T) {
 	}
 	for _, opens := range []int{0, 1, 2} {
 		name := "f" + string(rune('0'+opens))
-		id, wrapped, err := be.Content.NewFile("s1", shareKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := be.Meta.Create(bg, root.Ino, name, meta.KindFile, 0o640, "", meta.Content{FileID: id, Key: wrapped})
-		if err != nil {
-			t.Fatal(err)
-		}
+		a := createFile(t, be, root, shareKey, name)
 		var of *openFile
+		var err error
 		for range opens {
 			of, err = g.files.acquire(a.Ino, func() (*openFile, error) { return openFileOf(be, shareKey, a, new(atomic.Bool)) })
 			if err != nil {

@@ -103,6 +103,11 @@ type batch struct {
 }
 
 func (c *Carrier) snapshot() batch {
+	if c.n.Load() == 0 {
+		// Most transactions (logins, namespace changes) find nothing carried; they
+		// take no lock for it.
+		return batch{}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := batch{keys: make([]string, 0, len(c.pending)), values: make([]carried, 0, len(c.pending))}

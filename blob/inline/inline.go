@@ -321,17 +321,33 @@ func info(id blob.ID, v []byte) blob.Info {
 	}
 }
 
-// Open opens an object from whichever store holds it. A spill commits the copy in the
-// large store before it deletes the record, so an object is always in one of them.
+// Open opens an object from whichever store holds it.
 func (s *Store) Open(ctx context.Context, id blob.ID) (blob.Object, error) {
+	o, err := find(ctx, s, id, s.large.Open, func(v []byte) blob.Object { return object{bytes.NewReader(v[headerLen:])} })
+	if err != nil && !errors.Is(err, blob.ErrNotFound) {
+		return nil, fmt.Errorf("open object %s: %w", id, err)
+	}
+	return o, err
+}
+
+// find looks id up in the large store first, where every segment's object is, so that
+// opening one costs no metadata lookup; then inline; and in the large store once more when
+// both miss, since a spill may have moved the object between the two looks (it commits
+// the copy before it deletes the record, so the second look finds it).
+func find[T any](ctx context.Context, s *Store, id blob.ID, large func(context.Context, blob.ID) (T, error), inline func([]byte) T) (T, error) {
+	x, err := large(ctx, id)
+	if !errors.Is(err, blob.ErrNotFound) {
+		return x, err
+	}
 	v, err := s.get(ctx, id)
 	switch {
 	case err == nil:
-		return object{bytes.NewReader(v[headerLen:])}, nil
+		return inline(v), nil
 	case errors.Is(err, blob.ErrNotFound):
-		return s.large.Open(ctx, id)
+		return large(ctx, id)
 	default:
-		return nil, fmt.Errorf("open object %s: %w", id, err)
+		var zero T
+		return zero, err
 	}
 }
 
@@ -344,15 +360,11 @@ func (o object) Close() error                            { return nil }
 
 // Stat describes an object from whichever store holds it.
 func (s *Store) Stat(ctx context.Context, id blob.ID) (blob.Info, error) {
-	v, err := s.get(ctx, id)
-	switch {
-	case err == nil:
-		return info(id, v), nil
-	case errors.Is(err, blob.ErrNotFound):
-		return s.large.Stat(ctx, id)
-	default:
+	in, err := find(ctx, s, id, s.large.Stat, func(v []byte) blob.Info { return info(id, v) })
+	if err != nil && !errors.Is(err, blob.ErrNotFound) {
 		return blob.Info{}, fmt.Errorf("stat object %s: %w", id, err)
 	}
+	return in, err
 }
 
 // Delete removes an object from whichever store holds it: both, after a crash in the

@@ -317,9 +317,31 @@ func TestSpill(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Objects moving while they are read: every Stat finds each one, in either store.
+	stop, lost := make(chan struct{}), make(chan error, 1)
+	go func() {
+		defer close(lost)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, id := range ids {
+				if _, err := s.Stat(ctx, id); err != nil {
+					lost <- err
+					return
+				}
+			}
+		}
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for s.Used() > 48<<10 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	if err := <-lost; err != nil {
+		t.Fatalf("an object was not found while the spiller moved it: %v", err)
 	}
 	if s.Used() > 48<<10 || s.Spilled() == 0 {
 		t.Fatalf("after 15 objects of 4 KiB under a 64 KiB budget: %d bytes inline, %d spilled", s.Used(), s.Spilled())
