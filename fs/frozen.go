@@ -102,7 +102,7 @@ func OpenFrozen(ctx context.Context, be *Backend, share string, f FrozenFile) (i
 	for i, s := range f.Content.Segments {
 		segs[i] = content.Segment{Index: s.Index, Object: s.Object}
 		for _, p := range f.Content.Patches[s.Index] {
-			segs[i].Patches = append(segs[i].Patches, content.Patch{From: p.From, To: p.To, First: p.First, Blocks: p.Blocks, Object: p.Object})
+			segs[i].Patches = append(segs[i].Patches, content.Patch(p))
 		}
 	}
 	file, err := be.Content.Open(share, &key, f.Content.FileID, f.Content.Key, f.Size, segs, readOnly)

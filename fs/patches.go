@@ -12,7 +12,9 @@ import (
 
 // The content of a file travels between meta (which stores it) and content (which reads
 // and writes it) in two shapes; these convert, patches included (content/patch.go: a
-// small write into a big file is stored as a patch over its segment).
+// small write into a big file is stored as a patch over its segment). meta.Patch and
+// content.Patch have the same fields, so a patch converts directly; a field added to one
+// and not the other fails to compile here.
 
 // layoutsMax bounds what the layout cache keeps: its entries' patches and segments
 // together (about 100 bytes each).
@@ -126,7 +128,7 @@ func addPatches(segs []content.Segment, ps *meta.PatchSet) []content.Segment {
 		}
 		segs[i].Patches = make([]content.Patch, len(mp))
 		for j, p := range mp {
-			segs[i].Patches[j] = content.Patch{From: p.From, To: p.To, First: p.First, Blocks: p.Blocks, Object: p.Object}
+			segs[i].Patches[j] = content.Patch(p)
 		}
 	}
 	return segs
@@ -156,7 +158,7 @@ func metaContent(id vault.FileID, wrapped vault.WrappedKey, st content.Staged) m
 		}
 		ps := make([]meta.Patch, 0, len(st.Segments[i].Patches))
 		for _, p := range st.Segments[i].Patches {
-			ps = append(ps, meta.Patch{From: p.From, To: p.To, First: p.First, Blocks: p.Blocks, Object: p.Object})
+			ps = append(ps, meta.Patch(p))
 		}
 		c.Patches[idx] = ps
 	}

@@ -89,7 +89,7 @@ func openFixture(t *testing.T, name string) *fixtureFile {
 			}
 			// Fixtures list patches in 64 KiB chunks, as dsh counted them when they were made.
 			mp := meta.ChunkPatch(p.From, p.To, p.First, p.Chunks, po)
-			sg.Patches = append(sg.Patches, content.Patch{From: mp.From, To: mp.To, First: mp.First, Blocks: mp.Blocks, Object: po})
+			sg.Patches = append(sg.Patches, content.Patch(mp))
 		}
 		ff.segs = append(ff.segs, sg)
 	}
